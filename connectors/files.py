@@ -1,0 +1,160 @@
+"""The file connector: CSV, JSON Lines and Parquet files, mapped onto canonical source records.
+
+A row that cannot be read or has no key is rejected with its row number and reason; a field that does
+not parse is left empty and counted, and the row is still used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from c360.graph.errors import InvalidInputError
+from c360.graph.models import SourceRecord
+
+from .mapping import ColumnMapping, RowError, RowMapper, default_mapping
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that was not ingested: its number in the file (header = row 1 for CSV) and why."""
+
+    row: int
+    reason: str
+    raw: str
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """What reading a file found: rows, records, rejects and per-field parse warnings."""
+
+    rows: int = 0
+    records: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    def write_rejects(self, path: Path) -> None:
+        """Write the rejects as JSON Lines (``row``, ``reason``, ``raw``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            for r in self.rejects:
+                fh.write(json.dumps({"row": r.row, "reason": r.reason, "raw": r.raw}, ensure_ascii=False) + "\n")
+
+
+def detect_format(path: Path) -> str:
+    """Return ``csv``, ``jsonl`` or ``parquet`` from the file name."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .jsonl or .parquet")
+    return fmt
+
+
+class FileSource:
+    """Iterate a file's rows as :class:`SourceRecord`; :attr:`report` fills in as it goes."""
+
+    def __init__(self, path: Path, source: str, mapping: ColumnMapping | None = None) -> None:
+        if not source or "|" in source:
+            raise InvalidInputError(f"invalid source name {source!r}: non-empty, without '|'")
+        if not path.is_file():
+            raise InvalidInputError(f"{path}: no such file")
+        self.path = path
+        self.source = source
+        self.format = detect_format(path)
+        self.mapping = mapping
+        self.report = ReadReport()
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(microsecond=0)
+        self._default_time = mtime
+        self._columns: list[str] = []  # the header, for formats that have one
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        """Yield the file's records; rejects and warnings go to :attr:`report`."""
+        try:
+            rows = {"csv": self._csv_rows, "jsonl": self._jsonl_rows, "parquet": self._parquet_rows}[self.format]()
+            mapper: RowMapper | None = None
+            for number, row, reason in rows:
+                self.report.rows += 1
+                if row is None:
+                    self.report.rejects.append(Reject(number, reason, ""))
+                    continue
+                if mapper is None:
+                    mapper = self._mapper(self._columns or list(row))
+                try:
+                    record = mapper.to_record(row)
+                except RowError as exc:
+                    self.report.rejects.append(Reject(number, str(exc), _raw(row)))
+                    continue
+                self.report.records += 1
+                yield record
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidInputError(f"{self.path}: cannot read: {exc}") from exc
+        finally:
+            if mapper is not None:
+                self.report.warnings.update(mapper.warnings)
+
+    def _mapper(self, columns: list[str]) -> RowMapper:
+        mapping = self.mapping or default_mapping(columns)
+        mapper = RowMapper(self.source, mapping, self._default_time)
+        if self.format != "jsonl":  # JSON Lines rows may simply omit empty fields
+            mapper.check_columns(columns)
+        return mapper
+
+    # Each reader yields (row number, row or None, reason-if-None).
+    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+        with self.path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                return
+            header = [h.strip() for h in header]
+            if len(set(header)) != len(header):
+                raise InvalidInputError(f"{self.path}: duplicate column names in the header")
+            self._columns = header
+            for values in reader:
+                number = reader.line_num
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    yield number, None, f"has {len(values)} fields, the header has {len(header)}"
+                    continue
+                yield number, dict(zip(header, values, strict=True)), ""
+
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+        with self.path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, None, f"invalid JSON: {exc.msg}"
+                    continue
+                if not isinstance(obj, dict):
+                    yield number, None, "not a JSON object"
+                    continue
+                yield number, obj, ""
+
+    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(self.path)
+        except Exception as exc:
+            raise InvalidInputError(f"{self.path}: not a readable Parquet file: {exc}") from exc
+        self._columns = list(pf.schema_arrow.names)
+        number = 0
+        for batch in pf.iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row, ""
+
+
+def _raw(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str)

@@ -1,0 +1,346 @@
+"""The embedded backend: one SQLite file (WAL), in-process, transactional. The default store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from .errors import StoreUnavailableError
+from .models import (
+    ChangeSet,
+    Customer,
+    Evidence,
+    ExistingRecord,
+    golden_from_json,
+    golden_to_json,
+    Identifier,
+    IdentifierState,
+    Lookup,
+    MergeEvent,
+    Profile,
+    SourceRecord,
+    StoredRecord,
+    StoreStats,
+)
+from .store import GraphStore, StoreConfig
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, status TEXT NOT NULL,
+    merged_into TEXT, golden TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS customers_merged_into ON customers(merged_into);
+CREATE TABLE IF NOT EXISTS records (
+    uid TEXT PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+    hash TEXT NOT NULL, customer_id TEXT NOT NULL, evidence TEXT NOT NULL,
+    first_lc TEXT, last_lc TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS records_source_key ON records(source, key);
+CREATE INDEX IF NOT EXISTS records_customer ON records(customer_id);
+CREATE INDEX IF NOT EXISTS records_last ON records(last_lc);
+CREATE INDEX IF NOT EXISTS records_first ON records(first_lc);
+CREATE TABLE IF NOT EXISTS identifiers (
+    uid TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL,
+    joined INTEGER NOT NULL, flagged INTEGER NOT NULL, flag_reason TEXT);
+CREATE TABLE IF NOT EXISTS record_identifiers (
+    record_uid TEXT NOT NULL, identifier_uid TEXT NOT NULL,
+    PRIMARY KEY (record_uid, identifier_uid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_identifiers_identifier ON record_identifiers(identifier_uid, record_uid);
+CREATE TABLE IF NOT EXISTS merges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, merged TEXT NOT NULL,
+    at TEXT NOT NULL, evidence TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS merges_survivor ON merges(survivor);
+CREATE INDEX IF NOT EXISTS merges_merged ON merges(merged);
+"""
+
+# SQLite allows 32766 host parameters; stay far below for IN lists.
+_CHUNK = 900
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class EmbeddedConfig(StoreConfig):
+    """Configuration of the embedded (SQLite) store."""
+
+    path: Path = Field(description="The database file; its folder is created if missing.")
+    synchronous: str = Field(
+        default="NORMAL",
+        pattern="^(OFF|NORMAL|FULL|EXTRA)$",
+        description="SQLite synchronous mode; NORMAL in WAL mode is durable across process crashes.",
+    )
+
+
+class EmbeddedStore(GraphStore):
+    """The identity graph in one SQLite file. Safe to share between threads (one lock)."""
+
+    name = "embedded"
+
+    def __init__(self, config: EmbeddedConfig) -> None:
+        self.config = config
+        try:
+            config.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={config.synchronous}")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"cannot open embedded store at {config.path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            self._db.close()
+
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup:
+        records: dict[str, ExistingRecord] = {}
+        states: dict[str, IdentifierState] = {}
+        customers: dict[str, set[str]] = defaultdict(set)
+        with self._lock:
+            for chunk in _chunks(record_uids):
+                for uid, h, cid, ev in self._db.execute(
+                    f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({_marks(len(chunk))})", chunk
+                ):
+                    records[uid] = ExistingRecord(uid, h, cid, Evidence.from_json(json.loads(ev)))
+            for chunk in _chunks(identifier_uids):
+                for uid, kind, value, joined, flagged, reason in self._db.execute(
+                    f"SELECT uid, kind, value, joined, flagged, flag_reason FROM identifiers "
+                    f"WHERE uid IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    states[uid] = IdentifierState(Identifier(kind, value), joined, bool(flagged), reason)
+            linking = [uid for uid, st in states.items() if not st.flagged]
+            for chunk in _chunks(linking):
+                for iuid, cid in self._db.execute(
+                    f"SELECT DISTINCT ri.identifier_uid, r.customer_id FROM record_identifiers ri "
+                    f"JOIN records r ON r.uid = ri.record_uid WHERE ri.identifier_uid IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    customers[iuid].add(cid)
+        return Lookup(records, states, {k: frozenset(v) for k, v in customers.items()})
+
+    def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]:
+        out: dict[str, list[SourceRecord]] = defaultdict(list)
+        with self._lock:
+            for chunk in _chunks(customer_ids):
+                for cid, data in self._db.execute(
+                    f"SELECT customer_id, data FROM records WHERE customer_id IN ({_marks(len(chunk))})", chunk
+                ):
+                    out[cid].append(SourceRecord.from_json(json.loads(data)))
+        return dict(out)
+
+    def _resolve(self, customer_id: str) -> str | None:
+        rows = self._all("SELECT status, merged_into FROM customers WHERE id = ?", (customer_id,))
+        if not rows:
+            return None
+        status, merged_into = rows[0]
+        return customer_id if status == "active" else merged_into  # chains are compressed on merge
+
+    def _customer(self, row: Sequence[Any]) -> Customer:
+        cid, created_at, status, merged_into, golden = row
+        return Customer(cid, datetime.fromisoformat(created_at), status, merged_into, golden_from_json(golden))
+
+    def _get_customer(self, customer_id: str) -> Customer | None:
+        rows = self._all(
+            "SELECT id, created_at, status, merged_into, golden FROM customers WHERE id = ?", (customer_id,)
+        )
+        return self._customer(rows[0]) if rows else None
+
+    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None:
+        with self._lock:
+            customer = self._get_customer(active_id)
+            if customer is None:
+                return None
+            idents: dict[str, list[Identifier]] = defaultdict(list)
+            states: dict[str, IdentifierState] = {}
+            for ruid, uid, kind, value, joined, flagged, reason in self._db.execute(
+                "SELECT ri.record_uid, i.uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
+                "FROM records r JOIN record_identifiers ri ON ri.record_uid = r.uid "
+                "JOIN identifiers i ON i.uid = ri.identifier_uid WHERE r.customer_id = ?",
+                (active_id,),
+            ):
+                ident = Identifier(kind, value)
+                idents[ruid].append(ident)
+                states[uid] = IdentifierState(ident, joined, bool(flagged), reason)
+            records = tuple(
+                StoredRecord(
+                    SourceRecord.from_json(json.loads(data)),
+                    active_id,
+                    Evidence.from_json(json.loads(ev)),
+                    tuple(sorted(idents.get(uid, ()))),
+                )
+                for uid, data, ev in self._db.execute(
+                    "SELECT uid, data, evidence FROM records WHERE customer_id = ? ORDER BY uid", (active_id,)
+                )
+            )
+            merged = tuple(
+                r[0] for r in self._db.execute("SELECT id FROM customers WHERE merged_into = ? ORDER BY id", (active_id,))
+            )
+        return Profile(
+            customer=customer,
+            records=records,
+            identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
+            merged_ids=merged,
+            history=tuple(self._history(active_id)),
+            requested_id=requested_id,
+        )
+
+    def _find_by_identifier(self, identifier_uid: str) -> list[str]:
+        rows = self._all(
+            "SELECT DISTINCT r.customer_id FROM record_identifiers ri JOIN records r ON r.uid = ri.record_uid "
+            "WHERE ri.identifier_uid = ? ORDER BY r.customer_id",
+            (identifier_uid,),
+        )
+        return [r[0] for r in rows]
+
+    def _find_by_name(self, first: str | None, last: str | None, limit: int) -> list[str]:
+        where, params = [], []
+        if first:
+            where.append("first_lc = ?")
+            params.append(first)
+        if last:
+            where.append("last_lc = ?")
+            params.append(last)
+        rows = self._all(
+            f"SELECT DISTINCT customer_id FROM records WHERE {' AND '.join(where)} ORDER BY customer_id LIMIT ?",
+            [*params, limit],
+        )
+        return [r[0] for r in rows]
+
+    def _iter_links(self) -> Iterator[tuple[str, str, str]]:
+        # A snapshot read: a separate cursor so that the caller may stream while others read.
+        with self._lock:
+            rows = self._db.execute("SELECT source, key, customer_id FROM records ORDER BY source, key").fetchall()
+        yield from rows
+
+    def _history(self, customer_id: str) -> list[MergeEvent]:
+        rows = self._all(
+            "SELECT survivor, merged, at, evidence FROM merges WHERE survivor = ? OR merged = ? ORDER BY seq",
+            (customer_id, customer_id),
+        )
+        return [MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(json.loads(ev))) for s, m, at, ev in rows]
+
+    def _flagged(self) -> list[tuple[Identifier, str]]:
+        rows = self._all("SELECT kind, value, flag_reason FROM identifiers WHERE flagged = 1 ORDER BY uid")
+        return [(Identifier(k, v), reason or "") for k, v, reason in rows]
+
+    def _stats(self) -> StoreStats:
+        with self._lock:
+            q = self._db.execute
+            return StoreStats(
+                records=q("SELECT count(*) FROM records").fetchone()[0],
+                customers=q("SELECT count(*) FROM customers WHERE status = 'active'").fetchone()[0],
+                merged_customers=q("SELECT count(*) FROM customers WHERE status = 'merged'").fetchone()[0],
+                identifiers=q("SELECT count(*) FROM identifiers").fetchone()[0],
+                flagged_identifiers=q("SELECT count(*) FROM identifiers WHERE flagged = 1").fetchone()[0],
+            )
+
+    def _ping(self) -> None:
+        self._all("SELECT 1")
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("customers", "records", "identifiers", "record_identifiers", "merges"):
+                    self._db.execute(f"DELETE FROM {table}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _apply(self, changes: ChangeSet) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET "
+                    "joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
+                    [
+                        (s.identifier.uid, s.identifier.kind, s.identifier.value, s.joined, int(s.flagged), s.flag_reason)
+                        for s in changes.identifiers
+                    ],
+                )
+                db.executemany(
+                    "INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
+                    [(c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
+                     for c in changes.new_customers],
+                )
+                final = changes.final_targets()
+                db.executemany(
+                    "UPDATE records SET customer_id = ? WHERE customer_id = ?", [(t, m) for m, t in final.items()]
+                )
+                db.executemany(
+                    "UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?",
+                    [(t, m) for m, t in final.items()],
+                )
+                db.executemany(
+                    "UPDATE customers SET merged_into = ? WHERE merged_into = ?", [(t, m) for m, t in final.items()]
+                )
+                db.executemany(
+                    "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
+                    [(m.survivor, m.merged, m.at.isoformat(), _dumps(m.evidence.to_json())) for m in changes.merges],
+                )
+                uids = [w.record.uid for w in changes.records]
+                for chunk in _chunks(uids):
+                    db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
+                db.executemany(
+                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            w.record.uid,
+                            w.record.source,
+                            w.record.key,
+                            _dumps(w.record.to_json()),
+                            w.content_hash,
+                            w.customer_id,
+                            _dumps(w.evidence.to_json()),
+                            w.record.first_name.casefold() if w.record.first_name else None,
+                            w.record.last_name.casefold() if w.record.last_name else None,
+                        )
+                        for w in changes.records
+                    ],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
+                    [(w.record.uid, i.uid) for w in changes.records for i in w.identifiers],
+                )
+                db.executemany(
+                    "UPDATE customers SET golden = ? WHERE id = ?",
+                    [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise

@@ -1,0 +1,359 @@
+"""The domain model of the identity graph: frozen dataclasses, no behaviour beyond small helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+#: The canonical person fields every source is mapped onto, in display order.
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "gender",
+    "email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "postcode",
+    "state",
+    "country",
+    "national_id",
+    "national_id_kind",
+    "customer_number",
+)
+
+#: Identifier kinds c360 derives from a record's fields.
+IDENTIFIER_KINDS: tuple[str, ...] = ("email", "phone", "national_id", "customer_number")
+
+CustomerStatus = Literal["active", "merged"]
+
+
+def record_uid(source: str, key: str) -> str:
+    """Return the graph-wide unique id of the record ``key`` from ``source``."""
+    return f"{source}|{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record as a source system holds it, mapped onto the canonical fields.
+
+    Values are as the source gave them (trimmed); identifiers are derived from them by normalisation.
+    ``attributes`` keeps any source columns that have no canonical field.
+    """
+
+    source: str
+    key: str
+    observed_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
+    date_of_birth: date | None = None
+    gender: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    state: str | None = None
+    country: str | None = None
+    national_id: str | None = None
+    national_id_kind: str | None = None
+    customer_number: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        """The graph-wide unique id, ``source|key``."""
+        return record_uid(self.source, self.key)
+
+    def value(self, name: str) -> Any:
+        """Return the canonical field ``name`` (``None`` when empty)."""
+        return getattr(self, name)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of this record (dates as ISO strings)."""
+        out: dict[str, Any] = {"source": self.source, "key": self.key, "observed_at": self.observed_at.isoformat()}
+        for name in CANONICAL_FIELDS:
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v.isoformat() if isinstance(v, date) else v
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SourceRecord:
+        """Build a record from :meth:`to_json` output."""
+        values: dict[str, Any] = {name: data.get(name) for name in CANONICAL_FIELDS}
+        if values["date_of_birth"] is not None:
+            values["date_of_birth"] = date.fromisoformat(values["date_of_birth"])
+        return cls(
+            source=data["source"],
+            key=data["key"],
+            observed_at=datetime.fromisoformat(data["observed_at"]),
+            attributes=dict(data.get("attributes") or {}),
+            **values,
+        )
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Identifier:
+    """A normalised identifier: ``kind`` (email, phone, national_id, customer_number) and ``value``."""
+
+    kind: str
+    value: str
+
+    @property
+    def uid(self) -> str:
+        """The graph-wide unique id, ``kind|value``."""
+        return f"{self.kind}|{self.value}"
+
+    @classmethod
+    def from_uid(cls, uid: str) -> Identifier:
+        """Parse ``kind|value``."""
+        kind, _, value = uid.partition("|")
+        return cls(kind, value)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierState:
+    """What the graph knows of one identifier: how many customers it joined and whether it is flagged."""
+
+    identifier: Identifier
+    joined: int = 1
+    flagged: bool = False
+    flag_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a record belongs to its customer, or why two customers were merged.
+
+    ``rule`` is ``new`` (no match: a new customer), ``deterministic`` (shared identifiers, listed in
+    ``identifiers`` as ``kind|value``), or a later rule name.
+    """
+
+    rule: str
+    identifiers: tuple[str, ...] = ()
+    record: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-safe dict."""
+        out: dict[str, Any] = {"rule": self.rule}
+        if self.identifiers:
+            out["identifiers"] = list(self.identifiers)
+        if self.record:
+            out["record"] = self.record
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Evidence:
+        """Build evidence from :meth:`to_json` output."""
+        return cls(
+            rule=data["rule"],
+            identifiers=tuple(data.get("identifiers") or ()),
+            record=data.get("record"),
+            note=data.get("note"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenValue:
+    """One surviving value of the golden record and the source record it came from."""
+
+    value: Any
+    source: str
+    source_key: str
+    observed_at: datetime
+    rule: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-safe dict."""
+        v = self.value.isoformat() if isinstance(self.value, date) else self.value
+        return {
+            "value": v,
+            "source": self.source,
+            "source_key": self.source_key,
+            "observed_at": self.observed_at.isoformat(),
+            "rule": self.rule,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> GoldenValue:
+        """Build a golden value of field ``name`` from :meth:`to_json` output."""
+        value = data["value"]
+        if name == "date_of_birth" and value is not None:
+            value = date.fromisoformat(value)
+        return cls(value, data["source"], data["source_key"], datetime.fromisoformat(data["observed_at"]), data["rule"])
+
+
+GoldenRecord = Mapping[str, GoldenValue]
+
+
+def golden_to_json(golden: GoldenRecord) -> str:
+    """Serialise a golden record to a JSON string."""
+    return json.dumps({name: gv.to_json() for name, gv in golden.items()}, separators=(",", ":"), ensure_ascii=False)
+
+
+def golden_from_json(text: str) -> dict[str, GoldenValue]:
+    """Parse a golden record written by :func:`golden_to_json`."""
+    return {name: GoldenValue.from_json(name, data) for name, data in json.loads(text).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A customer node: stable ID, status, and (when merged) the survivor it redirects to."""
+
+    id: str
+    created_at: datetime
+    status: CustomerStatus = "active"
+    merged_into: str | None = None
+    golden: GoldenRecord = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A source record as stored: its customer and the evidence of that link."""
+
+    record: SourceRecord
+    customer_id: str
+    evidence: Evidence
+    identifiers: tuple[Identifier, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MergeEvent:
+    """One merge: ``merged`` now redirects to ``survivor``."""
+
+    survivor: str
+    merged: str
+    at: datetime
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The unified profile of one active customer."""
+
+    customer: Customer
+    records: tuple[StoredRecord, ...]
+    identifiers: tuple[IdentifierState, ...]
+    merged_ids: tuple[str, ...]
+    history: tuple[MergeEvent, ...]
+    requested_id: str
+
+    @property
+    def redirected(self) -> bool:
+        """Whether the requested ID was merged away and resolved to this survivor."""
+        return self.requested_id != self.customer.id
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile document: golden record with sources, identifiers, records, merged IDs, history."""
+        c = self.customer
+        return {
+            "id": c.id,
+            "requested_id": self.requested_id,
+            "redirected": self.redirected,
+            "status": c.status,
+            "created_at": c.created_at.isoformat(),
+            "golden": {name: gv.to_json() for name, gv in c.golden.items()},
+            "sources": sorted({r.record.source for r in self.records}),
+            "identifiers": [
+                {"kind": s.identifier.kind, "value": s.identifier.value, "flagged": s.flagged}
+                for s in self.identifiers
+            ],
+            "records": [
+                {
+                    **r.record.to_json(),
+                    "identifiers": [i.uid for i in r.identifiers],
+                    "link": r.evidence.to_json(),
+                }
+                for r in self.records
+            ],
+            "merged_ids": list(self.merged_ids),
+            "history": [
+                {"survivor": m.survivor, "merged": m.merged, "at": m.at.isoformat(), "evidence": m.evidence.to_json()}
+                for m in self.history
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """A record to insert or replace, with its identifiers and final customer."""
+
+    record: SourceRecord
+    content_hash: str
+    identifiers: tuple[Identifier, ...]
+    customer_id: str
+    evidence: Evidence
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """Everything one ingest batch changes, applied by the store in one transaction.
+
+    Order of application: identifiers, new customers, merges (in list order), records, golden records.
+    """
+
+    identifiers: list[IdentifierState] = field(default_factory=list)
+    new_customers: list[Customer] = field(default_factory=list)
+    merges: list[MergeEvent] = field(default_factory=list)
+    records: list[RecordWrite] = field(default_factory=list)
+    goldens: dict[str, GoldenRecord] = field(default_factory=dict)
+
+    def final_targets(self) -> dict[str, str]:
+        """Map each customer merged in this change set to the survivor it ends up in (chains followed)."""
+        direct = {m.merged: m.survivor for m in self.merges}
+        out: dict[str, str] = {}
+        for merged in direct:
+            target = direct[merged]
+            seen = {merged}
+            while target in direct and target not in seen:
+                seen.add(target)
+                target = direct[target]
+            out[merged] = target
+        return out
+
+    def is_empty(self) -> bool:
+        """Whether applying this change set would change nothing."""
+        return not (self.identifiers or self.new_customers or self.merges or self.records or self.goldens)
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingRecord:
+    """What an ingest needs to know of a record already stored."""
+
+    uid: str
+    content_hash: str
+    customer_id: str
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The store's answer to an ingest batch's questions: known records and identifiers."""
+
+    records: Mapping[str, ExistingRecord]
+    identifiers: Mapping[str, IdentifierState]
+    #: identifier uid -> active customer ids of the records bearing it
+    identifier_customers: Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts of what the graph holds."""
+
+    records: int
+    customers: int
+    merged_customers: int
+    identifiers: int
+    flagged_identifiers: int

@@ -1,0 +1,401 @@
+"""The neo4j backend: Cypher through the official driver. The only module where Cypher lives.
+
+Graph model::
+
+    (:Record {uid, source, key, data, hash, first_lc, last_lc})
+        -[:BELONGS_TO {evidence}]-> (:Customer {id, created_at, status, merged_into, golden})
+    (:Record)-[:HAS_IDENTIFIER]->(:Identifier {uid, kind, value, joined, flagged, flag_reason})
+    (:Customer)-[:MERGED_INTO {at, evidence, seq}]->(:Customer)
+
+Every statement is written to run on Neo4j 5 and on ArcadeDB's Bolt server alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import neo4j
+from neo4j import GraphDatabase, ManagedTransaction
+from neo4j import exceptions as neo4j_errors
+from pydantic import Field, SecretStr
+
+from .errors import StoreUnavailableError
+from .models import (
+    ChangeSet,
+    Customer,
+    Evidence,
+    ExistingRecord,
+    Identifier,
+    IdentifierState,
+    Lookup,
+    MergeEvent,
+    Profile,
+    SourceRecord,
+    StoredRecord,
+    StoreStats,
+    golden_from_json,
+    golden_to_json,
+)
+from .store import GraphStore, StoreConfig
+
+#: Schema statements, all in one place; each is idempotent.
+SCHEMA: tuple[str, ...] = (
+    "CREATE CONSTRAINT c360_record_uid IF NOT EXISTS FOR (r:Record) REQUIRE r.uid IS UNIQUE",
+    "CREATE CONSTRAINT c360_customer_id IF NOT EXISTS FOR (c:Customer) REQUIRE c.id IS UNIQUE",
+    "CREATE CONSTRAINT c360_identifier_uid IF NOT EXISTS FOR (i:Identifier) REQUIRE i.uid IS UNIQUE",
+    "CREATE INDEX c360_customer_merged_into IF NOT EXISTS FOR (c:Customer) ON (c.merged_into)",
+    "CREATE INDEX c360_record_last IF NOT EXISTS FOR (r:Record) ON (r.last_lc)",
+    "CREATE INDEX c360_record_first IF NOT EXISTS FOR (r:Record) ON (r.first_lc)",
+    "CREATE INDEX c360_identifier_flagged IF NOT EXISTS FOR (i:Identifier) ON (i.flagged)",
+)
+
+_BATCH = 2000
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Neo4jConfig(StoreConfig):
+    """Connection settings of the neo4j backend."""
+
+    uri: str = Field(default="bolt://127.0.0.1:7687", description="Bolt or neo4j:// URI of the server.")
+    user: str = Field(default="neo4j", description="User name.")
+    password: SecretStr = Field(default=SecretStr(""), description="Password.")
+    database: str = Field(default="neo4j", description="Database name.")
+    connection_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
+
+
+class Neo4jStore(GraphStore):
+    """The identity graph in Neo4j (or any server speaking Bolt and Cypher like Neo4j 5)."""
+
+    name = "neo4j"
+
+    def __init__(self, config: Neo4jConfig) -> None:
+        self.config = config
+        try:
+            self._driver = GraphDatabase.driver(
+                config.uri,
+                auth=(config.user, config.password.get_secret_value()),
+                connection_timeout=config.connection_timeout,
+            )
+            self._driver.verify_connectivity()
+            with self._session() as s:
+                for statement in SCHEMA:
+                    s.run(statement).consume()
+        except (neo4j_errors.ServiceUnavailable, neo4j_errors.AuthError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot reach neo4j at {config.uri}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the driver and its connection pool."""
+        self._driver.close()
+
+    def _session(self) -> neo4j.Session:
+        return self._driver.session(database=self.config.database)
+
+    def _read(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        with self._session() as s:
+            return [r.data() for r in s.run(query, **params)]
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup:
+        records: dict[str, ExistingRecord] = {}
+        states: dict[str, IdentifierState] = {}
+        customers: dict[str, set[str]] = defaultdict(set)
+        with self._session() as s:
+            if record_uids:
+                for row in s.run(
+                    "UNWIND $uids AS uid MATCH (r:Record {uid: uid})-[b:BELONGS_TO]->(c:Customer) "
+                    "RETURN r.uid AS uid, r.hash AS hash, c.id AS cid, b.evidence AS evidence",
+                    uids=record_uids,
+                ):
+                    records[row["uid"]] = ExistingRecord(
+                        row["uid"], row["hash"], row["cid"], Evidence.from_json(json.loads(row["evidence"]))
+                    )
+            if identifier_uids:
+                for row in s.run(
+                    "UNWIND $uids AS uid MATCH (i:Identifier {uid: uid}) RETURN i.uid AS uid, i.kind AS kind, "
+                    "i.value AS value, i.joined AS joined, i.flagged AS flagged, i.flag_reason AS reason",
+                    uids=identifier_uids,
+                ):
+                    states[row["uid"]] = IdentifierState(
+                        Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
+                    )
+                linking = [uid for uid, st in states.items() if not st.flagged]
+                if linking:
+                    for row in s.run(
+                        "UNWIND $uids AS uid MATCH (i:Identifier {uid: uid})<-[:HAS_IDENTIFIER]-(:Record)"
+                        "-[:BELONGS_TO]->(c:Customer) RETURN DISTINCT i.uid AS uid, c.id AS cid",
+                        uids=linking,
+                    ):
+                        customers[row["uid"]].add(row["cid"])
+        return Lookup(records, states, {k: frozenset(v) for k, v in customers.items()})
+
+    def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]:
+        out: dict[str, list[SourceRecord]] = defaultdict(list)
+        for row in self._read(
+            "UNWIND $ids AS cid MATCH (r:Record)-[:BELONGS_TO]->(c:Customer {id: cid}) RETURN cid, r.data AS data",
+            ids=customer_ids,
+        ):
+            out[row["cid"]].append(SourceRecord.from_json(json.loads(row["data"])))
+        return dict(out)
+
+    def _resolve(self, customer_id: str) -> str | None:
+        rows = self._read(
+            "MATCH (c:Customer {id: $id}) RETURN c.status AS status, c.merged_into AS merged_into", id=customer_id
+        )
+        if not rows:
+            return None
+        return customer_id if rows[0]["status"] == "active" else rows[0]["merged_into"]
+
+    @staticmethod
+    def _customer(row: dict[str, Any]) -> Customer:
+        return Customer(
+            row["id"],
+            datetime.fromisoformat(row["created_at"]),
+            row["status"],
+            row["merged_into"],
+            golden_from_json(row["golden"] or "{}"),
+        )
+
+    _CUSTOMER_FIELDS = (
+        "c.id AS id, c.created_at AS created_at, c.status AS status, c.merged_into AS merged_into, c.golden AS golden"
+    )
+
+    def _get_customer(self, customer_id: str) -> Customer | None:
+        rows = self._read(f"MATCH (c:Customer {{id: $id}}) RETURN {self._CUSTOMER_FIELDS}", id=customer_id)
+        return self._customer(rows[0]) if rows else None
+
+    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None:
+        customer = self._get_customer(active_id)
+        if customer is None:
+            return None
+        idents: dict[str, list[Identifier]] = defaultdict(list)
+        states: dict[str, IdentifierState] = {}
+        for row in self._read(
+            "MATCH (i:Identifier)<-[:HAS_IDENTIFIER]-(r:Record)-[:BELONGS_TO]->(c:Customer {id: $id}) "
+            "RETURN r.uid AS ruid, i.uid AS uid, i.kind AS kind, i.value AS value, i.joined AS joined, "
+            "i.flagged AS flagged, i.flag_reason AS reason",
+            id=active_id,
+        ):
+            ident = Identifier(row["kind"], row["value"])
+            idents[row["ruid"]].append(ident)
+            states[row["uid"]] = IdentifierState(ident, row["joined"], bool(row["flagged"]), row["reason"])
+        records = tuple(
+            StoredRecord(
+                SourceRecord.from_json(json.loads(row["data"])),
+                active_id,
+                Evidence.from_json(json.loads(row["evidence"])),
+                tuple(sorted(idents.get(row["uid"], ()))),
+            )
+            for row in self._read(
+                "MATCH (r:Record)-[b:BELONGS_TO]->(c:Customer {id: $id}) "
+                "RETURN r.uid AS uid, r.data AS data, b.evidence AS evidence ORDER BY uid",
+                id=active_id,
+            )
+        )
+        merged = tuple(
+            row["id"]
+            for row in self._read(
+                "MATCH (c:Customer {merged_into: $id}) RETURN c.id AS id ORDER BY id", id=active_id
+            )
+        )
+        return Profile(
+            customer=customer,
+            records=records,
+            identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
+            merged_ids=merged,
+            history=tuple(self._history(active_id)),
+            requested_id=requested_id,
+        )
+
+    def _find_by_identifier(self, identifier_uid: str) -> list[str]:
+        rows = self._read(
+            "MATCH (:Identifier {uid: $uid})<-[:HAS_IDENTIFIER]-(:Record)-[:BELONGS_TO]->(c:Customer) "
+            "RETURN DISTINCT c.id AS id ORDER BY id",
+            uid=identifier_uid,
+        )
+        return [r["id"] for r in rows]
+
+    def _find_by_name(self, first: str | None, last: str | None, limit: int) -> list[str]:
+        where = " AND ".join(
+            clause for clause, value in (("r.first_lc = $first", first), ("r.last_lc = $last", last)) if value
+        )
+        rows = self._read(
+            f"MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) WHERE {where} "
+            "RETURN DISTINCT c.id AS id ORDER BY id LIMIT $limit",
+            first=first,
+            last=last,
+            limit=limit,
+        )
+        return [r["id"] for r in rows]
+
+    def _iter_links(self) -> Iterator[tuple[str, str, str]]:
+        rows = self._read(
+            "MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) "
+            "RETURN r.source AS source, r.key AS key, c.id AS cid ORDER BY source, key"
+        )
+        for row in rows:
+            yield row["source"], row["key"], row["cid"]
+
+    def _history(self, customer_id: str) -> list[MergeEvent]:
+        rows = self._read(
+            "MATCH (m:Customer)-[e:MERGED_INTO]->(s:Customer) WHERE m.id = $id OR s.id = $id "
+            "RETURN s.id AS survivor, m.id AS merged, e.at AS at, e.evidence AS evidence, e.seq AS seq "
+            "ORDER BY at, seq",
+            id=customer_id,
+        )
+        return [
+            MergeEvent(r["survivor"], r["merged"], datetime.fromisoformat(r["at"]), Evidence.from_json(json.loads(r["evidence"])))
+            for r in rows
+        ]
+
+    def _flagged(self) -> list[tuple[Identifier, str]]:
+        rows = self._read(
+            "MATCH (i:Identifier) WHERE i.flagged = true "
+            "RETURN i.kind AS kind, i.value AS value, i.flag_reason AS reason ORDER BY i.uid"
+        )
+        return [(Identifier(r["kind"], r["value"]), r["reason"] or "") for r in rows]
+
+    def _stats(self) -> StoreStats:
+        def count(query: str) -> int:
+            return int(self._read(query)[0]["n"])
+
+        return StoreStats(
+            records=count("MATCH (r:Record) RETURN count(r) AS n"),
+            customers=count("MATCH (c:Customer) WHERE c.status = 'active' RETURN count(c) AS n"),
+            merged_customers=count("MATCH (c:Customer) WHERE c.status = 'merged' RETURN count(c) AS n"),
+            identifiers=count("MATCH (i:Identifier) RETURN count(i) AS n"),
+            flagged_identifiers=count("MATCH (i:Identifier) WHERE i.flagged = true RETURN count(i) AS n"),
+        )
+
+    def _ping(self) -> None:
+        self._read("RETURN 1 AS ok")
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        with self._session() as s:
+            for label in ("Record", "Identifier", "Customer"):
+                s.run(f"MATCH (n:{label}) DETACH DELETE n").consume()
+
+    def _apply(self, changes: ChangeSet) -> None:
+        with self._session() as s:
+            s.execute_write(self._write, changes)
+
+    @staticmethod
+    def _unwind(tx: ManagedTransaction, query: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        for i in range(0, len(rows), _BATCH):
+            tx.run(query, rows=rows[i : i + _BATCH]).consume()
+
+    def _write(self, tx: ManagedTransaction, changes: ChangeSet) -> None:
+        run = self._unwind
+        run(
+            tx,
+            "UNWIND $rows AS row MERGE (i:Identifier {uid: row.uid}) SET i.kind = row.kind, i.value = row.value, "
+            "i.joined = row.joined, i.flagged = row.flagged, i.flag_reason = row.reason",
+            [
+                {
+                    "uid": st.identifier.uid,
+                    "kind": st.identifier.kind,
+                    "value": st.identifier.value,
+                    "joined": st.joined,
+                    "flagged": st.flagged,
+                    "reason": st.flag_reason,
+                }
+                for st in changes.identifiers
+            ],
+        )
+        run(
+            tx,
+            "UNWIND $rows AS row CREATE (c:Customer {id: row.id, created_at: row.created_at, status: row.status, "
+            "merged_into: row.merged_into, golden: row.golden})",
+            [
+                {
+                    "id": c.id,
+                    "created_at": c.created_at.isoformat(),
+                    "status": c.status,
+                    "merged_into": c.merged_into,
+                    "golden": golden_to_json(c.golden),
+                }
+                for c in changes.new_customers
+            ],
+        )
+        final = changes.final_targets()
+        if final:
+            moves = [{"merged": m, "final": t} for m, t in final.items()]
+            run(
+                tx,
+                "UNWIND $rows AS row MATCH (r:Record)-[b:BELONGS_TO]->(:Customer {id: row.merged}) "
+                "MATCH (s:Customer {id: row.final}) CREATE (r)-[nb:BELONGS_TO]->(s) SET nb.evidence = b.evidence "
+                "DELETE b",
+                moves,
+            )
+            run(
+                tx,
+                "UNWIND $rows AS row MATCH (c:Customer {merged_into: row.merged}) SET c.merged_into = row.final",
+                moves,
+            )
+            run(
+                tx,
+                "UNWIND $rows AS row MATCH (m:Customer {id: row.merged}) "
+                "SET m.status = 'merged', m.merged_into = row.final, m.golden = '{}'",
+                moves,
+            )
+            run(
+                tx,
+                "UNWIND $rows AS row MATCH (m:Customer {id: row.merged}) MATCH (s:Customer {id: row.survivor}) "
+                "CREATE (m)-[:MERGED_INTO {at: row.at, evidence: row.evidence, seq: row.seq}]->(s)",
+                [
+                    {
+                        "merged": m.merged,
+                        "survivor": m.survivor,
+                        "at": m.at.isoformat(),
+                        "evidence": _dumps(m.evidence.to_json()),
+                        "seq": i,
+                    }
+                    for i, m in enumerate(changes.merges)
+                ],
+            )
+        if changes.records:
+            uids = [{"uid": w.record.uid} for w in changes.records]
+            run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[b:BELONGS_TO]->() DELETE b", uids)
+            run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[h:HAS_IDENTIFIER]->() DELETE h", uids)
+            run(
+                tx,
+                "UNWIND $rows AS row MERGE (r:Record {uid: row.uid}) SET r.source = row.source, r.key = row.key, "
+                "r.data = row.data, r.hash = row.hash, r.first_lc = row.first_lc, r.last_lc = row.last_lc "
+                "WITH r, row MATCH (c:Customer {id: row.cid}) CREATE (r)-[:BELONGS_TO {evidence: row.evidence}]->(c)",
+                [
+                    {
+                        "uid": w.record.uid,
+                        "source": w.record.source,
+                        "key": w.record.key,
+                        "data": _dumps(w.record.to_json()),
+                        "hash": w.content_hash,
+                        "first_lc": w.record.first_name.casefold() if w.record.first_name else None,
+                        "last_lc": w.record.last_name.casefold() if w.record.last_name else None,
+                        "cid": w.customer_id,
+                        "evidence": _dumps(w.evidence.to_json()),
+                    }
+                    for w in changes.records
+                ],
+            )
+            run(
+                tx,
+                "UNWIND $rows AS row MATCH (r:Record {uid: row.r}) MATCH (i:Identifier {uid: row.i}) "
+                "CREATE (r)-[:HAS_IDENTIFIER]->(i)",
+                [{"r": w.record.uid, "i": i.uid} for w in changes.records for i in w.identifiers],
+            )
+        run(
+            tx,
+            "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",
+            [{"id": cid, "golden": golden_to_json(g)} for cid, g in changes.goldens.items()],
+        )

@@ -1,0 +1,229 @@
+"""The ``GraphStore`` port and the registry of its backends.
+
+The port speaks the domain (look up records and identifiers, apply a change set, get a profile, find
+customers, list links and history). Its public methods are ``@final``: they check arguments, call one
+small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterator
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar, final
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import C360Error, ConfigError, StoreError
+from .models import ChangeSet, Customer, Identifier, Lookup, MergeEvent, Profile, SourceRecord, StoreStats
+
+T = TypeVar("T")
+
+
+class StoreConfig(BaseModel):
+    """Base of every backend's configuration; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GraphStore(ABC):
+    """The identity graph. Backends implement the ``_hooks``; callers use the public methods."""
+
+    #: Short name under which the backend is registered (``embedded``, ``neo4j``).
+    name: ClassVar[str]
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except C360Error:
+            raise
+        except Exception as exc:  # backend errors become the domain's own
+            raise StoreError(f"{self.name} store: {what} failed: {exc}") from exc
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    @final
+    def lookup(self, record_uids: Collection[str], identifier_uids: Collection[str]) -> Lookup:
+        """Return what the graph knows of these records and identifiers (missing ones are absent)."""
+        if not record_uids and not identifier_uids:
+            return Lookup({}, {}, {})
+        return self._call("lookup", lambda: self._lookup(list(record_uids), list(identifier_uids)))
+
+    @final
+    def records_of(self, customer_ids: Collection[str]) -> dict[str, list[SourceRecord]]:
+        """Return the source records currently linked to each of ``customer_ids``."""
+        if not customer_ids:
+            return {}
+        return self._call("records_of", lambda: self._records_of(list(customer_ids)))
+
+    @final
+    def apply(self, changes: ChangeSet) -> None:
+        """Apply ``changes`` in one transaction: all of it or, on any error, none of it."""
+        if changes.is_empty():
+            return
+        self._call("apply", lambda: self._apply(changes))
+
+    @final
+    def resolve(self, customer_id: str) -> str | None:
+        """Return the active customer ``customer_id`` is or was merged into, or ``None`` if unknown."""
+        return self._call("resolve", lambda: self._resolve(customer_id))
+
+    @final
+    def get_customer(self, customer_id: str) -> Customer | None:
+        """Return the customer node itself (active or merged), without following redirects."""
+        return self._call("get_customer", lambda: self._get_customer(customer_id))
+
+    @final
+    def get_profile(self, customer_id: str) -> Profile | None:
+        """Return the unified profile of ``customer_id``, following merge redirects; ``None`` if unknown."""
+        active = self.resolve(customer_id)
+        if active is None:
+            return None
+        return self._call("get_profile", lambda: self._get_profile(active, customer_id))
+
+    @final
+    def find_by_identifier(self, identifier: Identifier) -> list[str]:
+        """Return the active customers whose records carry ``identifier``."""
+        return self._call("find_by_identifier", lambda: self._find_by_identifier(identifier.uid))
+
+    @final
+    def find_by_name(self, first_name: str | None, last_name: str | None, limit: int = 50) -> list[str]:
+        """Return active customers with a record of that first and/or last name (case-insensitive)."""
+        if not first_name and not last_name:
+            raise StoreError("find_by_name needs a first or a last name")
+        first = first_name.casefold() if first_name else None
+        last = last_name.casefold() if last_name else None
+        return self._call("find_by_name", lambda: self._find_by_name(first, last, limit))
+
+    @final
+    def iter_links(self) -> Iterator[tuple[str, str, str]]:
+        """Yield ``(source, source_key, customer_id)`` for every record, ordered by source and key."""
+        yield from self._call("iter_links", lambda: self._iter_links())
+
+    @final
+    def history(self, customer_id: str) -> list[MergeEvent]:
+        """Return every merge into or out of ``customer_id``, oldest first."""
+        return self._call("history", lambda: self._history(customer_id))
+
+    @final
+    def flagged_identifiers(self) -> list[tuple[Identifier, str]]:
+        """Return identifiers that stopped linking (merge protection) with the reason."""
+        return self._call("flagged_identifiers", lambda: self._flagged())
+
+    @final
+    def stats(self) -> StoreStats:
+        """Return counts of records, customers and identifiers."""
+        return self._call("stats", lambda: self._stats())
+
+    @final
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers."""
+        self._call("ping", lambda: self._ping())
+
+    @final
+    def reset(self, *, confirm: bool) -> None:
+        """Delete everything in the graph. ``confirm`` must be ``True``."""
+        if not confirm:
+            raise StoreError("reset deletes the whole graph; pass confirm=True")
+        self._call("reset", lambda: self._reset())
+
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    # -- hooks -----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup: ...
+
+    @abstractmethod
+    def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]: ...
+
+    @abstractmethod
+    def _apply(self, changes: ChangeSet) -> None: ...
+
+    @abstractmethod
+    def _resolve(self, customer_id: str) -> str | None: ...
+
+    @abstractmethod
+    def _get_customer(self, customer_id: str) -> Customer | None: ...
+
+    @abstractmethod
+    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None: ...
+
+    @abstractmethod
+    def _find_by_identifier(self, identifier_uid: str) -> list[str]: ...
+
+    @abstractmethod
+    def _find_by_name(self, first: str | None, last: str | None, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    def _iter_links(self) -> Iterator[tuple[str, str, str]]: ...
+
+    @abstractmethod
+    def _history(self, customer_id: str) -> list[MergeEvent]: ...
+
+    @abstractmethod
+    def _flagged(self) -> list[tuple[Identifier, str]]: ...
+
+    @abstractmethod
+    def _stats(self) -> StoreStats: ...
+
+    @abstractmethod
+    def _ping(self) -> None: ...
+
+    @abstractmethod
+    def _reset(self) -> None: ...
+
+
+StoreFactory = Callable[[Any], GraphStore]
+
+_REGISTRY: dict[str, tuple[type[StoreConfig], StoreFactory]] = {}
+
+
+def register_store(name: str, config_cls: type[StoreConfig], factory: StoreFactory) -> None:
+    """Register a backend under a short name with its config class."""
+    _REGISTRY[name] = (config_cls, factory)
+
+
+#: Built-in backends, imported on first use so that the neo4j driver loads only when it is chosen.
+_BUILTIN: dict[str, tuple[str, str, str]] = {
+    "embedded": ("embedded", "EmbeddedConfig", "EmbeddedStore"),
+    "neo4j": ("neo4j_store", "Neo4jConfig", "Neo4jStore"),
+}
+
+
+def _load_builtin(name: str) -> None:
+    if name in _REGISTRY or name not in _BUILTIN:
+        return
+    module_name, config_name, store_name = _BUILTIN[name]
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    register_store(name, getattr(module, config_name), getattr(module, store_name))
+
+
+def store_names() -> list[str]:
+    """Return the registered backend names."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN))
+
+
+def open_store(name: str, config: dict[str, Any] | StoreConfig) -> GraphStore:
+    """Open the backend ``name`` with ``config`` (a dict is validated by the backend's config class)."""
+    _load_builtin(name)
+    try:
+        config_cls, factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown graph backend {name!r}; choose one of {', '.join(store_names())}") from None
+    if not isinstance(config, config_cls):
+        try:
+            config = config_cls.model_validate(config if isinstance(config, dict) else config.model_dump())
+        except Exception as exc:
+            raise ConfigError(f"invalid {name} store config: {exc}") from exc
+    return factory(config)

@@ -1,0 +1,1 @@
+"""Segments, scores and models computed from graph snapshots (see the ML issue)."""

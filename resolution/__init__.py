@@ -1,0 +1,1 @@
+"""Entity resolution: identifier normalisation, deterministic linking, survivorship and merge decisions."""

@@ -1,0 +1,349 @@
+"""Deterministic linking on ingest: records sharing a strong identifier belong to one customer.
+
+One batch is planned in memory against what the store knows (one lookup), then applied as one
+:class:`ChangeSet` in one transaction. Within a batch records are taken in order, so a batch gives the
+same graph as feeding its records one by one.
+
+Merge protection, per identifier:
+
+* junk values (the blocklist, degenerate phone numbers and ids) never link;
+* ``joined`` counts the distinct customers an identifier has brought together: the customers it
+  merged, plus records it attached that brought an identity of their own (another strong identifier
+  not seen before). When a link would push ``joined`` over the cap of its kind, the identifier is
+  flagged with the reason and stops linking from then on; that link is not made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from c360.graph.models import (
+    IDENTIFIER_KINDS,
+    ChangeSet,
+    Customer,
+    Evidence,
+    ExistingRecord,
+    Identifier,
+    IdentifierState,
+    MergeEvent,
+    RecordWrite,
+    SourceRecord,
+)
+from c360.graph.store import GraphStore
+
+from .normalize import identifiers_of, is_junk, normalize_email, normalize_phone
+from .survivorship import SurvivorshipConfig, golden_record
+
+DEFAULT_BLOCKLIST = (
+    "test@test.com",
+    "na@na.com",
+    "none@none.com",
+    "noemail@noemail.com",
+    "no@email.com",
+    "email@email.com",
+    "example@example.com",
+    "a@a.com",
+    "0000000000",
+    "1111111111",
+    "1234567890",
+    "9999999999",
+)
+
+
+class LinkingConfig(BaseModel):
+    """Deterministic linking: which identifier kinds link, their caps and the junk values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strong_kinds: list[str] = Field(
+        default_factory=lambda: list(IDENTIFIER_KINDS),
+        description="Identifier kinds that link records outright (email, phone, national_id, customer_number).",
+    )
+    caps: dict[str, int] = Field(
+        default_factory=lambda: {"email": 5, "phone": 5, "national_id": 3, "customer_number": 3},
+        description="Per kind: the most customers one identifier may bring together before it is flagged.",
+    )
+    blocklist: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCKLIST),
+        description="Placeholder values that never link (emails, phone numbers, ids, as sources write them).",
+    )
+    default_region: str = Field(
+        default="US", min_length=2, max_length=2, description="Region (ISO 3166 alpha-2) for national phone numbers."
+    )
+
+    def blocked_uids(self) -> frozenset[str]:
+        """Return the blocklist as identifier uids, each value read as an email and as a phone."""
+        out: set[str] = set()
+        for raw in self.blocklist:
+            out.add(raw.strip().lower())
+            if email := normalize_email(raw):
+                out.add(f"email|{email}")
+            if phone := normalize_phone(raw, self.default_region):
+                out.add(f"phone|{phone}")
+        return frozenset(out)
+
+
+class CustomerIdFactory:
+    """Time-ordered customer IDs (``C`` + ULID): a later ID sorts after an earlier one."""
+
+    _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def __call__(self) -> str:
+        """Return a new ID."""
+        with self._lock:
+            value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+            value = max(value, self._last + 1)
+            self._last = value
+        chars = []
+        for _ in range(26):
+            chars.append(self._ALPHABET[value & 31])
+            value >>= 5
+        return "C" + "".join(reversed(chars))
+
+
+def content_hash(record: SourceRecord) -> str:
+    """Hash of a record's content (all but ``observed_at``): equal hashes mean nothing to update."""
+    data = record.to_json()
+    data.pop("observed_at")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one ingest did."""
+
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    new_customers: int = 0
+    merges: int = 0
+    flagged: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        """Add another result's counts to this one."""
+        self.received += other.received
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.new_customers += other.new_customers
+        self.merges += other.merges
+        self.flagged.extend(other.flagged)
+
+
+class _Plan:
+    """The in-memory state of one batch being planned."""
+
+    def __init__(self, linker: DeterministicLinker, records: Sequence[SourceRecord]) -> None:
+        self.linker = linker
+        self.now = linker.clock()
+        self.idents = {r.uid: identifiers_of(r, linker.config.default_region) for r in records}
+        all_idents = {i.uid for ids in self.idents.values() for i in ids}
+        lookup = linker.store.lookup({r.uid for r in records}, all_idents)
+        self.existing: dict[str, ExistingRecord] = dict(lookup.records)
+        self.states: dict[str, IdentifierState] = dict(lookup.identifiers)
+        self.customers: dict[str, set[str]] = {k: set(v) for k, v in lookup.identifier_customers.items()}
+        self.parent: dict[str, str] = {}
+        self.changes = ChangeSet()
+        self.changed_states: dict[str, IdentifierState] = {}
+        self.writes: dict[str, RecordWrite] = {}
+        self.result = IngestResult(received=len(records))
+
+    def find(self, cid: str) -> str:
+        root = cid
+        while root in self.parent:
+            root = self.parent[root]
+        while cid != root:  # path compression
+            self.parent[cid], cid = root, self.parent[cid]
+        return root
+
+    def state(self, ident: Identifier) -> IdentifierState:
+        return self.states.get(ident.uid) or IdentifierState(ident)
+
+    def set_state(self, st: IdentifierState) -> None:
+        self.states[st.identifier.uid] = st
+        self.changed_states[st.identifier.uid] = st
+
+    def linking(self, idents: Sequence[Identifier]) -> list[Identifier]:
+        cfg = self.linker
+        return [
+            i
+            for i in idents
+            if i.kind in cfg.strong and not is_junk(i, cfg.blocked) and not self.state(i).flagged
+        ]
+
+    def add(self, record: SourceRecord) -> None:
+        uid = record.uid
+        h = content_hash(record)
+        old = self.existing.get(uid)
+        if old is not None and old.content_hash == h:
+            self.result.unchanged += 1
+            return
+        idents = self.idents[uid]
+        own = self.find(old.customer_id) if old else None
+        links = self.linking(idents)
+        cands = {i.uid: {self.find(c) for c in self.customers.get(i.uid, ())} for i in links}
+        increments = self._protect(record, links, cands, own)
+        links = [i for i in links if i.uid in increments]
+
+        targets: dict[str, list[str]] = {}  # customer -> identifiers that brought it
+        if own:
+            targets[own] = []
+        for i in links:
+            for c in cands[i.uid]:
+                targets.setdefault(c, []).append(i.uid)
+
+        if not targets:
+            cid = self.linker.new_id()
+            self.changes.new_customers.append(Customer(cid, self.now))
+            self.result.new_customers += 1
+            evidence = Evidence("new", tuple(i.uid for i in links))
+        else:
+            cid = min(targets)  # IDs are time-ordered: the oldest survives
+            for other in sorted(targets):
+                if other != cid:
+                    ev = Evidence("deterministic", tuple(targets[other]), record=uid)
+                    self.changes.merges.append(MergeEvent(cid, other, self.now, ev))
+                    self.parent[other] = cid
+                    self.result.merges += 1
+            if old is not None and len(targets) == 1:
+                evidence = old.evidence
+            else:
+                evidence = Evidence("deterministic", tuple(sorted({u for us in targets.values() for u in us})))
+        for i in links:
+            self.customers[i.uid] = {cid}
+            st = self.state(i)
+            if increments[i.uid]:
+                self.set_state(IdentifierState(i, st.joined + increments[i.uid]))
+        for i in idents:
+            if i.uid not in self.states:
+                self.set_state(IdentifierState(i))
+        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence)
+        self.existing[uid] = ExistingRecord(uid, h, cid, evidence)
+        if old is None:
+            self.result.inserted += 1
+        else:
+            self.result.updated += 1
+
+    def _protect(
+        self, record: SourceRecord, links: list[Identifier], cands: dict[str, set[str]], own: str | None
+    ) -> dict[str, int]:
+        """Apply the caps; return the joined-count increment of each identifier that may still link."""
+        active = list(links)
+        while True:
+            increments: dict[str, int] = {}
+            over: Identifier | None = None
+            for i in active:
+                mine = cands[i.uid]
+                others = {own} if own else set()
+                for j in active:
+                    if j is not i:
+                        others |= cands[j.uid]
+                brings_identity = not others and any(not cands[j.uid] for j in active if j is not i)
+                joined = mine | others
+                inc = len(joined) - len(mine) + (1 if brings_identity else 0) if mine else 0
+                if self.state(i).joined + inc > self.linker.caps.get(i.kind, 1 << 30):
+                    over = i
+                    break
+                increments[i.uid] = inc
+            if over is None:
+                return increments
+            st = self.state(over)
+            reason = (
+                f"would join {st.joined + 1}+ customers (cap {self.linker.caps[over.kind]} for {over.kind}); "
+                f"stopped at record {record.uid}"
+            )
+            self.set_state(IdentifierState(over, st.joined, True, reason))
+            self.result.flagged.append((over.uid, reason))
+            active.remove(over)
+
+    def finish(self) -> ChangeSet:
+        changes = self.changes
+        changes.identifiers = list(self.changed_states.values())
+        changes.records = list(self.writes.values())
+        touched = {self.find(w.customer_id) for w in changes.records} | {m.survivor for m in changes.merges}
+        touched = {self.find(c) for c in touched}
+        involved = touched | set(self.parent)
+        stored = self.linker.store.records_of(involved)
+        by_customer: dict[str, dict[str, SourceRecord]] = {c: {} for c in touched}
+        for cid, recs in stored.items():
+            for r in recs:
+                by_customer.setdefault(self.find(cid), {})[r.uid] = r
+        for w in changes.records:
+            by_customer[self.find(w.customer_id)][w.record.uid] = w.record
+        for cid in touched:
+            changes.goldens[cid] = golden_record(by_customer[cid].values(), self.linker.survivorship)
+        # Records planned before a later merge in this batch go straight to the final survivor.
+        changes.records = [
+            RecordWrite(w.record, w.content_hash, w.identifiers, self.find(w.customer_id), w.evidence)
+            for w in changes.records
+        ]
+        return changes
+
+
+class DeterministicLinker:
+    """Links ingested records to customers by shared strong identifiers and keeps golden records."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        config: LinkingConfig | None = None,
+        survivorship: SurvivorshipConfig | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or LinkingConfig()
+        self.survivorship = survivorship or SurvivorshipConfig()
+        self.clock = clock
+        self.new_id = new_id or CustomerIdFactory()
+        self.strong = frozenset(self.config.strong_kinds)
+        self.caps = dict(self.config.caps)
+        self.blocked = self.config.blocked_uids()
+
+    def ingest_batch(self, records: Sequence[SourceRecord]) -> IngestResult:
+        """Link one batch of records and apply the result in one transaction."""
+        if not records:
+            return IngestResult()
+        plan = _Plan(self, records)
+        for record in records:
+            plan.add(record)
+        self.store.apply(plan.finish())
+        return plan.result
+
+    def ingest(
+        self,
+        records: Iterable[SourceRecord],
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestResult:
+        """Link ``records`` in batches of ``batch_size``; ``progress`` is called with each batch's size."""
+        total = IngestResult()
+        batch: list[SourceRecord] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                total.add(self.ingest_batch(batch))
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            total.add(self.ingest_batch(batch))
+            if progress:
+                progress(len(batch))
+        return total

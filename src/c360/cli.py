@@ -1,0 +1,321 @@
+"""The ``c360`` command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from c360.connectors.files import FileSource, ReadReport
+from c360.connectors.mapping import load_mapping
+from c360.connectors.synthetic import MANIFEST, Dataset, generate
+from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
+from c360.graph.models import Identifier
+from c360.graph.store import GraphStore
+from c360.resolution.deterministic import IngestResult
+from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
+
+from .deps import build_linker, build_store
+from .settings import Settings, load_settings
+
+app = typer.Typer(
+    help="c360: one trustworthy profile per customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+customer_app = typer.Typer(help="Read unified customer profiles.", no_args_is_help=True)
+export_app = typer.Typer(help="Export what the graph holds.", no_args_is_help=True)
+app.add_typer(customer_app, name="customer")
+app.add_typer(export_app, name="export")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class State:
+    """Options shared by every command."""
+
+    config: Path | None = None
+    data_dir: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Settings, built once."""
+        if self._settings is None:
+            self._settings = load_settings(self.config, data_dir=self.data_dir)
+        return self._settings
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line error and exit non-zero."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (embedded store, rejects). Env: C360_DATA_DIR; default ./.c360")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file. Env: C360_CONFIG.")] = None,
+) -> None:
+    ctx.obj = State(config=config, data_dir=data_dir)
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[GraphStore]:
+    store = build_store(ctx.obj.settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _progress() -> Progress:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
+def _ingest_file(
+    settings: Settings, store: GraphStore, source: FileSource, label: str, total: int | None
+) -> tuple[IngestResult, float]:
+    linker = build_linker(settings, store)
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(label, total=total)
+        advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
+        result = linker.ingest(source, batch_size=settings.ingest.batch_size, progress=advance)
+    return result, time.perf_counter() - started
+
+
+def _report(name: str, result: IngestResult, report: ReadReport, seconds: float, rejects_path: Path | None) -> None:
+    rate = result.received / seconds if seconds > 0 else 0.0
+    out.print(
+        f"{name}: {report.rows} rows, {result.received} records ({result.inserted} new, {result.updated} updated, "
+        f"{result.unchanged} unchanged), {result.new_customers} new customers, {result.merges} merges, "
+        f"{len(report.rejects)} rejected, {seconds:.1f}s ({rate:,.0f} records/s)",
+        highlight=False,
+    )
+    if report.warnings:
+        summary = ", ".join(f"{f}: {n}" for f, n in sorted(report.warnings.items()))
+        out.print(f"  fields left empty because they did not parse: {summary}", highlight=False)
+    for ident, reason in result.flagged:
+        out.print(f"  flagged {ident}: {reason}", highlight=False)
+    if report.rejects and rejects_path is not None:
+        report.write_rejects(rejects_path)
+        for r in report.rejects[:5]:
+            out.print(f"  rejected row {r.row}: {r.reason}", highlight=False)
+        more = f" ({len(report.rejects) - 5} more)" if len(report.rejects) > 5 else ""
+        out.print(f"  rejects written to {rejects_path}{more}", highlight=False)
+
+
+def _count_rows(path: Path) -> int | None:
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as fh:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    return lines - 1 if path.suffix.lower() == ".csv" else lines
+
+
+def ingest_dataset(settings: Settings, store: GraphStore, dataset: Dataset) -> IngestResult:
+    """Ingest every source of a data set folder, printing a line per source."""
+    total = IngestResult()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for sf in dataset.sources:
+        fs = FileSource(sf.path, sf.source, dataset.mapping_of(sf))
+        result, seconds = _ingest_file(settings, store, fs, sf.source, _count_rows(sf.path))
+        _report(sf.source, result, fs.report, seconds, settings.data_dir / "rejects" / f"{sf.source}-{stamp}.jsonl")
+        total.add(result)
+    return total
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A CSV, JSON Lines or Parquet file, or a data set folder.")],
+    source: Annotated[str | None, typer.Option(help="Source system name (required for a file).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="YAML column mapping.")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSON Lines).")] = None,
+) -> None:
+    """Ingest source records and link them to customers."""
+    settings: Settings = ctx.obj.settings
+    if path.is_dir():
+        if not (path / MANIFEST).is_file():
+            fail(f"{path} is a folder without {MANIFEST}; give a file and --source")
+        dataset = Dataset.load(path)
+        with _store(ctx) as store:
+            ingest_dataset(settings, store, dataset)
+            _print_stats(store)
+        return
+    if not source:
+        fail("--source is required when ingesting a file")
+    fs = FileSource(path, source, load_mapping(mapping) if mapping else None)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    with _store(ctx) as store:
+        result, seconds = _ingest_file(settings, store, fs, source, _count_rows(path))
+        _report(source, result, fs.report, seconds, rejects or settings.data_dir / "rejects" / f"{source}-{stamp}.jsonl")
+        _print_stats(store)
+
+
+def _print_stats(store: GraphStore) -> None:
+    s = store.stats()
+    out.print(
+        f"graph: {s.records} records, {s.customers} customers ({s.merged_customers} merged away), "
+        f"{s.identifiers} identifiers ({s.flagged_identifiers} flagged)",
+        highlight=False,
+    )
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@customer_app.command("get")
+def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Print a customer's unified profile as JSON (a merged-away ID resolves to its survivor)."""
+    with _store(ctx) as store:
+        profile = store.get_profile(customer_id)
+        if profile is None:
+            raise NotFoundError(f"no customer {customer_id}")
+        _print_json(profile.to_json())
+
+
+@customer_app.command("find")
+def customer_find(
+    ctx: typer.Context,
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number (national numbers in the default region).")] = None,
+    name: Annotated[str | None, typer.Option(help="'First Last', or a last name alone.")] = None,
+    national_id: Annotated[str | None, typer.Option(help="National id value.")] = None,
+    kind: Annotated[str, typer.Option(help="Kind of --national-id.")] = "ssn",
+) -> None:
+    """Find customers by email, phone, name or national id; prints JSON summaries."""
+    given = [v for v in (email, phone, name, national_id) if v]
+    if len(given) != 1:
+        fail("give exactly one of --email, --phone, --name, --national-id")
+    settings: Settings = ctx.obj.settings
+    with _store(ctx) as store:
+        if name:
+            parts = name.split()
+            ids = store.find_by_name(parts[0] if len(parts) > 1 else None, parts[-1])
+        else:
+            if email:
+                ident = ("email", normalize_email(email))
+            elif phone:
+                ident = ("phone", normalize_phone(phone, settings.linking.default_region))
+            else:
+                ident = ("national_id", normalize_national_id(national_id, kind))
+            if ident[1] is None:
+                fail(f"not a valid {ident[0].replace('_', ' ')}: {email or phone or national_id}")
+            ids = store.find_by_identifier(Identifier(ident[0], ident[1]))
+        results = []
+        for cid in ids:
+            c = store.get_customer(cid)
+            if c is not None:
+                results.append({"id": c.id, **{k: v.to_json()["value"] for k, v in c.golden.items()
+                                               if k in ("first_name", "last_name", "email", "phone", "city")}})
+        _print_json(results)
+
+
+@export_app.command("links")
+def export_links(
+    ctx: typer.Context, output: Annotated[Path, typer.Option(help="CSV file to write.")]
+) -> None:
+    """Write source,source_key,customer_id for every source record."""
+    with _store(ctx) as store:
+        try:
+            fh = output.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {output}: {exc.strerror}") from exc
+        with fh:
+            writer = csv.writer(fh)
+            writer.writerow(["source", "source_key", "customer_id"])
+            n = 0
+            for row in store.iter_links():
+                writer.writerow(row)
+                n += 1
+    out.print(f"wrote {n} links to {output}", highlight=False)
+
+
+@app.command("generate")
+def generate_cmd(
+    customers: Annotated[int, typer.Option(min=1, help="Number of distinct persons.")],
+    output: Annotated[Path, typer.Option(help="Folder to write the data set to.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    corruption: Annotated[float, typer.Option(min=0, max=1, help="How messy duplicates are.")] = 0.3,
+) -> None:
+    """Generate a synthetic multi-source customer set with duplicates and a ground-truth file."""
+    ds = generate(customers, output, seed=seed, corruption=corruption)
+    out.print(
+        f"wrote {ds.records} records of {ds.persons} persons in {len(ds.sources)} sources to {output} "
+        f"(ground truth: {ds.truth})",
+        highlight=False,
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=1, help="Number of synthetic persons.")] = 1000,
+    show: Annotated[int, typer.Option(min=0, help="Profiles to print.")] = 3,
+) -> None:
+    """Generate a synthetic customer set, ingest it and print a few unified profiles."""
+    settings: Settings = ctx.obj.settings
+    data = settings.data_dir / "demo-data"
+    ds = generate(customers, data)
+    out.print(f"generated {ds.records} records of {ds.persons} persons into {data}", highlight=False)
+    with _store(ctx) as store:
+        ingest_dataset(settings, store, ds)
+        _print_stats(store)
+        # Show the customers with the most source records: the interesting ones.
+        counts: dict[str, int] = {}
+        for _, _, cid in store.iter_links():
+            counts[cid] = counts.get(cid, 0) + 1
+        for cid in sorted(counts, key=lambda c: (-counts[c], c))[:show]:
+            profile = store.get_profile(cid)
+            if profile is None:
+                continue
+            g = profile.customer.golden
+            name = " ".join(str(g[f].value) for f in ("first_name", "last_name") if f in g)
+            out.rule(f"{cid}  {name}")
+            for field, gv in g.items():
+                out.print(f"  {field:16} {gv.to_json()['value']!s:32} from {gv.source}/{gv.source_key}", highlight=False)
+            for r in profile.records:
+                out.print(f"  record {r.record.uid:22} linked by {r.evidence.rule} {', '.join(r.evidence.identifiers)}",
+                          highlight=False)
+    out.print("Look one up: c360 customer get ID", highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning c360's errors into one-line messages."""
+    try:
+        app()
+    except C360Error as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("C360_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (set C360_DEBUG=1 for a traceback)")
+        sys.exit(1)

@@ -1,0 +1,88 @@
+"""Settings: one class per section, every field described, built once at the entry point.
+
+Sources, highest first: environment variables (``C360_<SECTION>__<FIELD>``, e.g.
+``C360_GRAPH__BACKEND=neo4j``), a YAML config file (``--config`` or ``C360_CONFIG``), the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from c360.graph.embedded import EmbeddedConfig
+from c360.graph.errors import ConfigError
+from c360.graph.neo4j_store import Neo4jConfig
+from c360.resolution.deterministic import LinkingConfig
+from c360.resolution.survivorship import SurvivorshipConfig
+
+
+class GraphSettings(BaseModel):
+    """Which graph store to use and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["embedded", "neo4j"] = Field(default="embedded", description="Store backend.")
+    embedded_file: str = Field(default="graph.db", description="Embedded store file, relative to the data dir.")
+    neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig, description="Connection of the neo4j backend.")
+
+    def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig:
+        """Return the config of the chosen backend."""
+        if self.backend == "neo4j":
+            return self.neo4j
+        return EmbeddedConfig(path=data_dir / self.embedded_file)
+
+
+class IngestSettings(BaseModel):
+    """How ingest batches its work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Records per transaction.")
+
+
+class Settings(BaseSettings):
+    """All of c360's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="C360_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".c360"), description="Folder for the embedded store, rejects, models.")
+    graph: GraphSettings = Field(default_factory=GraphSettings, description="The graph store.")
+    linking: LinkingConfig = Field(default_factory=LinkingConfig, description="Deterministic linking.")
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden records.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest batching.")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``overrides``, the environment and the config file, in that order."""
+    path = config_file or (Path(p) if (p := os.environ.get("C360_CONFIG")) else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            return tuple(sources)
+
+    try:
+        settings = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+    except Exception as exc:  # a config file that is not YAML
+        raise ConfigError(f"cannot read settings: {exc}") from exc
+    return Settings.model_validate(settings.model_dump())
