@@ -1,0 +1,173 @@
+"""Deterministic linking, merge protection and survivorship, against every store backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+from c360.graph.models import Identifier, SourceRecord
+from c360.graph.store import GraphStore
+from c360.resolution.deterministic import DeterministicLinker, LinkingConfig
+from c360.resolution.survivorship import SurvivorshipConfig
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def rec(source: str, key: str, minutes: int = 0, **fields: object) -> SourceRecord:
+    return SourceRecord(source, key, T0 + timedelta(minutes=minutes), **fields)  # type: ignore[arg-type]
+
+
+def links(store: GraphStore) -> dict[str, str]:
+    return {f"{s}|{k}": c for s, k, c in store.iter_links()}
+
+
+def test_shared_email_links_and_new_identity_gets_new_customer(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    result = linker.ingest(
+        [
+            rec("crm", "1", first_name="Ann", email="Ann@Example.com"),
+            rec("web", "a", first_name="Ann", email=" ann@example.com "),
+            rec("web", "b", first_name="Bob", email="bob@example.com"),
+        ]
+    )
+    assert (result.inserted, result.new_customers, result.merges) == (3, 2, 0)
+    got = links(store)
+    assert got["crm|1"] == got["web|a"] != got["web|b"]
+    profile = store.get_profile(got["web|a"])
+    assert profile is not None
+    ev = {r.record.uid: r.evidence for r in profile.records}
+    assert ev["crm|1"].rule == "new"
+    assert ev["web|a"].rule == "deterministic"
+    assert ev["web|a"].identifiers == ("email|ann@example.com",)
+
+
+def test_bridge_record_merges_transitively_and_older_id_survives(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    linker.ingest([rec("crm", "1", email="ann@example.com")])
+    linker.ingest([rec("shop", "9", phone="(415) 555-0101")])
+    older, younger = links(store)["crm|1"], links(store)["shop|9"]
+    assert older < younger and older != younger
+    result = linker.ingest([rec("web", "x", email="ann@example.com", phone="+1 415 555 0101")])
+    assert result.merges == 1
+    assert set(links(store).values()) == {older}
+    assert store.resolve(younger) == older
+    profile = store.get_profile(younger)
+    assert profile is not None and profile.redirected and profile.customer.id == older
+    assert profile.merged_ids == (younger,)
+    (event,) = profile.history
+    assert (event.survivor, event.merged) == (older, younger)
+    assert event.evidence.record == "web|x"
+    assert event.evidence.identifiers == ("phone|+14155550101",)
+    merged = store.get_customer(younger)
+    assert merged is not None and merged.status == "merged" and merged.merged_into == older
+
+
+def test_merge_chain_redirects_to_final_survivor(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    linker.ingest([rec("a", "1", email="a@x.com")])
+    linker.ingest([rec("a", "2", email="b@x.com")])
+    linker.ingest([rec("a", "3", email="c@x.com")])
+    first, second, third = (links(store)[f"a|{i}"] for i in "123")
+    linker.ingest([rec("b", "1", email="b@x.com", national_id="532-44-8710", national_id_kind="ssn")])
+    linker.ingest([rec("b", "2", email="c@x.com", national_id="532448710", national_id_kind="SSN")])
+    assert store.resolve(third) == second
+    linker.ingest([rec("b", "3", email="a@x.com", phone="4155550199"), rec("b", "4", email="b@x.com", phone="415-555-0199")])
+    assert set(links(store).values()) == {first}
+    assert store.resolve(second) == first and store.resolve(third) == first
+    assert store.stats().customers == 1
+
+
+def test_blocklisted_and_degenerate_values_never_link(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    linker.ingest(
+        [
+            rec("crm", "1", email="test@test.com", phone="000-000-0000"),
+            rec("crm", "2", email="TEST@test.com", phone="0000000000"),
+            rec("crm", "3", national_id="111-11-1111", national_id_kind="ssn"),
+            rec("crm", "4", national_id="111111111", national_id_kind="ssn"),
+        ]
+    )
+    assert len(set(links(store).values())) == 4
+
+
+def test_identifier_over_cap_is_flagged_and_stops_linking(store: GraphStore) -> None:
+    config = LinkingConfig(caps={"email": 2, "phone": 5, "national_id": 2, "customer_number": 2})
+    linker = DeterministicLinker(store, config)
+    shared = "office@corp.com"
+    # Three different people (each with a phone of their own) share a company email.
+    linker.ingest([rec("crm", "1", email=shared, phone="2125550101")])
+    linker.ingest([rec("crm", "2", email=shared, phone="2125550102")])
+    result = linker.ingest([rec("crm", "3", email=shared, phone="2125550103")])
+    assert result.flagged and result.flagged[0][0] == f"email|{shared}"
+    got = links(store)
+    assert got["crm|1"] == got["crm|2"] != got["crm|3"]
+    # Flagged for good: a fourth person does not link either, and the reason is kept.
+    linker.ingest([rec("crm", "4", email=shared)])
+    assert links(store)["crm|4"] not in {got["crm|1"], got["crm|3"]}
+    ((ident, reason),) = store.flagged_identifiers()
+    assert ident == Identifier("email", shared) and "cap 2" in reason
+
+
+def test_reingest_is_idempotent_and_update_rewrites_identifiers(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    batch = [rec("crm", "1", email="ann@example.com", first_name="Ann"), rec("web", "2", email="ann@example.com")]
+    linker.ingest(batch)
+    before = (links(store), store.stats())
+    again = linker.ingest(batch)
+    assert (again.unchanged, again.inserted, again.updated) == (2, 0, 0)
+    assert (links(store), store.stats()) == before
+    cid = links(store)["crm|1"]
+    linker.ingest([rec("crm", "1", minutes=5, email="ann.new@example.com", first_name="Anne")])
+    profile = store.get_profile(cid)
+    assert profile is not None
+    assert {s.identifier.value for s in profile.identifiers} == {"ann@example.com", "ann.new@example.com"}
+    crm = next(r for r in profile.records if r.record.uid == "crm|1")
+    assert [i.value for i in crm.identifiers] == ["ann.new@example.com"]
+    assert profile.customer.golden["first_name"].value == "Anne"
+
+
+def _groups(store: GraphStore) -> list[list[str]]:
+    grouped: dict[str, set[str]] = {}
+    for uid, cid in links(store).items():
+        grouped.setdefault(cid, set()).add(uid)
+    return sorted(map(sorted, grouped.values()))
+
+
+def test_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:
+    records = [
+        rec("a", "1", email="x@x.com"),
+        rec("a", "2", phone="2125550111"),
+        rec("a", "3", email="x@x.com", phone="2125550111"),
+        rec("a", "4", email="y@x.com"),
+        rec("a", "1", minutes=1, email="x@x.com", phone="2125550122"),
+        rec("a", "5", phone="2125550122", email="y@x.com"),
+    ]
+    DeterministicLinker(store).ingest(records, batch_size=100)
+    single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
+    for r in records:
+        DeterministicLinker(single).ingest([r])
+    assert _groups(store) == _groups(single) == [["a|1", "a|2", "a|3", "a|4", "a|5"]]
+    assert store.stats().merged_customers == single.stats().merged_customers == 2
+    single.close()
+
+
+def test_golden_record_rules_and_lineage(store: GraphStore) -> None:
+    surv = SurvivorshipConfig(
+        fields={"last_name": "source_priority", "date_of_birth": "most_frequent"}, source_priority=["crm", "web"]
+    )
+    linker = DeterministicLinker(store, survivorship=surv)
+    linker.ingest(
+        [
+            rec("web", "1", minutes=30, email="z@x.com", first_name="Zoe", last_name="Smyth", date_of_birth=date(1990, 2, 1)),
+            rec("crm", "1", minutes=0, email="z@x.com", first_name="Zoey", last_name="Smith", date_of_birth=date(1990, 1, 2)),
+            rec("shop", "1", minutes=10, email="z@x.com", date_of_birth=date(1990, 1, 2)),
+        ]
+    )
+    profile = store.get_profile(links(store)["crm|1"])
+    assert profile is not None
+    g = profile.customer.golden
+    assert (g["first_name"].value, g["first_name"].source, g["first_name"].rule) == ("Zoe", "web", "most_recent")
+    assert (g["last_name"].value, g["last_name"].source) == ("Smith", "crm")
+    assert g["date_of_birth"].value == date(1990, 1, 2) and g["date_of_birth"].rule == "most_frequent"
+    assert g["email"].source_key in {"1"}
