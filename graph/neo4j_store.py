@@ -13,6 +13,7 @@ Every statement is written to run on Neo4j 5 and on ArcadeDB's Bolt server alike
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -329,6 +330,7 @@ class Neo4jStore(GraphStore):
             ],
         )
         final = changes.final_targets()
+        base = time.time_ns()  # orders merge events across change sets, like SQLite's rowid
         if final:
             moves = [{"merged": m, "final": t} for m, t in final.items()]
             run(
@@ -359,7 +361,7 @@ class Neo4jStore(GraphStore):
                         "survivor": m.survivor,
                         "at": m.at.isoformat(),
                         "evidence": _dumps(m.evidence.to_json()),
-                        "seq": i,
+                        "seq": base + i,
                     }
                     for i, m in enumerate(changes.merges)
                 ],

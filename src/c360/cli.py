@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from c360.connectors.files import FileSource, ReadReport
@@ -61,9 +62,13 @@ class State:
         return self._settings
 
 
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line error and exit non-zero."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(Text.assemble(("error: ", "red"), _one_line(message)))
     raise typer.Exit(code)
 
 
@@ -309,7 +314,7 @@ def main() -> None:
     try:
         app()
     except C360Error as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(Text.assemble(("error: ", "red"), _one_line(exc)))
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -317,5 +322,6 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("C360_DEBUG"):
             raise
-        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (set C360_DEBUG=1 for a traceback)")
+        detail = f"unexpected {type(exc).__name__}: {_one_line(exc)} (set C360_DEBUG=1 for a traceback)"
+        err.print(Text.assemble(("error: ", "red"), detail))
         sys.exit(1)

@@ -1,0 +1,124 @@
+"""The c360 command line, run as a user runs it: a subprocess per command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from c360.graph.neo4j_store import Neo4jConfig
+
+
+def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "c360", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder with a generated data set ingested into ./.c360."""
+    cwd = tmp_path_factory.mktemp("cli")
+    c360("generate", "--customers", "200", "--output", "data", "--seed", "11", cwd=cwd)
+    c360("ingest", "data", cwd=cwd)
+    return cwd
+
+
+def test_ingest_get_find_export(populated: Path) -> None:
+    cwd = populated
+    c360("export", "links", "--output", "links.csv", cwd=cwd)
+    with (cwd / "links.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    manifest = json.loads((cwd / "data" / "dataset.json").read_text())
+    assert len(rows) == manifest["records"]
+    assert list(rows[0]) == ["source", "source_key", "customer_id"]
+    cid = rows[0]["customer_id"]
+    doc = json.loads(c360("customer", "get", cid, cwd=cwd).stdout)
+    assert doc["id"] == cid and doc["status"] == "active"
+    assert {r["key"] for r in doc["records"]} == {r["source_key"] for r in rows if r["customer_id"] == cid}
+    assert doc["golden"]["last_name"]["source"] in doc["sources"]
+    email = next(i["value"] for i in doc["identifiers"] if i["kind"] == "email")
+    found = json.loads(c360("customer", "find", "--email", email.upper(), cwd=cwd).stdout)
+    assert cid in [f["id"] for f in found]
+    first = doc["golden"]["first_name"]["value"]
+    last = doc["golden"]["last_name"]["value"]
+    by_name = json.loads(c360("customer", "find", "--name", f"{first} {last}", cwd=cwd).stdout)
+    assert cid in [f["id"] for f in by_name]
+    # Ingesting again changes nothing.
+    again = c360("ingest", "data", cwd=cwd).stdout
+    assert "0 new, 0 updated" in again
+    c360("export", "links", "--output", "links2.csv", cwd=cwd)
+    assert (cwd / "links.csv").read_text() == (cwd / "links2.csv").read_text()
+
+
+def test_file_ingest_reports_rejects(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("id,email,date_of_birth\n1,a@x.com,1990-01-01\n,b@x.com,\n3,c@x.com,soon\n")
+    proc = c360("ingest", "people.csv", "--source", "shop", "--rejects", "rej.jsonl", cwd=tmp_path)
+    assert "2 records" in proc.stdout and "1 rejected" in proc.stdout
+    assert "date_of_birth: 1" in proc.stdout
+    (reject,) = [json.loads(line) for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert reject["row"] == 3 and "missing key" in reject["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["ingest", "nope.csv", "--source", "s"], {}, "no such file"),
+        (["ingest", "."], {}, "without dataset.json"),
+        (["customer", "get", "C404"], {}, "no customer C404"),
+        (["customer", "find"], {}, "exactly one of"),
+        (["customer", "find", "--phone", "12"], {}, "not a valid phone"),
+        (["customer", "get", "x"], {"C360_GRAPH__BACKEND": "oracle"}, "graph.backend"),
+        (["customer", "get", "x"], {"C360_CONFIG": "missing.yaml"}, "config file missing.yaml not found"),
+        (
+            ["customer", "get", "x"],
+            {"C360_GRAPH__BACKEND": "neo4j", "C360_GRAPH__NEO4J__URI": "bolt://127.0.0.1:1"},
+            "cannot reach neo4j",
+        ),
+    ],
+)
+def test_errors_are_one_line_and_non_zero(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
+    proc = c360(*args, cwd=tmp_path, env=env, ok=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_settings_from_config_file_and_data_dir(tmp_path: Path) -> None:
+    (tmp_path / "c360.yaml").write_text("linking:\n  default_region: GB\ningest:\n  batch_size: 2\n")
+    (tmp_path / "p.csv").write_text("id,phone\n1,020 7946 0958\n2,+44 20 7946 0958\n")
+    c360("--config", "c360.yaml", "--data-dir", "state", "ingest", "p.csv", "--source", "s", cwd=tmp_path)
+    assert (tmp_path / "state" / "graph.db").exists()
+    found = c360("--data-dir", "state", "--config", "c360.yaml", "customer", "find", "--phone", "02079460958",
+                 cwd=tmp_path).stdout
+    assert len(json.loads(found)) == 1  # both records, read as UK numbers, are one customer
+
+
+def test_cli_on_the_bolt_server(tmp_path: Path, bolt_config: Neo4jConfig) -> None:
+    env = {
+        "C360_GRAPH__BACKEND": "neo4j",
+        "C360_GRAPH__NEO4J__URI": bolt_config.uri,
+        "C360_GRAPH__NEO4J__USER": bolt_config.user,
+        "C360_GRAPH__NEO4J__PASSWORD": bolt_config.password.get_secret_value(),
+        "C360_GRAPH__NEO4J__DATABASE": bolt_config.database,
+    }
+    from c360.graph.neo4j_store import Neo4jStore
+
+    Neo4jStore(bolt_config).reset(confirm=True)
+    (tmp_path / "p.csv").write_text("id,email,first_name\n1,a@x.com,Ann\n2,A@X.com,Annie\n3,b@x.com,Bo\n")
+    out = c360("ingest", "p.csv", "--source", "s", cwd=tmp_path, env=env).stdout
+    assert "graph: 3 records, 2 customers" in out
+    found = json.loads(c360("customer", "find", "--email", "a@x.com", cwd=tmp_path, env=env).stdout)
+    doc = json.loads(c360("customer", "get", found[0]["id"], cwd=tmp_path, env=env).stdout)
+    assert sorted(r["key"] for r in doc["records"]) == ["1", "2"]

@@ -1,0 +1,135 @@
+"""The GraphStore contract: every backend passes every test here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from c360.graph.errors import ConfigError, StoreError
+from c360.graph.models import (
+    ChangeSet,
+    Customer,
+    Evidence,
+    GoldenValue,
+    Identifier,
+    IdentifierState,
+    MergeEvent,
+    RecordWrite,
+    SourceRecord,
+)
+from c360.graph.store import GraphStore, open_store, store_names
+
+T = datetime(2025, 1, 1, tzinfo=UTC)
+EMAIL = Identifier("email", "a@x.com")
+PHONE = Identifier("phone", "+14155550100")
+
+
+def write(key: str, cid: str, *idents: Identifier, source: str = "crm", last: str | None = None) -> RecordWrite:
+    record = SourceRecord(source, key, T, first_name="Ann", last_name=last or "Lee", email="a@x.com")
+    return RecordWrite(record, f"h{key}", idents, cid, Evidence("new", tuple(i.uid for i in idents)))
+
+
+def seed(store: GraphStore) -> None:
+    store.apply(
+        ChangeSet(
+            identifiers=[IdentifierState(EMAIL), IdentifierState(PHONE)],
+            new_customers=[Customer("C1", T), Customer("C2", T), Customer("C3", T)],
+            records=[write("1", "C1", EMAIL), write("2", "C2", PHONE), write("3", "C3", last="Wong")],
+            goldens={"C1": {"first_name": GoldenValue("Ann", "crm", "1", T, "most_recent")}},
+        )
+    )
+
+
+def test_apply_then_lookup(store: GraphStore) -> None:
+    seed(store)
+    found = store.lookup(["crm|1", "crm|9"], [EMAIL.uid, "email|nobody@x.com"])
+    assert set(found.records) == {"crm|1"}
+    assert found.records["crm|1"].customer_id == "C1"
+    assert found.records["crm|1"].content_hash == "h1"
+    assert found.records["crm|1"].evidence == Evidence("new", (EMAIL.uid,))
+    assert found.identifiers[EMAIL.uid] == IdentifierState(EMAIL)
+    assert found.identifier_customers == {EMAIL.uid: frozenset({"C1"})}
+    assert store.records_of(["C1", "C2", "C9"])["C1"][0].key == "1"
+    golden = store.get_customer("C1")
+    assert golden is not None and golden.golden["first_name"].value == "Ann"
+
+
+def test_merges_move_records_and_compress_redirects(store: GraphStore) -> None:
+    seed(store)
+    ev = Evidence("deterministic", (PHONE.uid,), record="crm|2")
+    store.apply(ChangeSet(merges=[MergeEvent("C2", "C3", T, ev)]))
+    assert store.resolve("C3") == "C2"
+    store.apply(ChangeSet(merges=[MergeEvent("C1", "C2", T, ev)]))
+    assert store.resolve("C3") == "C1" and store.resolve("C2") == "C1" and store.resolve("C9") is None
+    assert {cid for _, _, cid in store.iter_links()} == {"C1"}
+    profile = store.get_profile("C3")
+    assert profile is not None and profile.customer.id == "C1" and profile.requested_id == "C3"
+    assert profile.merged_ids == ("C2", "C3")
+    assert [(m.survivor, m.merged) for m in store.history("C2")] == [("C2", "C3"), ("C1", "C2")]
+    assert store.stats().customers == 1 and store.stats().merged_customers == 2
+
+
+def test_chained_merges_in_one_change_set(store: GraphStore) -> None:
+    seed(store)
+    ev = Evidence("deterministic")
+    store.apply(ChangeSet(merges=[MergeEvent("C2", "C3", T, ev), MergeEvent("C1", "C2", T, ev)]))
+    assert {cid for _, _, cid in store.iter_links()} == {"C1"}
+    assert store.resolve("C3") == "C1"
+
+
+def test_failed_apply_changes_nothing(store: GraphStore) -> None:
+    seed(store)
+    before = (list(store.iter_links()), store.stats())
+    bad = ChangeSet(
+        identifiers=[IdentifierState(Identifier("email", "new@x.com"))],
+        new_customers=[Customer("C4", T), Customer("C1", T)],  # C1 exists: the unique key fails
+        records=[write("4", "C4")],
+    )
+    with pytest.raises(StoreError):
+        store.apply(bad)
+    assert (list(store.iter_links()), store.stats()) == before
+    assert store.get_customer("C4") is None
+
+
+def test_profile_identifiers_and_finders(store: GraphStore) -> None:
+    seed(store)
+    profile = store.get_profile("C1")
+    assert profile is not None and not profile.redirected
+    assert [s.identifier for s in profile.identifiers] == [EMAIL]
+    assert profile.records[0].identifiers == (EMAIL,)
+    doc = profile.to_json()
+    assert doc["sources"] == ["crm"] and doc["records"][0]["link"]["rule"] == "new"
+    assert store.find_by_identifier(PHONE) == ["C2"]
+    assert store.find_by_identifier(Identifier("email", "zz@x.com")) == []
+    assert store.find_by_name("ANN", "lee") == ["C1", "C2"]
+    assert store.find_by_name(None, "Wong") == ["C3"]
+    with pytest.raises(StoreError):
+        store.find_by_name(None, None)
+
+
+def test_links_are_ordered_and_flags_kept(store: GraphStore) -> None:
+    seed(store)
+    store.apply(ChangeSet(records=[write("0", "C2", source="aaa")]))
+    assert [(s, k) for s, k, _ in store.iter_links()] == [("aaa", "0"), ("crm", "1"), ("crm", "2"), ("crm", "3")]
+    store.apply(ChangeSet(identifiers=[IdentifierState(EMAIL, 4, True, "too many")]))
+    assert store.flagged_identifiers() == [(EMAIL, "too many")]
+    # Flagged identifiers report no customers for linking.
+    assert store.lookup([], [EMAIL.uid]).identifier_customers == {}
+
+
+def test_reset_needs_confirmation(store: GraphStore) -> None:
+    seed(store)
+    with pytest.raises(StoreError):
+        store.reset(confirm=False)
+    store.reset(confirm=True)
+    assert store.stats().records == 0
+    store.ping()
+
+
+def test_registry_rejects_unknown_backend_and_bad_config(tmp_path: object) -> None:
+    assert store_names() == ["embedded", "neo4j"]
+    with pytest.raises(ConfigError, match="unknown graph backend"):
+        open_store("oracle", {})
+    with pytest.raises(ConfigError, match="invalid embedded store config"):
+        open_store("embedded", {"path": "x.db", "colour": "blue"})
