@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import CANONICAL_FIELDS, SourceRecord
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+$")
 _KEY_CANDIDATES = ("source_key", "key", "id", "rec_id")
@@ -86,7 +85,6 @@ class ColumnMapping(BaseModel):
         for spec in self.fields.values():
             cols.update(spec.columns)
         return cols
-
 
 
 def load_mapping(path: Path) -> ColumnMapping:
@@ -159,8 +157,11 @@ class RowMapper:
             used = self.mapping.used_columns()
             attributes = {k: t for k, v in row.items() if k not in used and (t := _text(v))}
         return SourceRecord(
-            source=self.source, key="|".join(p for p in key_parts if p), observed_at=observed,
-            attributes=attributes, **values,
+            source=self.source,
+            key="|".join(p for p in key_parts if p),
+            observed_at=observed,
+            attributes=attributes,
+            **values,
         )
 
     def _parse(self, name: str, spec: FieldSpec, row: Mapping[str, Any]) -> Any:

@@ -18,26 +18,85 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from faker import Faker
-
 from c360.graph.errors import InvalidInputError
+from faker import Faker
 
 from .mapping import ColumnMapping, load_mapping
 
 MANIFEST = "dataset.json"
 
 NICKNAMES = {
-    "William": "Bill", "Robert": "Bob", "Richard": "Dick", "James": "Jim", "John": "Jack", "Joseph": "Joe",
-    "Thomas": "Tom", "Charles": "Chuck", "Christopher": "Chris", "Daniel": "Dan", "Matthew": "Matt",
-    "Anthony": "Tony", "Michael": "Mike", "David": "Dave", "Steven": "Steve", "Andrew": "Andy",
-    "Joshua": "Josh", "Kenneth": "Ken", "Edward": "Ed", "Benjamin": "Ben", "Samuel": "Sam",
-    "Elizabeth": "Liz", "Jennifer": "Jen", "Katherine": "Kate", "Margaret": "Peggy", "Patricia": "Pat",
-    "Susan": "Sue", "Deborah": "Deb", "Rebecca": "Becky", "Kimberly": "Kim", "Jessica": "Jess",
-    "Victoria": "Vicky", "Alexander": "Alex", "Nicholas": "Nick", "Jonathan": "Jon", "Timothy": "Tim",
-    "Gregory": "Greg", "Jacqueline": "Jackie", "Christina": "Tina", "Samantha": "Sam", "Abigail": "Abby",
+    "William": "Bill",
+    "Robert": "Bob",
+    "Richard": "Dick",
+    "James": "Jim",
+    "John": "Jack",
+    "Joseph": "Joe",
+    "Thomas": "Tom",
+    "Charles": "Chuck",
+    "Christopher": "Chris",
+    "Daniel": "Dan",
+    "Matthew": "Matt",
+    "Anthony": "Tony",
+    "Michael": "Mike",
+    "David": "Dave",
+    "Steven": "Steve",
+    "Andrew": "Andy",
+    "Joshua": "Josh",
+    "Kenneth": "Ken",
+    "Edward": "Ed",
+    "Benjamin": "Ben",
+    "Samuel": "Sam",
+    "Elizabeth": "Liz",
+    "Jennifer": "Jen",
+    "Katherine": "Kate",
+    "Margaret": "Peggy",
+    "Patricia": "Pat",
+    "Susan": "Sue",
+    "Deborah": "Deb",
+    "Rebecca": "Becky",
+    "Kimberly": "Kim",
+    "Jessica": "Jess",
+    "Victoria": "Vicky",
+    "Alexander": "Alex",
+    "Nicholas": "Nick",
+    "Jonathan": "Jon",
+    "Timothy": "Tim",
+    "Gregory": "Greg",
+    "Jacqueline": "Jackie",
+    "Christina": "Tina",
+    "Samantha": "Sam",
+    "Abigail": "Abby",
 }
-AREA_CODES = ("212", "213", "305", "312", "404", "415", "503", "512", "602", "617", "702", "713", "718", "801",
-              "206", "303", "314", "412", "469", "615", "646", "704", "720", "786", "818", "917", "971")
+AREA_CODES = (
+    "212",
+    "213",
+    "305",
+    "312",
+    "404",
+    "415",
+    "503",
+    "512",
+    "602",
+    "617",
+    "702",
+    "713",
+    "718",
+    "801",
+    "206",
+    "303",
+    "314",
+    "412",
+    "469",
+    "615",
+    "646",
+    "704",
+    "720",
+    "786",
+    "818",
+    "917",
+    "971",
+)
 EMAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "proton.me", "aol.com")
 
 
@@ -145,7 +204,12 @@ class Generator:
     def _email(self, first: str, last: str) -> str:
         rng = self.rng
         style = rng.randrange(4)
-        local = [f"{first}.{last}", f"{first[0]}{last}", f"{first}{last}{rng.randrange(10, 99)}", f"{last}.{first}"][style]
+        local = [
+            f"{first}.{last}",
+            f"{first[0]}{last}",
+            f"{first}{last}{rng.randrange(10, 99)}",
+            f"{last}.{first}",
+        ][style]
         return f"{local.lower().replace(' ', '').replace(chr(39), '')}{rng.randrange(1000)}@{rng.choice(EMAIL_DOMAINS)}"
 
     def _phone(self) -> str:
@@ -183,8 +247,13 @@ class Generator:
         if rng.random() < c / 3:
             changes["phone"] = self._phone()
         if rng.random() < c / 3:
-            changes.update(street_number=str(rng.randrange(1, 9999)), street=self.fake.street_name(),
-                           city=self.fake.city(), postcode=self.fake.zipcode(), unit="")
+            changes.update(
+                street_number=str(rng.randrange(1, 9999)),
+                street=self.fake.street_name(),
+                city=self.fake.city(),
+                postcode=self.fake.zipcode(),
+                unit="",
+            )
         return replace(p, **changes)
 
     def blank(self, row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -198,36 +267,73 @@ class Generator:
 
     def crm_row(self, p: Person, key: str, when: datetime) -> dict[str, Any]:
         """A CRM row: FEBRL-like columns, dates as YYYYMMDD."""
-        return self.blank({
-            "rec_id": key, "given_name": p.first_name, "surname": p.last_name,
-            "date_of_birth": p.date_of_birth.strftime("%Y%m%d"), "sex": p.gender, "email_address": p.email,
-            "phone_number": p.phone, "street_number": p.street_number, "address_1": p.street,
-            "address_2": p.unit, "city": p.city, "state": p.state, "zip": p.postcode, "soc_sec_id": p.ssn,
-            "customer_no": f"CRM{key[4:]}", "updated_at": when.strftime("%Y-%m-%d %H:%M:%S"),
-        }, ("date_of_birth", "phone_number", "email_address", "soc_sec_id", "address_2"))
+        return self.blank(
+            {
+                "rec_id": key,
+                "given_name": p.first_name,
+                "surname": p.last_name,
+                "date_of_birth": p.date_of_birth.strftime("%Y%m%d"),
+                "sex": p.gender,
+                "email_address": p.email,
+                "phone_number": p.phone,
+                "street_number": p.street_number,
+                "address_1": p.street,
+                "address_2": p.unit,
+                "city": p.city,
+                "state": p.state,
+                "zip": p.postcode,
+                "soc_sec_id": p.ssn,
+                "customer_no": f"CRM{key[4:]}",
+                "updated_at": when.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+            ("date_of_birth", "phone_number", "email_address", "soc_sec_id", "address_2"),
+        )
 
     def web_row(self, p: Person, key: str, when: datetime) -> dict[str, Any]:
         """A web-shop account: JSON, no national id."""
-        return self.blank({
-            "account_id": key, "first_name": p.first_name, "last_name": p.last_name, "email": p.email,
-            "phone": p.phone, "address_line1": f"{p.street_number} {p.street}", "city": p.city,
-            "postcode": p.postcode, "state": p.state, "country": "US", "signup_at": when.isoformat(),
-            "newsletter": self.rng.choice(["yes", "no"]),
-        }, ("phone", "address_line1", "postcode"))
+        return self.blank(
+            {
+                "account_id": key,
+                "first_name": p.first_name,
+                "last_name": p.last_name,
+                "email": p.email,
+                "phone": p.phone,
+                "address_line1": f"{p.street_number} {p.street}",
+                "city": p.city,
+                "postcode": p.postcode,
+                "state": p.state,
+                "country": "US",
+                "signup_at": when.isoformat(),
+                "newsletter": self.rng.choice(["yes", "no"]),
+            },
+            ("phone", "address_line1", "postcode"),
+        )
 
     def partner_row(self, p: Person, key: str, when: datetime) -> dict[str, Any]:
         """A partner's customer: ISO dates, mobile only."""
-        return self.blank({
-            "partner_ref": key, "name_first": p.first_name, "name_last": p.last_name,
-            "dob": p.date_of_birth.isoformat(), "mobile": p.phone, "email": p.email,
-            "street": f"{p.street_number} {p.street}", "town": p.city, "zip": p.postcode, "region": p.state,
-            "seen_at": when.isoformat(),
-        }, ("dob", "mobile", "email", "street"))
+        return self.blank(
+            {
+                "partner_ref": key,
+                "name_first": p.first_name,
+                "name_last": p.last_name,
+                "dob": p.date_of_birth.isoformat(),
+                "mobile": p.phone,
+                "email": p.email,
+                "street": f"{p.street_number} {p.street}",
+                "town": p.city,
+                "zip": p.postcode,
+                "region": p.state,
+                "seen_at": when.isoformat(),
+            },
+            ("dob", "mobile", "email", "street"),
+        )
 
     def rows(self, customers: int) -> Iterator[tuple[str, dict[str, Any], str]]:
         """Yield ``(source, row, entity_id)`` for ``customers`` persons."""
         makers: dict[str, tuple[float, Callable[[Person, str, datetime], dict[str, Any]]]] = {
-            "crm": (0.8, self.crm_row), "webshop": (0.6, self.web_row), "partner": (0.35, self.partner_row),
+            "crm": (0.8, self.crm_row),
+            "webshop": (0.6, self.web_row),
+            "partner": (0.35, self.partner_row),
         }
         counters = dict.fromkeys(makers, 0)
         for n in range(customers):
@@ -245,27 +351,56 @@ class Generator:
                     yield source, makers[source][1](shown, key, when), person.entity_id
 
 
-_FEMALE = {"Elizabeth", "Jennifer", "Katherine", "Margaret", "Patricia", "Susan", "Deborah", "Rebecca",
-           "Kimberly", "Jessica", "Victoria", "Jacqueline", "Christina", "Samantha", "Abigail"}
+_FEMALE = {
+    "Elizabeth",
+    "Jennifer",
+    "Katherine",
+    "Margaret",
+    "Patricia",
+    "Susan",
+    "Deborah",
+    "Rebecca",
+    "Kimberly",
+    "Jessica",
+    "Victoria",
+    "Jacqueline",
+    "Christina",
+    "Samantha",
+    "Abigail",
+}
 
 MAPPINGS = {
     "crm": {
         "key": "rec_id",
         "observed_at": {"column": "updated_at", "format": "%Y-%m-%d %H:%M:%S"},
         "fields": {
-            "first_name": "given_name", "last_name": "surname",
-            "date_of_birth": {"column": "date_of_birth", "format": "%Y%m%d"}, "gender": "sex",
-            "email": "email_address", "phone": "phone_number", "address_line1": ["street_number", "address_1"],
-            "address_line2": "address_2", "city": "city", "state": "state", "postcode": "zip",
-            "national_id": {"column": "soc_sec_id", "kind": "ssn"}, "customer_number": "customer_no",
+            "first_name": "given_name",
+            "last_name": "surname",
+            "date_of_birth": {"column": "date_of_birth", "format": "%Y%m%d"},
+            "gender": "sex",
+            "email": "email_address",
+            "phone": "phone_number",
+            "address_line1": ["street_number", "address_1"],
+            "address_line2": "address_2",
+            "city": "city",
+            "state": "state",
+            "postcode": "zip",
+            "national_id": {"column": "soc_sec_id", "kind": "ssn"},
+            "customer_number": "customer_no",
         },
     },
     "webshop": {
         "key": "account_id",
         "observed_at": "signup_at",
         "fields": {
-            "first_name": "first_name", "last_name": "last_name", "email": "email", "phone": "phone",
-            "address_line1": "address_line1", "city": "city", "postcode": "postcode", "state": "state",
+            "first_name": "first_name",
+            "last_name": "last_name",
+            "email": "email",
+            "phone": "phone",
+            "address_line1": "address_line1",
+            "city": "city",
+            "postcode": "postcode",
+            "state": "state",
             "country": "country",
         },
     },
@@ -273,8 +408,15 @@ MAPPINGS = {
         "key": "partner_ref",
         "observed_at": "seen_at",
         "fields": {
-            "first_name": "name_first", "last_name": "name_last", "date_of_birth": "dob", "phone": "mobile",
-            "email": "email", "address_line1": "street", "city": "town", "postcode": "zip", "state": "region",
+            "first_name": "name_first",
+            "last_name": "name_last",
+            "date_of_birth": "dob",
+            "phone": "mobile",
+            "email": "email",
+            "address_line1": "street",
+            "city": "town",
+            "postcode": "zip",
+            "state": "region",
         },
     },
 }
@@ -306,8 +448,10 @@ def generate(
     with (out_dir / FILES["webshop"]).open("w", encoding="utf-8") as fh:
         for row in rows["webshop"]:
             fh.write(json.dumps({k: v for k, v in row.items() if v != ""}) + "\n")
-    pq.write_table(pa.Table.from_pylist(rows["partner"]) if rows["partner"] else pa.table({"partner_ref": []}),
-                   out_dir / FILES["partner"])
+    pq.write_table(
+        pa.Table.from_pylist(rows["partner"]) if rows["partner"] else pa.table({"partner_ref": []}),
+        out_dir / FILES["partner"],
+    )
     for source, mapping in MAPPINGS.items():
         (out_dir / f"{source}.mapping.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
     with (out_dir / "truth.csv").open("w", newline="", encoding="utf-8") as fh:

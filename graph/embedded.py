@@ -19,8 +19,6 @@ from .models import (
     Customer,
     Evidence,
     ExistingRecord,
-    golden_from_json,
-    golden_to_json,
     Identifier,
     IdentifierState,
     Lookup,
@@ -29,6 +27,8 @@ from .models import (
     SourceRecord,
     StoredRecord,
     StoreStats,
+    golden_from_json,
+    golden_to_json,
 )
 from .store import GraphStore, StoreConfig
 
@@ -127,7 +127,8 @@ class EmbeddedStore(GraphStore):
         with self._lock:
             for chunk in _chunks(record_uids):
                 for uid, h, cid, ev in self._db.execute(
-                    f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({_marks(len(chunk))})", chunk
+                    f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({_marks(len(chunk))})",
+                    chunk,
                 ):
                     records[uid] = ExistingRecord(uid, h, cid, Evidence.from_json(json.loads(ev)))
             for chunk in _chunks(identifier_uids):
@@ -152,7 +153,8 @@ class EmbeddedStore(GraphStore):
         with self._lock:
             for chunk in _chunks(customer_ids):
                 for cid, data in self._db.execute(
-                    f"SELECT customer_id, data FROM records WHERE customer_id IN ({_marks(len(chunk))})", chunk
+                    f"SELECT customer_id, data FROM records WHERE customer_id IN ({_marks(len(chunk))})",
+                    chunk,
                 ):
                     out[cid].append(SourceRecord.from_json(json.loads(data)))
         return dict(out)
@@ -202,7 +204,8 @@ class EmbeddedStore(GraphStore):
                 )
             )
             merged = tuple(
-                r[0] for r in self._db.execute("SELECT id FROM customers WHERE merged_into = ? ORDER BY id", (active_id,))
+                r[0]
+                for r in self._db.execute("SELECT id FROM customers WHERE merged_into = ? ORDER BY id", (active_id,))
             )
         return Profile(
             customer=customer,
@@ -246,7 +249,9 @@ class EmbeddedStore(GraphStore):
             "SELECT survivor, merged, at, evidence FROM merges WHERE survivor = ? OR merged = ? ORDER BY seq",
             (customer_id, customer_id),
         )
-        return [MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(json.loads(ev))) for s, m, at, ev in rows]
+        return [
+            MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(json.loads(ev))) for s, m, at, ev in rows
+        ]
 
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._all("SELECT kind, value, flag_reason FROM identifiers WHERE flagged = 1 ORDER BY uid")
@@ -288,25 +293,36 @@ class EmbeddedStore(GraphStore):
                     "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET "
                     "joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
                     [
-                        (s.identifier.uid, s.identifier.kind, s.identifier.value, s.joined, int(s.flagged), s.flag_reason)
+                        (
+                            s.identifier.uid,
+                            s.identifier.kind,
+                            s.identifier.value,
+                            s.joined,
+                            int(s.flagged),
+                            s.flag_reason,
+                        )
                         for s in changes.identifiers
                     ],
                 )
                 db.executemany(
                     "INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
-                    [(c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
-                     for c in changes.new_customers],
+                    [
+                        (c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
+                        for c in changes.new_customers
+                    ],
                 )
                 final = changes.final_targets()
                 db.executemany(
-                    "UPDATE records SET customer_id = ? WHERE customer_id = ?", [(t, m) for m, t in final.items()]
+                    "UPDATE records SET customer_id = ? WHERE customer_id = ?",
+                    [(t, m) for m, t in final.items()],
                 )
                 db.executemany(
                     "UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?",
                     [(t, m) for m, t in final.items()],
                 )
                 db.executemany(
-                    "UPDATE customers SET merged_into = ? WHERE merged_into = ?", [(t, m) for m, t in final.items()]
+                    "UPDATE customers SET merged_into = ? WHERE merged_into = ?",
+                    [(t, m) for m, t in final.items()],
                 )
                 db.executemany(
                     "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",

@@ -77,7 +77,11 @@ class SourceRecord:
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-safe dict of this record (dates as ISO strings)."""
-        out: dict[str, Any] = {"source": self.source, "key": self.key, "observed_at": self.observed_at.isoformat()}
+        out: dict[str, Any] = {
+            "source": self.source,
+            "key": self.key,
+            "observed_at": self.observed_at.isoformat(),
+        }
         for name in CANONICAL_FIELDS:
             v = getattr(self, name)
             if v is not None:
@@ -192,7 +196,13 @@ class GoldenValue:
         value = data["value"]
         if name == "date_of_birth" and value is not None:
             value = date.fromisoformat(value)
-        return cls(value, data["source"], data["source_key"], datetime.fromisoformat(data["observed_at"]), data["rule"])
+        return cls(
+            value,
+            data["source"],
+            data["source_key"],
+            datetime.fromisoformat(data["observed_at"]),
+            data["rule"],
+        )
 
 
 GoldenRecord = Mapping[str, GoldenValue]
@@ -267,8 +277,7 @@ class Profile:
             "golden": {name: gv.to_json() for name, gv in c.golden.items()},
             "sources": sorted({r.record.source for r in self.records}),
             "identifiers": [
-                {"kind": s.identifier.kind, "value": s.identifier.value, "flagged": s.flagged}
-                for s in self.identifiers
+                {"kind": s.identifier.kind, "value": s.identifier.value, "flagged": s.flagged} for s in self.identifiers
             ],
             "records": [
                 {
@@ -280,7 +289,12 @@ class Profile:
             ],
             "merged_ids": list(self.merged_ids),
             "history": [
-                {"survivor": m.survivor, "merged": m.merged, "at": m.at.isoformat(), "evidence": m.evidence.to_json()}
+                {
+                    "survivor": m.survivor,
+                    "merged": m.merged,
+                    "at": m.at.isoformat(),
+                    "evidence": m.evidence.to_json(),
+                }
                 for m in self.history
             ],
         }

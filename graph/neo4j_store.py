@@ -125,7 +125,10 @@ class Neo4jStore(GraphStore):
                     uids=identifier_uids,
                 ):
                     states[row["uid"]] = IdentifierState(
-                        Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
+                        Identifier(row["kind"], row["value"]),
+                        row["joined"],
+                        bool(row["flagged"]),
+                        row["reason"],
                     )
                 linking = [uid for uid, st in states.items() if not st.flagged]
                 if linking:
@@ -140,7 +143,7 @@ class Neo4jStore(GraphStore):
     def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]:
         out: dict[str, list[SourceRecord]] = defaultdict(list)
         for row in self._read(
-            "UNWIND $ids AS cid MATCH (r:Record)-[:BELONGS_TO]->(c:Customer {id: cid}) RETURN cid, r.data AS data",
+            "UNWIND $ids AS cid MATCH (c:Customer {id: cid})<-[:BELONGS_TO]-(r:Record) RETURN cid, r.data AS data",
             ids=customer_ids,
         ):
             out[row["cid"]].append(SourceRecord.from_json(json.loads(row["data"])))
@@ -148,7 +151,8 @@ class Neo4jStore(GraphStore):
 
     def _resolve(self, customer_id: str) -> str | None:
         rows = self._read(
-            "MATCH (c:Customer {id: $id}) RETURN c.status AS status, c.merged_into AS merged_into", id=customer_id
+            "MATCH (c:Customer {id: $id}) RETURN c.status AS status, c.merged_into AS merged_into",
+            id=customer_id,
         )
         if not rows:
             return None
@@ -179,7 +183,7 @@ class Neo4jStore(GraphStore):
         idents: dict[str, list[Identifier]] = defaultdict(list)
         states: dict[str, IdentifierState] = {}
         for row in self._read(
-            "MATCH (i:Identifier)<-[:HAS_IDENTIFIER]-(r:Record)-[:BELONGS_TO]->(c:Customer {id: $id}) "
+            "MATCH (c:Customer {id: $id})<-[:BELONGS_TO]-(r:Record)-[:HAS_IDENTIFIER]->(i:Identifier) "
             "RETURN r.uid AS ruid, i.uid AS uid, i.kind AS kind, i.value AS value, i.joined AS joined, "
             "i.flagged AS flagged, i.flag_reason AS reason",
             id=active_id,
@@ -195,16 +199,14 @@ class Neo4jStore(GraphStore):
                 tuple(sorted(idents.get(row["uid"], ()))),
             )
             for row in self._read(
-                "MATCH (r:Record)-[b:BELONGS_TO]->(c:Customer {id: $id}) "
+                "MATCH (c:Customer {id: $id})<-[b:BELONGS_TO]-(r:Record) "
                 "RETURN r.uid AS uid, r.data AS data, b.evidence AS evidence ORDER BY uid",
                 id=active_id,
             )
         )
         merged = tuple(
             row["id"]
-            for row in self._read(
-                "MATCH (c:Customer {merged_into: $id}) RETURN c.id AS id ORDER BY id", id=active_id
-            )
+            for row in self._read("MATCH (c:Customer {merged_into: $id}) RETURN c.id AS id ORDER BY id", id=active_id)
         )
         return Profile(
             customer=customer,
@@ -252,7 +254,12 @@ class Neo4jStore(GraphStore):
             id=customer_id,
         )
         return [
-            MergeEvent(r["survivor"], r["merged"], datetime.fromisoformat(r["at"]), Evidence.from_json(json.loads(r["evidence"])))
+            MergeEvent(
+                r["survivor"],
+                r["merged"],
+                datetime.fromisoformat(r["at"]),
+                Evidence.from_json(json.loads(r["evidence"])),
+            )
             for r in rows
         ]
 
@@ -335,7 +342,7 @@ class Neo4jStore(GraphStore):
             moves = [{"merged": m, "final": t} for m, t in final.items()]
             run(
                 tx,
-                "UNWIND $rows AS row MATCH (r:Record)-[b:BELONGS_TO]->(:Customer {id: row.merged}) "
+                "UNWIND $rows AS row MATCH (:Customer {id: row.merged})<-[b:BELONGS_TO]-(r:Record) "
                 "MATCH (s:Customer {id: row.final}) CREATE (r)-[nb:BELONGS_TO]->(s) SET nb.evidence = b.evidence "
                 "DELETE b",
                 moves,

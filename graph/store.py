@@ -136,7 +136,7 @@ class GraphStore(ABC):
             raise StoreError("reset deletes the whole graph; pass confirm=True")
         self._call("reset", lambda: self._reset())
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a backend without resources has nothing to release
         """Release connections and file handles."""
 
     # -- hooks -----------------------------------------------------------------------------------------

@@ -21,10 +21,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from c360.graph.models import (
     IDENTIFIER_KINDS,
@@ -39,6 +37,7 @@ from c360.graph.models import (
     SourceRecord,
 )
 from c360.graph.store import GraphStore
+from pydantic import BaseModel, ConfigDict, Field
 
 from .normalize import identifiers_of, is_junk, normalize_email, normalize_phone
 from .survivorship import SurvivorshipConfig, golden_record
@@ -77,7 +76,10 @@ class LinkingConfig(BaseModel):
         description="Placeholder values that never link (emails, phone numbers, ids, as sources write them).",
     )
     default_region: str = Field(
-        default="US", min_length=2, max_length=2, description="Region (ISO 3166 alpha-2) for national phone numbers."
+        default="US",
+        min_length=2,
+        max_length=2,
+        description="Region (ISO 3166 alpha-2) for national phone numbers.",
     )
 
     def blocked_uids(self) -> frozenset[str]:
@@ -179,11 +181,7 @@ class _Plan:
 
     def linking(self, idents: Sequence[Identifier]) -> list[Identifier]:
         cfg = self.linker
-        return [
-            i
-            for i in idents
-            if i.kind in cfg.strong and not is_junk(i, cfg.blocked) and not self.state(i).flagged
-        ]
+        return [i for i in idents if i.kind in cfg.strong and not is_junk(i, cfg.blocked) and not self.state(i).flagged]
 
     def add(self, record: SourceRecord) -> None:
         uid = record.uid
@@ -276,8 +274,8 @@ class _Plan:
         changes.records = list(self.writes.values())
         touched = {self.find(w.customer_id) for w in changes.records} | {m.survivor for m in changes.merges}
         touched = {self.find(c) for c in touched}
-        involved = touched | set(self.parent)
-        stored = self.linker.store.records_of(involved)
+        created = {c.id for c in changes.new_customers}
+        stored = self.linker.store.records_of((touched | set(self.parent)) - created)
         by_customer: dict[str, dict[str, SourceRecord]] = {c: {} for c in touched}
         for cid, recs in stored.items():
             for r in recs:
@@ -286,6 +284,11 @@ class _Plan:
             by_customer[self.find(w.customer_id)][w.record.uid] = w.record
         for cid in touched:
             changes.goldens[cid] = golden_record(by_customer[cid].values(), self.linker.survivorship)
+        # A new customer is written with its golden record at once.
+        changes.new_customers = [
+            replace(c, golden=changes.goldens.pop(c.id)) if c.id in changes.goldens else c
+            for c in changes.new_customers
+        ]
         # Records planned before a later merge in this batch go straight to the final survivor.
         changes.records = [
             RecordWrite(w.record, w.content_hash, w.identifiers, self.find(w.customer_id), w.evidence)

@@ -5,11 +5,25 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-
 from c360.graph.models import Identifier, SourceRecord
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID_SEPARATORS = re.compile(r"[\s\-./_]")
+_NANP_REGIONS = frozenset({"US", "CA"})
+_NANP_SHAPE = re.compile(r"^\+?[\d\s().-]+$")
+
+
+def _nanp(raw: str) -> str | None:
+    """E.164 of a plain North American number (+1 NXX NXX XXXX), or ``None`` to ask phonenumbers."""
+    if not _NANP_SHAPE.match(raw):
+        return None
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    plus = raw.lstrip().startswith("+")
+    if len(digits) == 10 and not plus and digits[0] not in "01" and digits[3] not in "01":
+        return "+1" + digits
+    if len(digits) == 11 and digits[0] == "1" and digits[1] not in "01" and digits[4] not in "01":
+        return "+" + digits
+    return None
 
 
 def normalize_email(raw: str | None) -> str | None:
@@ -27,6 +41,8 @@ def normalize_phone(raw: str | None, region: str) -> str | None:
     """
     if not raw or not raw.strip():
         return None
+    if region in _NANP_REGIONS and (fast := _nanp(raw)) is not None:
+        return fast
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

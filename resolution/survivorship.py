@@ -7,9 +7,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from c360.graph.models import CANONICAL_FIELDS, GoldenValue, SourceRecord
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Rule(StrEnum):

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
@@ -57,9 +56,7 @@ def neo4j_docker_config() -> Iterator[Neo4jConfig]:
     from testcontainers.neo4j import Neo4jContainer
 
     with Neo4jContainer("neo4j:5") as container:
-        yield Neo4jConfig(
-            uri=container.get_connection_url(), user="neo4j", password=SecretStr(container.password)
-        )
+        yield Neo4jConfig(uri=container.get_connection_url(), user="neo4j", password=SecretStr(container.password))
 
 
 @pytest.fixture(params=BACKENDS)

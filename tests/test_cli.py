@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from c360.graph.neo4j_store import Neo4jConfig
 
 
@@ -18,7 +17,12 @@ def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = Tr
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "c360", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "c360", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -100,8 +104,17 @@ def test_settings_from_config_file_and_data_dir(tmp_path: Path) -> None:
     (tmp_path / "p.csv").write_text("id,phone\n1,020 7946 0958\n2,+44 20 7946 0958\n")
     c360("--config", "c360.yaml", "--data-dir", "state", "ingest", "p.csv", "--source", "s", cwd=tmp_path)
     assert (tmp_path / "state" / "graph.db").exists()
-    found = c360("--data-dir", "state", "--config", "c360.yaml", "customer", "find", "--phone", "02079460958",
-                 cwd=tmp_path).stdout
+    found = c360(
+        "--data-dir",
+        "state",
+        "--config",
+        "c360.yaml",
+        "customer",
+        "find",
+        "--phone",
+        "02079460958",
+        cwd=tmp_path,
+    ).stdout
     assert len(json.loads(found)) == 1  # both records, read as UK numbers, are one customer
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from c360.connectors.files import FileSource
 from c360.connectors.mapping import load_mapping
 from c360.connectors.synthetic import Dataset, generate
@@ -80,11 +79,16 @@ def test_jsonl_and_parquet(tmp_path: Path) -> None:
     jsonl.write_text('{"id": "1", "email": "a@x.com"}\nnot json\n[1,2]\n{"id": "2", "first_name": "Bo"}\n')
     source = FileSource(jsonl, "web")
     assert [r.key for r in source] == ["1", "2"]
-    assert [(r.row, r.reason.split(":")[0]) for r in source.report.rejects] == [(2, "invalid JSON"), (3, "not a JSON object")]
+    assert [(r.row, r.reason.split(":")[0]) for r in source.report.rejects] == [
+        (2, "invalid JSON"),
+        (3, "not a JSON object"),
+    ]
 
     parquet = tmp_path / "p.parquet"
-    pq.write_table(pa.table({"ref": ["x1", None], "dob": [date(1980, 5, 6), date(1981, 1, 1)], "mobile": ["4155550100", ""]}),
-                   parquet)
+    pq.write_table(
+        pa.table({"ref": ["x1", None], "dob": [date(1980, 5, 6), date(1981, 1, 1)], "mobile": ["4155550100", ""]}),
+        parquet,
+    )
     mapping = tmp_path / "m.yaml"
     mapping.write_text("key: ref\nfields: {date_of_birth: dob, phone: mobile}\n")
     psource = FileSource(parquet, "partner", load_mapping(mapping))

@@ -72,7 +72,12 @@ def test_merge_chain_redirects_to_final_survivor(store: GraphStore) -> None:
     linker.ingest([rec("b", "1", email="b@x.com", national_id="532-44-8710", national_id_kind="ssn")])
     linker.ingest([rec("b", "2", email="c@x.com", national_id="532448710", national_id_kind="SSN")])
     assert store.resolve(third) == second
-    linker.ingest([rec("b", "3", email="a@x.com", phone="4155550199"), rec("b", "4", email="b@x.com", phone="415-555-0199")])
+    linker.ingest(
+        [
+            rec("b", "3", email="a@x.com", phone="4155550199"),
+            rec("b", "4", email="b@x.com", phone="415-555-0199"),
+        ]
+    )
     assert set(links(store).values()) == {first}
     assert store.resolve(second) == first and store.resolve(third) == first
     assert store.stats().customers == 1
@@ -111,7 +116,10 @@ def test_identifier_over_cap_is_flagged_and_stops_linking(store: GraphStore) -> 
 
 def test_reingest_is_idempotent_and_update_rewrites_identifiers(store: GraphStore) -> None:
     linker = DeterministicLinker(store)
-    batch = [rec("crm", "1", email="ann@example.com", first_name="Ann"), rec("web", "2", email="ann@example.com")]
+    batch = [
+        rec("crm", "1", email="ann@example.com", first_name="Ann"),
+        rec("web", "2", email="ann@example.com"),
+    ]
     linker.ingest(batch)
     before = (links(store), store.stats())
     again = linker.ingest(batch)
@@ -154,20 +162,41 @@ def test_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:
 
 def test_golden_record_rules_and_lineage(store: GraphStore) -> None:
     surv = SurvivorshipConfig(
-        fields={"last_name": "source_priority", "date_of_birth": "most_frequent"}, source_priority=["crm", "web"]
+        fields={"last_name": "source_priority", "date_of_birth": "most_frequent"},
+        source_priority=["crm", "web"],
     )
     linker = DeterministicLinker(store, survivorship=surv)
     linker.ingest(
         [
-            rec("web", "1", minutes=30, email="z@x.com", first_name="Zoe", last_name="Smyth", date_of_birth=date(1990, 2, 1)),
-            rec("crm", "1", minutes=0, email="z@x.com", first_name="Zoey", last_name="Smith", date_of_birth=date(1990, 1, 2)),
+            rec(
+                "web",
+                "1",
+                minutes=30,
+                email="z@x.com",
+                first_name="Zoe",
+                last_name="Smyth",
+                date_of_birth=date(1990, 2, 1),
+            ),
+            rec(
+                "crm",
+                "1",
+                minutes=0,
+                email="z@x.com",
+                first_name="Zoey",
+                last_name="Smith",
+                date_of_birth=date(1990, 1, 2),
+            ),
             rec("shop", "1", minutes=10, email="z@x.com", date_of_birth=date(1990, 1, 2)),
         ]
     )
     profile = store.get_profile(links(store)["crm|1"])
     assert profile is not None
     g = profile.customer.golden
-    assert (g["first_name"].value, g["first_name"].source, g["first_name"].rule) == ("Zoe", "web", "most_recent")
+    assert (g["first_name"].value, g["first_name"].source, g["first_name"].rule) == (
+        "Zoe",
+        "web",
+        "most_recent",
+    )
     assert (g["last_name"].value, g["last_name"].source) == ("Smith", "crm")
     assert g["date_of_birth"].value == date(1990, 1, 2) and g["date_of_birth"].rule == "most_frequent"
     assert g["email"].source_key in {"1"}

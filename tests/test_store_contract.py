@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from c360.graph.errors import ConfigError, StoreError
 from c360.graph.models import (
     ChangeSet,
@@ -111,7 +110,12 @@ def test_profile_identifiers_and_finders(store: GraphStore) -> None:
 def test_links_are_ordered_and_flags_kept(store: GraphStore) -> None:
     seed(store)
     store.apply(ChangeSet(records=[write("0", "C2", source="aaa")]))
-    assert [(s, k) for s, k, _ in store.iter_links()] == [("aaa", "0"), ("crm", "1"), ("crm", "2"), ("crm", "3")]
+    assert [(s, k) for s, k, _ in store.iter_links()] == [
+        ("aaa", "0"),
+        ("crm", "1"),
+        ("crm", "2"),
+        ("crm", "3"),
+    ]
     store.apply(ChangeSet(identifiers=[IdentifierState(EMAIL, 4, True, "too many")]))
     assert store.flagged_identifiers() == [(EMAIL, "too many")]
     # Flagged identifiers report no customers for linking.

@@ -105,9 +105,11 @@ class ArcadeBoltServer:
 
         cfg = self.config
         try:
-            with GraphDatabase.driver(cfg.uri, auth=(cfg.user, self.password)) as driver:
-                with driver.session(database=self.database) as session:
-                    session.run("RETURN 1 AS ok").consume()
+            with (
+                GraphDatabase.driver(cfg.uri, auth=(cfg.user, self.password)) as driver,
+                driver.session(database=self.database) as session,
+            ):
+                session.run("RETURN 1 AS ok").consume()
             return True
         except (Neo4jError, ServiceUnavailable, OSError):
             return False

@@ -16,8 +16,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from c360.connectors.files import FileSource, ReadReport
 from c360.connectors.mapping import load_mapping
@@ -76,7 +76,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def _root(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data folder (embedded store, rejects). Env: C360_DATA_DIR; default ./.c360")
+        Path | None,
+        typer.Option(help="Data folder (embedded store, rejects). Env: C360_DATA_DIR; default ./.c360"),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file. Env: C360_CONFIG.")] = None,
 ) -> None:
@@ -147,7 +148,13 @@ def ingest_dataset(settings: Settings, store: GraphStore, dataset: Dataset) -> I
     for sf in dataset.sources:
         fs = FileSource(sf.path, sf.source, dataset.mapping_of(sf))
         result, seconds = _ingest_file(settings, store, fs, sf.source, _count_rows(sf.path))
-        _report(sf.source, result, fs.report, seconds, settings.data_dir / "rejects" / f"{sf.source}-{stamp}.jsonl")
+        _report(
+            sf.source,
+            result,
+            fs.report,
+            seconds,
+            settings.data_dir / "rejects" / f"{sf.source}-{stamp}.jsonl",
+        )
         total.add(result)
     return total
 
@@ -176,7 +183,13 @@ def ingest(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     with _store(ctx) as store:
         result, seconds = _ingest_file(settings, store, fs, source, _count_rows(path))
-        _report(source, result, fs.report, seconds, rejects or settings.data_dir / "rejects" / f"{source}-{stamp}.jsonl")
+        _report(
+            source,
+            result,
+            fs.report,
+            seconds,
+            rejects or settings.data_dir / "rejects" / f"{source}-{stamp}.jsonl",
+        )
         _print_stats(store)
 
 
@@ -235,15 +248,21 @@ def customer_find(
         for cid in ids:
             c = store.get_customer(cid)
             if c is not None:
-                results.append({"id": c.id, **{k: v.to_json()["value"] for k, v in c.golden.items()
-                                               if k in ("first_name", "last_name", "email", "phone", "city")}})
+                results.append(
+                    {
+                        "id": c.id,
+                        **{
+                            k: v.to_json()["value"]
+                            for k, v in c.golden.items()
+                            if k in ("first_name", "last_name", "email", "phone", "city")
+                        },
+                    }
+                )
         _print_json(results)
 
 
 @export_app.command("links")
-def export_links(
-    ctx: typer.Context, output: Annotated[Path, typer.Option(help="CSV file to write.")]
-) -> None:
+def export_links(ctx: typer.Context, output: Annotated[Path, typer.Option(help="CSV file to write.")]) -> None:
     """Write source,source_key,customer_id for every source record."""
     with _store(ctx) as store:
         try:
@@ -302,10 +321,15 @@ def demo(
             name = " ".join(str(g[f].value) for f in ("first_name", "last_name") if f in g)
             out.rule(f"{cid}  {name}")
             for field, gv in g.items():
-                out.print(f"  {field:16} {gv.to_json()['value']!s:32} from {gv.source}/{gv.source_key}", highlight=False)
+                out.print(
+                    f"  {field:16} {gv.to_json()['value']!s:32} from {gv.source}/{gv.source_key}",
+                    highlight=False,
+                )
             for r in profile.records:
-                out.print(f"  record {r.record.uid:22} linked by {r.evidence.rule} {', '.join(r.evidence.identifiers)}",
-                          highlight=False)
+                out.print(
+                    f"  record {r.record.uid:22} linked by {r.evidence.rule} {', '.join(r.evidence.identifiers)}",
+                    highlight=False,
+                )
     out.print("Look one up: c360 customer get ID", highlight=False)
 
 
