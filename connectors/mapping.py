@@ -165,7 +165,10 @@ class RowMapper:
         )
 
     def _parse(self, name: str, spec: FieldSpec, row: Mapping[str, Any]) -> Any:
-        raw = " ".join(t for c in spec.columns if (t := _text(row.get(c))))
+        if len(spec.columns) == 1:
+            raw = _text(row.get(spec.columns[0]))
+        else:
+            raw = " ".join(t for c in spec.columns if (t := _text(row.get(c))))
         if not raw:
             return None
         if name == "date_of_birth":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections import defaultdict
@@ -27,8 +26,10 @@ from .models import (
     SourceRecord,
     StoredRecord,
     StoreStats,
+    dumps,
     golden_from_json,
     golden_to_json,
+    loads,
 )
 from .store import GraphStore, StoreConfig
 
@@ -73,10 +74,6 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class EmbeddedConfig(StoreConfig):
@@ -130,7 +127,7 @@ class EmbeddedStore(GraphStore):
                     f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({_marks(len(chunk))})",
                     chunk,
                 ):
-                    records[uid] = ExistingRecord(uid, h, cid, Evidence.from_json(json.loads(ev)))
+                    records[uid] = ExistingRecord(uid, h, cid, Evidence.from_json(loads(ev)))
             for chunk in _chunks(identifier_uids):
                 for uid, kind, value, joined, flagged, reason in self._db.execute(
                     f"SELECT uid, kind, value, joined, flagged, flag_reason FROM identifiers "
@@ -156,7 +153,7 @@ class EmbeddedStore(GraphStore):
                     f"SELECT customer_id, data FROM records WHERE customer_id IN ({_marks(len(chunk))})",
                     chunk,
                 ):
-                    out[cid].append(SourceRecord.from_json(json.loads(data)))
+                    out[cid].append(SourceRecord.from_json(loads(data)))
         return dict(out)
 
     def _resolve(self, customer_id: str) -> str | None:
@@ -194,9 +191,9 @@ class EmbeddedStore(GraphStore):
                 states[uid] = IdentifierState(ident, joined, bool(flagged), reason)
             records = tuple(
                 StoredRecord(
-                    SourceRecord.from_json(json.loads(data)),
+                    SourceRecord.from_json(loads(data)),
                     active_id,
-                    Evidence.from_json(json.loads(ev)),
+                    Evidence.from_json(loads(ev)),
                     tuple(sorted(idents.get(uid, ()))),
                 )
                 for uid, data, ev in self._db.execute(
@@ -249,9 +246,7 @@ class EmbeddedStore(GraphStore):
             "SELECT survivor, merged, at, evidence FROM merges WHERE survivor = ? OR merged = ? ORDER BY seq",
             (customer_id, customer_id),
         )
-        return [
-            MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(json.loads(ev))) for s, m, at, ev in rows
-        ]
+        return [MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(loads(ev))) for s, m, at, ev in rows]
 
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._all("SELECT kind, value, flag_reason FROM identifiers WHERE flagged = 1 ORDER BY uid")
@@ -326,7 +321,7 @@ class EmbeddedStore(GraphStore):
                 )
                 db.executemany(
                     "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
-                    [(m.survivor, m.merged, m.at.isoformat(), _dumps(m.evidence.to_json())) for m in changes.merges],
+                    [(m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json())) for m in changes.merges],
                 )
                 uids = [w.record.uid for w in changes.records]
                 for chunk in _chunks(uids):
@@ -338,10 +333,10 @@ class EmbeddedStore(GraphStore):
                             w.record.uid,
                             w.record.source,
                             w.record.key,
-                            _dumps(w.record.to_json()),
+                            dumps(w.record.to_json()),
                             w.content_hash,
                             w.customer_id,
-                            _dumps(w.evidence.to_json()),
+                            dumps(w.evidence.to_json()),
                             w.record.first_name.casefold() if w.record.first_name else None,
                             w.record.last_name.casefold() if w.record.last_name else None,
                         )

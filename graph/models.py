@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
+
+import orjson
 
 #: The canonical person fields every source is mapped onto, in display order.
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -107,15 +108,17 @@ class SourceRecord:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Identifier:
-    """A normalised identifier: ``kind`` (email, phone, national_id, customer_number) and ``value``."""
+    """A normalised identifier: ``kind`` (email, phone, national_id, customer_number) and ``value``.
+
+    ``uid`` is the graph-wide unique id, ``kind|value``.
+    """
 
     kind: str
     value: str
+    uid: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def uid(self) -> str:
-        """The graph-wide unique id, ``kind|value``."""
-        return f"{self.kind}|{self.value}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uid", f"{self.kind}|{self.value}")
 
     @classmethod
     def from_uid(cls, uid: str) -> Identifier:
@@ -209,13 +212,37 @@ GoldenRecord = Mapping[str, GoldenValue]
 
 
 def golden_to_json(golden: GoldenRecord) -> str:
-    """Serialise a golden record to a JSON string."""
-    return json.dumps({name: gv.to_json() for name, gv in golden.items()}, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a golden record to a JSON string (the same shape as :meth:`GoldenValue.to_json`)."""
+    iso: dict[datetime, str] = {}  # most fields share a few source records' timestamps
+    out: dict[str, dict[str, Any]] = {}
+    for name, gv in golden.items():
+        at = iso.get(gv.observed_at)
+        if at is None:
+            at = iso[gv.observed_at] = gv.observed_at.isoformat()
+        value = gv.value.isoformat() if isinstance(gv.value, date) else gv.value
+        out[name] = {
+            "value": value,
+            "source": gv.source,
+            "source_key": gv.source_key,
+            "observed_at": at,
+            "rule": gv.rule,
+        }
+    return dumps(out)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of ``value`` (the store's serialisation)."""
+    return orjson.dumps(value).decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text written by :func:`dumps`."""
+    return orjson.loads(text)
 
 
 def golden_from_json(text: str) -> dict[str, GoldenValue]:
     """Parse a golden record written by :func:`golden_to_json`."""
-    return {name: GoldenValue.from_json(name, data) for name, data in json.loads(text).items()}
+    return {name: GoldenValue.from_json(name, data) for name, data in orjson.loads(text).items()}
 
 
 @dataclass(frozen=True, slots=True)

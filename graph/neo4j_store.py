@@ -12,7 +12,6 @@ Every statement is written to run on Neo4j 5 and on ArcadeDB's Bolt server alike
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -38,8 +37,10 @@ from .models import (
     SourceRecord,
     StoredRecord,
     StoreStats,
+    dumps,
     golden_from_json,
     golden_to_json,
+    loads,
 )
 from .store import GraphStore, StoreConfig
 
@@ -55,10 +56,6 @@ SCHEMA: tuple[str, ...] = (
 )
 
 _BATCH = 2000
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class Neo4jConfig(StoreConfig):
@@ -116,7 +113,7 @@ class Neo4jStore(GraphStore):
                     uids=record_uids,
                 ):
                     records[row["uid"]] = ExistingRecord(
-                        row["uid"], row["hash"], row["cid"], Evidence.from_json(json.loads(row["evidence"]))
+                        row["uid"], row["hash"], row["cid"], Evidence.from_json(loads(row["evidence"]))
                     )
             if identifier_uids:
                 for row in s.run(
@@ -146,7 +143,7 @@ class Neo4jStore(GraphStore):
             "UNWIND $ids AS cid MATCH (c:Customer {id: cid})<-[:BELONGS_TO]-(r:Record) RETURN cid, r.data AS data",
             ids=customer_ids,
         ):
-            out[row["cid"]].append(SourceRecord.from_json(json.loads(row["data"])))
+            out[row["cid"]].append(SourceRecord.from_json(loads(row["data"])))
         return dict(out)
 
     def _resolve(self, customer_id: str) -> str | None:
@@ -193,9 +190,9 @@ class Neo4jStore(GraphStore):
             states[row["uid"]] = IdentifierState(ident, row["joined"], bool(row["flagged"]), row["reason"])
         records = tuple(
             StoredRecord(
-                SourceRecord.from_json(json.loads(row["data"])),
+                SourceRecord.from_json(loads(row["data"])),
                 active_id,
-                Evidence.from_json(json.loads(row["evidence"])),
+                Evidence.from_json(loads(row["evidence"])),
                 tuple(sorted(idents.get(row["uid"], ()))),
             )
             for row in self._read(
@@ -258,7 +255,7 @@ class Neo4jStore(GraphStore):
                 r["survivor"],
                 r["merged"],
                 datetime.fromisoformat(r["at"]),
-                Evidence.from_json(json.loads(r["evidence"])),
+                Evidence.from_json(loads(r["evidence"])),
             )
             for r in rows
         ]
@@ -367,7 +364,7 @@ class Neo4jStore(GraphStore):
                         "merged": m.merged,
                         "survivor": m.survivor,
                         "at": m.at.isoformat(),
-                        "evidence": _dumps(m.evidence.to_json()),
+                        "evidence": dumps(m.evidence.to_json()),
                         "seq": base + i,
                     }
                     for i, m in enumerate(changes.merges)
@@ -387,12 +384,12 @@ class Neo4jStore(GraphStore):
                         "uid": w.record.uid,
                         "source": w.record.source,
                         "key": w.record.key,
-                        "data": _dumps(w.record.to_json()),
+                        "data": dumps(w.record.to_json()),
                         "hash": w.content_hash,
                         "first_lc": w.record.first_name.casefold() if w.record.first_name else None,
                         "last_lc": w.record.last_name.casefold() if w.record.last_name else None,
                         "cid": w.customer_id,
-                        "evidence": _dumps(w.evidence.to_json()),
+                        "evidence": dumps(w.evidence.to_json()),
                     }
                     for w in changes.records
                 ],

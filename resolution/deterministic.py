@@ -16,7 +16,6 @@ Merge protection, per identifier:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+import orjson
 from c360.graph.models import (
     IDENTIFIER_KINDS,
     ChangeSet,
@@ -120,7 +120,7 @@ def content_hash(record: SourceRecord) -> str:
     """Hash of a record's content (all but ``observed_at``): equal hashes mean nothing to update."""
     data = record.to_json()
     data.pop("observed_at")
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 @dataclass(slots=True)

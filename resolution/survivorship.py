@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from c360.graph.models import CANONICAL_FIELDS, GoldenValue, SourceRecord
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
 class Rule(StrEnum):
@@ -23,6 +23,7 @@ class SurvivorshipConfig(BaseModel):
     """Survivorship rules: a default, per-field overrides and the source priority order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _rules: dict[str, Rule] = PrivateAttr(default_factory=dict)
 
     default: Rule = Field(default=Rule.MOST_RECENT, description="Rule for fields without an override.")
     fields: dict[str, Rule] = Field(
@@ -45,6 +46,15 @@ class SurvivorshipConfig(BaseModel):
         """Return the rule of field ``name``."""
         return self.fields.get(name, self.default)
 
+    def model_post_init(self, context: Any) -> None:
+        """Resolve the rule of every field once."""
+        self._rules = {name: self.rule_for(name) for name in CANONICAL_FIELDS}
+
+    @property
+    def rules(self) -> dict[str, Rule]:
+        """The rule of every canonical field."""
+        return self._rules
+
 
 def _comparable(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
@@ -55,15 +65,23 @@ def golden_record(records: Iterable[SourceRecord], config: SurvivorshipConfig) -
 
     Ties are broken by recency, then by source and key, so the result does not depend on input order.
     """
+    rules = config.rules
     # Newest first; a stable, total order.
     ordered = sorted(records, key=lambda r: (r.observed_at, r.source, r.key), reverse=True)
+    if len(ordered) == 1:  # the common case: every rule picks the only value there is
+        only = ordered[0]
+        return {
+            name: GoldenValue(value, only.source, only.key, only.observed_at, rules[name].value)
+            for name in CANONICAL_FIELDS
+            if (value := getattr(only, name)) not in (None, "")
+        }
     rank = {source: i for i, source in enumerate(config.source_priority)}
     golden: dict[str, GoldenValue] = {}
     for name in CANONICAL_FIELDS:
         candidates = [r for r in ordered if r.value(name) not in (None, "")]
         if not candidates:
             continue
-        rule = config.rule_for(name)
+        rule = rules[name]
         if rule is Rule.SOURCE_PRIORITY:
             # min() keeps the first (newest) of equal rank.
             chosen = min(candidates, key=lambda r: rank.get(r.source, len(rank)))
