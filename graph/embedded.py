@@ -45,13 +45,12 @@ CREATE TABLE IF NOT EXISTS records (
     uid TEXT PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
     hash TEXT NOT NULL, customer_id TEXT NOT NULL, evidence TEXT NOT NULL,
     first_lc TEXT, last_lc TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS records_source_key ON records(source, key);
 CREATE INDEX IF NOT EXISTS records_customer ON records(customer_id);
 CREATE INDEX IF NOT EXISTS records_last ON records(last_lc);
 CREATE INDEX IF NOT EXISTS records_first ON records(first_lc);
 CREATE TABLE IF NOT EXISTS identifiers (
     uid TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL,
-    joined INTEGER NOT NULL, flagged INTEGER NOT NULL, flag_reason TEXT);
+    joined INTEGER NOT NULL, flagged INTEGER NOT NULL, flag_reason TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS record_identifiers (
     record_uid TEXT NOT NULL, identifier_uid TEXT NOT NULL,
     PRIMARY KEY (record_uid, identifier_uid)) WITHOUT ROWID;
