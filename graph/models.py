@@ -212,22 +212,22 @@ GoldenRecord = Mapping[str, GoldenValue]
 
 
 def golden_to_json(golden: GoldenRecord) -> str:
-    """Serialise a golden record to a JSON string (the same shape as :meth:`GoldenValue.to_json`)."""
-    iso: dict[datetime, str] = {}  # most fields share a few source records' timestamps
-    out: dict[str, dict[str, Any]] = {}
+    """Serialise a golden record compactly: each source record once, each field as a reference to it.
+
+    Shape: ``{"r": [[source, key, observed_at], ...], "f": {field: [value, record index, rule]}}``.
+    """
+    index: dict[tuple[str, str, datetime], int] = {}
+    lineage: list[list[str]] = []
+    fields: dict[str, list[Any]] = {}
     for name, gv in golden.items():
-        at = iso.get(gv.observed_at)
-        if at is None:
-            at = iso[gv.observed_at] = gv.observed_at.isoformat()
+        ref = (gv.source, gv.source_key, gv.observed_at)
+        i = index.get(ref)
+        if i is None:
+            i = index[ref] = len(lineage)
+            lineage.append([gv.source, gv.source_key, gv.observed_at.isoformat()])
         value = gv.value.isoformat() if isinstance(gv.value, date) else gv.value
-        out[name] = {
-            "value": value,
-            "source": gv.source,
-            "source_key": gv.source_key,
-            "observed_at": at,
-            "rule": gv.rule,
-        }
-    return dumps(out)
+        fields[name] = [value, i, gv.rule]
+    return dumps({"r": lineage, "f": fields})
 
 
 def dumps(value: Any) -> str:
@@ -242,7 +242,17 @@ def loads(text: str | bytes) -> Any:
 
 def golden_from_json(text: str) -> dict[str, GoldenValue]:
     """Parse a golden record written by :func:`golden_to_json`."""
-    return {name: GoldenValue.from_json(name, data) for name, data in orjson.loads(text).items()}
+    data = orjson.loads(text)
+    if not data:
+        return {}
+    lineage = [(source, key, datetime.fromisoformat(at)) for source, key, at in data["r"]]
+    out: dict[str, GoldenValue] = {}
+    for name, (value, i, rule) in data["f"].items():
+        if name == "date_of_birth" and value is not None:
+            value = date.fromisoformat(value)
+        source, key, at = lineage[i]
+        out[name] = GoldenValue(value, source, key, at, rule)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
