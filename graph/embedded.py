@@ -119,14 +119,21 @@ class EmbeddedStore(GraphStore):
     def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup:
         records: dict[str, ExistingRecord] = {}
         states: dict[str, IdentifierState] = {}
-        customers: dict[str, set[str]] = defaultdict(set)
+        bearers: dict[str, dict[str, str]] = defaultdict(dict)
+        record_idents: dict[str, list[str]] = defaultdict(list)
         with self._lock:
             for chunk in _chunks(record_uids):
-                for uid, h, cid, ev in self._db.execute(
-                    f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({_marks(len(chunk))})",
-                    chunk,
+                marks = _marks(len(chunk))
+                for ruid, iuid in self._db.execute(
+                    f"SELECT record_uid, identifier_uid FROM record_identifiers WHERE record_uid IN ({marks})", chunk
                 ):
-                    records[uid] = ExistingRecord(uid, h, cid, Evidence.from_json(loads(ev)))
+                    record_idents[ruid].append(iuid)
+                for uid, h, cid, ev in self._db.execute(
+                    f"SELECT uid, hash, customer_id, evidence FROM records WHERE uid IN ({marks})", chunk
+                ):
+                    records[uid] = ExistingRecord(
+                        uid, h, cid, Evidence.from_json(loads(ev)), tuple(sorted(record_idents.get(uid, ())))
+                    )
             for chunk in _chunks(identifier_uids):
                 for uid, kind, value, joined, flagged, reason in self._db.execute(
                     f"SELECT uid, kind, value, joined, flagged, flag_reason FROM identifiers "
@@ -136,13 +143,13 @@ class EmbeddedStore(GraphStore):
                     states[uid] = IdentifierState(Identifier(kind, value), joined, bool(flagged), reason)
             linking = [uid for uid, st in states.items() if not st.flagged]
             for chunk in _chunks(linking):
-                for iuid, cid in self._db.execute(
-                    f"SELECT DISTINCT ri.identifier_uid, r.customer_id FROM record_identifiers ri "
+                for iuid, ruid, cid in self._db.execute(
+                    f"SELECT ri.identifier_uid, ri.record_uid, r.customer_id FROM record_identifiers ri "
                     f"JOIN records r ON r.uid = ri.record_uid WHERE ri.identifier_uid IN ({_marks(len(chunk))})",
                     chunk,
                 ):
-                    customers[iuid].add(cid)
-        return Lookup(records, states, {k: frozenset(v) for k, v in customers.items()})
+                    bearers[iuid][ruid] = cid
+        return Lookup(records, states, dict(bearers))
 
     def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]:
         out: dict[str, list[SourceRecord]] = defaultdict(list)

@@ -387,6 +387,8 @@ class ExistingRecord:
     content_hash: str
     customer_id: str
     evidence: Evidence
+    #: uids of the identifiers the stored version carries
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +397,8 @@ class Lookup:
 
     records: Mapping[str, ExistingRecord]
     identifiers: Mapping[str, IdentifierState]
-    #: identifier uid -> active customer ids of the records bearing it
-    identifier_customers: Mapping[str, frozenset[str]]
+    #: identifier uid -> {record uid: customer id} of the records bearing it (flagged identifiers omitted)
+    bearers: Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,16 +104,22 @@ class Neo4jStore(GraphStore):
     def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup:
         records: dict[str, ExistingRecord] = {}
         states: dict[str, IdentifierState] = {}
-        customers: dict[str, set[str]] = defaultdict(set)
+        bearers: dict[str, dict[str, str]] = defaultdict(dict)
         with self._session() as s:
             if record_uids:
                 for row in s.run(
                     "UNWIND $uids AS uid MATCH (r:Record {uid: uid})-[b:BELONGS_TO]->(c:Customer) "
-                    "RETURN r.uid AS uid, r.hash AS hash, c.id AS cid, b.evidence AS evidence",
+                    "OPTIONAL MATCH (r)-[:HAS_IDENTIFIER]->(i:Identifier) "
+                    "RETURN r.uid AS uid, r.hash AS hash, c.id AS cid, b.evidence AS evidence, "
+                    "collect(i.uid) AS idents",
                     uids=record_uids,
                 ):
                     records[row["uid"]] = ExistingRecord(
-                        row["uid"], row["hash"], row["cid"], Evidence.from_json(loads(row["evidence"]))
+                        row["uid"],
+                        row["hash"],
+                        row["cid"],
+                        Evidence.from_json(loads(row["evidence"])),
+                        tuple(sorted(u for u in row["idents"] if u)),
                     )
             if identifier_uids:
                 for row in s.run(
@@ -122,20 +128,17 @@ class Neo4jStore(GraphStore):
                     uids=identifier_uids,
                 ):
                     states[row["uid"]] = IdentifierState(
-                        Identifier(row["kind"], row["value"]),
-                        row["joined"],
-                        bool(row["flagged"]),
-                        row["reason"],
+                        Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
                     )
                 linking = [uid for uid, st in states.items() if not st.flagged]
                 if linking:
                     for row in s.run(
-                        "UNWIND $uids AS uid MATCH (i:Identifier {uid: uid})<-[:HAS_IDENTIFIER]-(:Record)"
-                        "-[:BELONGS_TO]->(c:Customer) RETURN DISTINCT i.uid AS uid, c.id AS cid",
+                        "UNWIND $uids AS uid MATCH (i:Identifier {uid: uid})<-[:HAS_IDENTIFIER]-(r:Record)"
+                        "-[:BELONGS_TO]->(c:Customer) RETURN i.uid AS uid, r.uid AS ruid, c.id AS cid",
                         uids=linking,
                     ):
-                        customers[row["uid"]].add(row["cid"])
-        return Lookup(records, states, {k: frozenset(v) for k, v in customers.items()})
+                        bearers[row["uid"]][row["ruid"]] = row["cid"]
+        return Lookup(records, states, dict(bearers))
 
     def _records_of(self, customer_ids: list[str]) -> dict[str, list[SourceRecord]]:
         out: dict[str, list[SourceRecord]] = defaultdict(list)

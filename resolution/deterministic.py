@@ -7,10 +7,10 @@ same graph as feeding its records one by one.
 Merge protection, per identifier:
 
 * junk values (the blocklist, degenerate phone numbers and ids) never link;
-* ``joined`` counts the distinct customers an identifier has brought together: the customers it
-  merged, plus records it attached that brought an identity of their own (another strong identifier
-  not seen before). When a link would push ``joined`` over the cap of its kind, the identifier is
-  flagged with the reason and stops linking from then on; that link is not made.
+* ``joined`` counts the distinct customers an identifier has brought together (1 for its first
+  customer, plus every customer it merged into that one). When a link would push ``joined`` over the
+  cap of its kind, the identifier is flagged with the reason and stops linking from then on; that link
+  is not made.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from c360.graph.models import (
 from c360.graph.store import GraphStore
 from pydantic import BaseModel, ConfigDict, Field
 
-from .normalize import identifiers_of, is_junk, normalize_email, normalize_phone
+from .normalize import blocklist_key, identifiers_of, is_junk, normalize_email, normalize_phone
 from .survivorship import SurvivorshipConfig, golden_record
 
 DEFAULT_BLOCKLIST = (
@@ -83,10 +83,10 @@ class LinkingConfig(BaseModel):
     )
 
     def blocked_uids(self) -> frozenset[str]:
-        """Return the blocklist as identifier uids, each value read as an email and as a phone."""
+        """Return the blocklist as identifier uids (each value read as an email and as a phone) and as ids."""
         out: set[str] = set()
         for raw in self.blocklist:
-            out.add(raw.strip().lower())
+            out.add(blocklist_key(raw))
             if email := normalize_email(raw):
                 out.add(f"email|{email}")
             if phone := normalize_phone(raw, self.default_region):
@@ -152,12 +152,14 @@ class _Plan:
     def __init__(self, linker: DeterministicLinker, records: Sequence[SourceRecord]) -> None:
         self.linker = linker
         self.now = linker.clock()
-        self.idents = {r.uid: identifiers_of(r, linker.config.default_region) for r in records}
-        all_idents = {i.uid for ids in self.idents.values() for i in ids}
+        region = linker.config.default_region
+        self.record_idents = [identifiers_of(r, region) for r in records]
+        all_idents = {i.uid for ids in self.record_idents for i in ids}
         lookup = linker.store.lookup({r.uid for r in records}, all_idents)
         self.existing: dict[str, ExistingRecord] = dict(lookup.records)
         self.states: dict[str, IdentifierState] = dict(lookup.identifiers)
-        self.customers: dict[str, set[str]] = {k: set(v) for k, v in lookup.identifier_customers.items()}
+        # identifier uid -> {record uid: customer id}, kept current as the batch is planned
+        self.bearers: dict[str, dict[str, str]] = {k: dict(v) for k, v in lookup.bearers.items()}
         self.parent: dict[str, str] = {}
         self.changes = ChangeSet()
         self.changed_states: dict[str, IdentifierState] = {}
@@ -183,17 +185,19 @@ class _Plan:
         cfg = self.linker
         return [i for i in idents if i.kind in cfg.strong and not is_junk(i, cfg.blocked) and not self.state(i).flagged]
 
-    def add(self, record: SourceRecord) -> None:
+    def add(self, record: SourceRecord, idents: tuple[Identifier, ...]) -> None:
         uid = record.uid
         h = content_hash(record)
         old = self.existing.get(uid)
         if old is not None and old.content_hash == h:
             self.result.unchanged += 1
             return
-        idents = self.idents[uid]
         own = self.find(old.customer_id) if old else None
+        if old is not None:  # the stored version's identifiers no longer speak for this record
+            for iuid in old.identifiers:
+                self.bearers.get(iuid, {}).pop(uid, None)
         links = self.linking(idents)
-        cands = {i.uid: {self.find(c) for c in self.customers.get(i.uid, ())} for i in links}
+        cands = {i.uid: {self.find(c) for c in self.bearers.get(i.uid, {}).values()} for i in links}
         increments = self._protect(record, links, cands, own)
         links = [i for i in links if i.uid in increments]
 
@@ -203,6 +207,7 @@ class _Plan:
         for i in links:
             for c in cands[i.uid]:
                 targets.setdefault(c, []).append(i.uid)
+        linked_by = tuple(sorted({u for us in targets.values() for u in us}))
 
         if not targets:
             cid = self.linker.new_id()
@@ -213,24 +218,25 @@ class _Plan:
             cid = min(targets)  # IDs are time-ordered: the oldest survives
             for other in sorted(targets):
                 if other != cid:
-                    ev = Evidence("deterministic", tuple(targets[other]), record=uid)
+                    # The record's own customer came without an identifier: the merge is by the ones it brings.
+                    ev = Evidence("deterministic", tuple(targets[other]) or linked_by, record=uid)
                     self.changes.merges.append(MergeEvent(cid, other, self.now, ev))
                     self.parent[other] = cid
                     self.result.merges += 1
             if old is not None and len(targets) == 1:
                 evidence = old.evidence
             else:
-                evidence = Evidence("deterministic", tuple(sorted({u for us in targets.values() for u in us})))
+                evidence = Evidence("deterministic", linked_by)
         for i in links:
-            self.customers[i.uid] = {cid}
-            st = self.state(i)
+            self.bearers.setdefault(i.uid, {})[uid] = cid
             if increments[i.uid]:
+                st = self.state(i)
                 self.set_state(IdentifierState(i, st.joined + increments[i.uid]))
         for i in idents:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
         self.writes[uid] = RecordWrite(record, h, idents, cid, evidence)
-        self.existing[uid] = ExistingRecord(uid, h, cid, evidence)
+        self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1
         else:
@@ -239,7 +245,11 @@ class _Plan:
     def _protect(
         self, record: SourceRecord, links: list[Identifier], cands: dict[str, set[str]], own: str | None
     ) -> dict[str, int]:
-        """Apply the caps; return the joined-count increment of each identifier that may still link."""
+        """Apply the caps; return the joined-count increment of each identifier that may still link.
+
+        An identifier's increment is the number of customers, other than its own bearers, that this record
+        would join to them: the record's own customer and the customers its other identifiers bring.
+        """
         active = list(links)
         while True:
             increments: dict[str, int] = {}
@@ -250,9 +260,7 @@ class _Plan:
                 for j in active:
                     if j is not i:
                         others |= cands[j.uid]
-                brings_identity = not others and any(not cands[j.uid] for j in active if j is not i)
-                joined = mine | others
-                inc = len(joined) - len(mine) + (1 if brings_identity else 0) if mine else 0
+                inc = len(mine | others) - len(mine) if mine else 0
                 if self.state(i).joined + inc > self.linker.caps.get(i.kind, 1 << 30):
                     over = i
                     break
@@ -261,7 +269,7 @@ class _Plan:
                 return increments
             st = self.state(over)
             reason = (
-                f"would join {st.joined + 1}+ customers (cap {self.linker.caps[over.kind]} for {over.kind}); "
+                f"would join more than {self.linker.caps[over.kind]} customers (cap for {over.kind}); "
                 f"stopped at record {record.uid}"
             )
             self.set_state(IdentifierState(over, st.joined, True, reason))
@@ -323,8 +331,8 @@ class DeterministicLinker:
         if not records:
             return IngestResult()
         plan = _Plan(self, records)
-        for record in records:
-            plan.add(record)
+        for record, idents in zip(records, plan.record_idents, strict=True):
+            plan.add(record, idents)
         self.store.apply(plan.finish())
         return plan.result
 

@@ -80,10 +80,22 @@ def identifiers_of(record: SourceRecord, region: str) -> tuple[Identifier, ...]:
     return tuple(sorted(Identifier(kind, value) for kind, value in found if value))
 
 
+def blocklist_key(raw: str) -> str:
+    """The form in which a blocklisted id or customer number is compared: upper-case, no separators."""
+    return "value|" + _ID_SEPARATORS.sub("", raw).upper()
+
+
 def is_junk(identifier: Identifier, blocklist: frozenset[str]) -> bool:
-    """Whether ``identifier`` is a placeholder value that must never link (blocklisted or degenerate)."""
-    if identifier.uid in blocklist or identifier.value in blocklist:
+    """Whether ``identifier`` is a placeholder value that must never link (blocklisted or degenerate).
+
+    ``blocklist`` holds identifier uids (``email|test@test.com``) and :func:`blocklist_key` forms, which
+    match national ids and customer numbers whatever their kind or source prefix.
+    """
+    if identifier.uid in blocklist:
         return True
+    if identifier.kind in ("national_id", "customer_number"):
+        if blocklist_key(identifier.value.partition(":")[2]) in blocklist:
+            return True
     if identifier.kind == "phone":
         digits = identifier.value.lstrip("+")
         national = digits[-10:]

@@ -22,6 +22,13 @@ def links(store: GraphStore) -> dict[str, str]:
     return {f"{s}|{k}": c for s, k, c in store.iter_links()}
 
 
+def _groups(store: GraphStore) -> list[list[str]]:
+    grouped: dict[str, set[str]] = {}
+    for uid, cid in links(store).items():
+        grouped.setdefault(cid, set()).add(uid)
+    return sorted(map(sorted, grouped.values()))
+
+
 def test_shared_email_links_and_new_identity_gets_new_customer(store: GraphStore) -> None:
     linker = DeterministicLinker(store)
     result = linker.ingest(
@@ -100,18 +107,78 @@ def test_identifier_over_cap_is_flagged_and_stops_linking(store: GraphStore) -> 
     config = LinkingConfig(caps={"email": 2, "phone": 5, "national_id": 2, "customer_number": 2})
     linker = DeterministicLinker(store, config)
     shared = "office@corp.com"
-    # Three different people (each with a phone of their own) share a company email.
-    linker.ingest([rec("crm", "1", email=shared, phone="2125550101")])
-    linker.ingest([rec("crm", "2", email=shared, phone="2125550102")])
-    result = linker.ingest([rec("crm", "3", email=shared, phone="2125550103")])
-    assert result.flagged and result.flagged[0][0] == f"email|{shared}"
+    # Three people, known by their own phones, then each seen with a shared company email.
+    linker.ingest([rec("crm", str(n), phone=f"212555010{n}") for n in (1, 2, 3)])
+    linker.ingest([rec("web", "1", email=shared, phone="2125550101")])
+    result = linker.ingest([rec("web", "2", email=shared, phone="2125550102")])
+    assert result.merges == 1 and not result.flagged  # joined 2 customers: at the cap
+    result = linker.ingest([rec("web", "3", email=shared, phone="2125550103")])
+    assert result.merges == 0 and result.flagged and result.flagged[0][0] == f"email|{shared}"
     got = links(store)
-    assert got["crm|1"] == got["crm|2"] != got["crm|3"]
-    # Flagged for good: a fourth person does not link either, and the reason is kept.
-    linker.ingest([rec("crm", "4", email=shared)])
-    assert links(store)["crm|4"] not in {got["crm|1"], got["crm|3"]}
+    assert got["crm|1"] == got["crm|2"] == got["web|2"] != got["crm|3"] == got["web|3"]
+    # Flagged for good: a fourth record with it alone becomes a customer of its own; the reason is kept.
+    linker.ingest([rec("web", "4", email=shared)])
+    assert links(store)["web|4"] not in {got["crm|1"], got["crm|3"]}
     ((ident, reason),) = store.flagged_identifiers()
-    assert ident == Identifier("email", shared) and "cap 2" in reason
+    assert ident == Identifier("email", shared) and "more than 2 customers" in reason
+
+
+def test_one_person_in_many_sources_is_not_flagged(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    for source in ("crm", "web", "shop", "partner", "kyc"):
+        linker.ingest([rec(source, "1", national_id="532-44-8710", national_id_kind="ssn", customer_number="7")])
+    assert len(set(links(store).values())) == 1
+    assert store.flagged_identifiers() == []
+
+
+def test_blocklisted_ids_and_customer_numbers_never_link(store: GraphStore) -> None:
+    config = LinkingConfig(blocklist=["1234567890", "0000000000", "NA-NA-NA"])
+    linker = DeterministicLinker(store, config)
+    linker.ingest(
+        [
+            rec("crm", "1", national_id="12-3456-7890", national_id_kind="pan"),
+            rec("crm", "2", national_id="1234567890", national_id_kind="pan"),
+            rec("crm", "3", customer_number="0000000000"),
+            rec("crm", "4", customer_number="00000-00000"),
+            rec("crm", "5", national_id="na na na", national_id_kind="passport"),
+            rec("crm", "6", national_id="NANANA", national_id_kind="passport"),
+        ]
+    )
+    assert len(set(links(store).values())) == 6
+
+
+def test_same_key_twice_in_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:
+    records = [rec("web", "1", email="ann@x.com"), rec("web", "1", minutes=1, email="ann.new@x.com")]
+    seed = [rec("crm", "9", email="ann@x.com")]
+    DeterministicLinker(store).ingest(seed)
+    DeterministicLinker(store).ingest(records)
+    single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
+    for r in seed + records:
+        DeterministicLinker(single).ingest([r])
+    assert _groups(store) == _groups(single) == [["crm|9", "web|1"]]
+    single.close()
+
+
+def test_update_that_drops_an_identifier_stops_it_linking(store: GraphStore, tmp_path: Path) -> None:
+    first = [rec("crm", "1", email="shared@x.com")]
+    later = [rec("crm", "1", minutes=1, email="mine@x.com"), rec("web", "2", email="shared@x.com")]
+    linker = DeterministicLinker(store)
+    linker.ingest(first)
+    linker.ingest(later)
+    single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
+    for r in first + later:
+        DeterministicLinker(single).ingest([r])
+    assert _groups(store) == _groups(single) == [["crm|1"], ["web|2"]]
+    single.close()
+
+
+def test_merge_evidence_names_an_identifier_when_an_update_bridges(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    linker.ingest([rec("crm", "1", email="ann@x.com"), rec("web", "1", first_name="Ann")])
+    result = linker.ingest([rec("web", "1", minutes=1, first_name="Ann", email="ann@x.com")])
+    assert result.merges == 1
+    (event,) = store.history(links(store)["crm|1"])
+    assert event.evidence.identifiers == ("email|ann@x.com",) and event.evidence.record == "web|1"
 
 
 def test_reingest_is_idempotent_and_update_rewrites_identifiers(store: GraphStore) -> None:
@@ -133,13 +200,6 @@ def test_reingest_is_idempotent_and_update_rewrites_identifiers(store: GraphStor
     crm = next(r for r in profile.records if r.record.uid == "crm|1")
     assert [i.value for i in crm.identifiers] == ["ann.new@example.com"]
     assert profile.customer.golden["first_name"].value == "Anne"
-
-
-def _groups(store: GraphStore) -> list[list[str]]:
-    grouped: dict[str, set[str]] = {}
-    for uid, cid in links(store).items():
-        grouped.setdefault(cid, set()).add(uid)
-    return sorted(map(sorted, grouped.values()))
 
 
 def test_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:

@@ -47,8 +47,10 @@ def test_apply_then_lookup(store: GraphStore) -> None:
     assert found.records["crm|1"].customer_id == "C1"
     assert found.records["crm|1"].content_hash == "h1"
     assert found.records["crm|1"].evidence == Evidence("new", (EMAIL.uid,))
+    assert store.lookup(["crm|3"], []).records["crm|3"].identifiers == ()
     assert found.identifiers[EMAIL.uid] == IdentifierState(EMAIL)
-    assert found.identifier_customers == {EMAIL.uid: frozenset({"C1"})}
+    assert found.bearers == {EMAIL.uid: {"crm|1": "C1"}}
+    assert found.records["crm|1"].identifiers == (EMAIL.uid,)
     assert store.records_of(["C1", "C2", "C9"])["C1"][0].key == "1"
     golden = store.get_customer("C1")
     assert golden is not None and golden.golden["first_name"].value == "Ann"
@@ -119,7 +121,7 @@ def test_links_are_ordered_and_flags_kept(store: GraphStore) -> None:
     store.apply(ChangeSet(identifiers=[IdentifierState(EMAIL, 4, True, "too many")]))
     assert store.flagged_identifiers() == [(EMAIL, "too many")]
     # Flagged identifiers report no customers for linking.
-    assert store.lookup([], [EMAIL.uid]).identifier_customers == {}
+    assert store.lookup([], [EMAIL.uid]).bearers == {}
 
 
 def test_reset_needs_confirmation(store: GraphStore) -> None:
