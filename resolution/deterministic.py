@@ -223,10 +223,8 @@ class _Plan:
                     self.changes.merges.append(MergeEvent(cid, other, self.now, ev))
                     self.parent[other] = cid
                     self.result.merges += 1
-            if old is not None and len(targets) == 1:
-                evidence = old.evidence
-            else:
-                evidence = Evidence("deterministic", linked_by)
+            stays = old is not None and len(targets) == 1
+            evidence = old.evidence if old is not None and stays else Evidence("deterministic", linked_by)
         for i in links:
             self.bearers.setdefault(i.uid, {})[uid] = cid
             if increments[i.uid]:

@@ -93,9 +93,9 @@ def is_junk(identifier: Identifier, blocklist: frozenset[str]) -> bool:
     """
     if identifier.uid in blocklist:
         return True
-    if identifier.kind in ("national_id", "customer_number"):
-        if blocklist_key(identifier.value.partition(":")[2]) in blocklist:
-            return True
+    prefixed = identifier.kind in ("national_id", "customer_number")
+    if prefixed and blocklist_key(identifier.value.partition(":")[2]) in blocklist:
+        return True
     if identifier.kind == "phone":
         digits = identifier.value.lstrip("+")
         national = digits[-10:]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.models import Identifier, SourceRecord
 from c360.graph.store import GraphStore
 from c360.resolution.deterministic import DeterministicLinker, LinkingConfig
-from c360.resolution.survivorship import SurvivorshipConfig
+from c360.resolution.survivorship import SurvivorshipConfig, golden_record
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -260,3 +262,43 @@ def test_golden_record_rules_and_lineage(store: GraphStore) -> None:
     assert (g["last_name"].value, g["last_name"].source) == ("Smith", "crm")
     assert g["date_of_birth"].value == date(1990, 1, 2) and g["date_of_birth"].rule == "most_frequent"
     assert g["email"].source_key in {"1"}
+
+
+def _random_records(rng: random.Random, n: int, start: int) -> list[SourceRecord]:
+    emails = [f"e{i}@x.com" for i in range(5)]
+    phones = [f"212555{i:04d}" for i in range(100, 105)]
+    out = []
+    for j in range(n):
+        key = str(rng.randrange(start, start + n)) if rng.random() < 0.3 else str(start + j)
+        out.append(
+            rec(
+                rng.choice(["crm", "web"]),
+                key,
+                minutes=start + j,
+                email=rng.choice([*emails, None]),
+                phone=rng.choice([*phones, None, None]),
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("caps", [{"email": 99, "phone": 99}, {"email": 2, "phone": 2}])
+def test_batches_equal_one_by_one_on_random_streams(tmp_path: Path, caps: dict[str, int]) -> None:
+    config = LinkingConfig(caps=caps)
+    for seed in range(60):
+        rng = random.Random(seed)
+        stream = _random_records(rng, 8, 0) + _random_records(rng, 12, 4)
+        batched = EmbeddedStore(EmbeddedConfig(path=tmp_path / f"b{seed}.db"))
+        single = EmbeddedStore(EmbeddedConfig(path=tmp_path / f"s{seed}.db"))
+        DeterministicLinker(batched, config).ingest(stream, batch_size=rng.choice([3, 7, 100]))
+        for r in stream:
+            DeterministicLinker(single, config).ingest([r])
+        assert _groups(batched) == _groups(single), seed
+        assert batched.stats() == single.stats(), seed
+        assert batched.flagged_identifiers() == single.flagged_identifiers(), seed
+        # Golden records stay what the customer's records say.
+        for cid, records in batched.records_of({c for _, _, c in batched.iter_links()}).items():
+            customer = batched.get_customer(cid)
+            assert customer is not None and dict(customer.golden) == golden_record(records, SurvivorshipConfig())
+        batched.close()
+        single.close()
