@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from c360.graph.models import SourceRecord
 
 from .mapping import ColumnMapping, RowError, RowMapper, default_mapping
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_BAD_BYTES = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, under surrogateescape
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class ReadReport:
     records: int = 0
     rejects: list[Reject] = field(default_factory=list)
     warnings: Counter[str] = field(default_factory=Counter)
+    #: JSON Lines: mapped columns that no row had (a typo in the mapping?)
+    unseen_columns: list[str] = field(default_factory=list)
 
     def write_rejects(self, path: Path) -> None:
         """Write the rejects as JSON Lines (``row``, ``reason``, ``raw``)."""
@@ -53,7 +57,7 @@ def detect_format(path: Path) -> str:
     """Return ``csv``, ``jsonl`` or ``parquet`` from the file name."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InvalidInputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .jsonl or .parquet")
+        raise InvalidInputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .jsonl (.ndjson) or .parquet")
     return fmt
 
 
@@ -73,12 +77,18 @@ class FileSource:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(microsecond=0)
         self._default_time = mtime
         self._columns: list[str] = []  # the header, for formats that have one
+        self._seen_columns: set[str] = set()  # JSON Lines: every key seen in any row
 
     def __iter__(self) -> Iterator[SourceRecord]:
-        """Yield the file's records; rejects and warnings go to :attr:`report`."""
+        """Yield the file's records; rejects and warnings go to :attr:`report`.
+
+        A key seen before in the same file is rejected: a file is one snapshot of its source, and
+        ingesting it twice must leave the graph as the first time did.
+        """
+        mapper: RowMapper | None = None
+        seen: dict[str, int] = {}
         try:
             rows = {"csv": self._csv_rows, "jsonl": self._jsonl_rows, "parquet": self._parquet_rows}[self.format]()
-            mapper: RowMapper | None = None
             for number, row, reason in rows:
                 self.report.rows += 1
                 if row is None:
@@ -91,24 +101,39 @@ class FileSource:
                 except RowError as exc:
                     self.report.rejects.append(Reject(number, str(exc), _raw(row)))
                     continue
+                first = seen.setdefault(record.key, number)
+                if first != number:
+                    self.report.rejects.append(
+                        Reject(number, f"duplicate key {record.key!r} (first at row {first})", _raw(row))
+                    )
+                    continue
                 self.report.records += 1
                 yield record
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        except (OSError, csv.Error) as exc:
             raise InvalidInputError(f"{self.path}: cannot read: {exc}") from exc
         finally:
             if mapper is not None:
                 self.report.warnings.update(mapper.warnings)
+            if self.format == "jsonl" and self.mapping is not None:
+                unseen = sorted(self.mapping.used_columns() - self._seen_columns)
+                self.report.unseen_columns = unseen if self.report.rows else []
 
     def _mapper(self, columns: list[str]) -> RowMapper:
-        mapping = self.mapping or default_mapping(columns)
+        if self.mapping is not None:
+            mapping = self.mapping
+        elif self.format == "jsonl":  # rows may omit empty fields: every canonical name may appear
+            mapping = default_mapping(columns, all_fields=True)
+        else:
+            mapping = default_mapping(columns)
         mapper = RowMapper(self.source, mapping, self._default_time)
-        if self.format != "jsonl":  # JSON Lines rows may simply omit empty fields
+        if self.format != "jsonl":
             mapper.check_columns(columns)
         return mapper
 
-    # Each reader yields (row number, row or None, reason-if-None).
+    # Each reader yields (row number, row or None, reason-if-None). Files are decoded with
+    # surrogateescape so that one badly encoded row is rejected alone.
     def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-        with self.path.open(newline="", encoding="utf-8-sig") as fh:
+        with self.path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
@@ -116,20 +141,30 @@ class FileSource:
             header = [h.strip() for h in header]
             if len(set(header)) != len(header):
                 raise InvalidInputError(f"{self.path}: duplicate column names in the header")
+            if any(_BAD_BYTES.search(h) for h in header):
+                raise InvalidInputError(f"{self.path}: the header is not valid UTF-8")
             self._columns = header
-            for values in reader:
-                number = reader.line_num
+            while True:
+                number = reader.line_num + 1  # the line this row starts on (header = line 1)
+                values = next(reader, None)
+                if values is None:
+                    return
                 if not values:
                     continue
-                if len(values) != len(header):
+                if any(_BAD_BYTES.search(v) for v in values):
+                    yield number, None, "not valid UTF-8"
+                elif len(values) != len(header):
                     yield number, None, f"has {len(values)} fields, the header has {len(header)}"
-                    continue
-                yield number, dict(zip(header, values, strict=True)), ""
+                else:
+                    yield number, dict(zip(header, values, strict=True)), ""
 
     def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-        with self.path.open(encoding="utf-8") as fh:
+        with self.path.open(encoding="utf-8", errors="surrogateescape") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
+                    continue
+                if _BAD_BYTES.search(line):
+                    yield number, None, "not valid UTF-8"
                     continue
                 try:
                     obj = json.loads(line)
@@ -139,21 +174,23 @@ class FileSource:
                 if not isinstance(obj, dict):
                     yield number, None, "not a JSON object"
                     continue
+                self._seen_columns.update(obj)
                 yield number, obj, ""
 
     def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             pf = pq.ParquetFile(self.path)
-        except Exception as exc:
+            self._columns = list(pf.schema_arrow.names)
+            number = 0
+            for batch in pf.iter_batches(batch_size=10_000):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row, ""
+        except pa.ArrowException as exc:
             raise InvalidInputError(f"{self.path}: not a readable Parquet file: {exc}") from exc
-        self._columns = list(pf.schema_arrow.names)
-        number = 0
-        for batch in pf.iter_batches(batch_size=10_000):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row, ""
 
 
 def _raw(row: Mapping[str, Any]) -> str:

@@ -93,6 +93,8 @@ def load_mapping(path: Path) -> ColumnMapping:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInputError(f"cannot read mapping {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"mapping {path} is not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"mapping {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -105,16 +107,19 @@ def load_mapping(path: Path) -> ColumnMapping:
         raise InvalidInputError(f"mapping {path}: {where}: {first['msg']}") from exc
 
 
-def default_mapping(columns: list[str]) -> ColumnMapping:
-    """The mapping of a file whose columns already carry canonical names."""
+def default_mapping(columns: list[str], *, all_fields: bool = False) -> ColumnMapping:
+    """The mapping of a file whose columns already carry canonical names.
+
+    ``all_fields`` maps every canonical name, present in ``columns`` or not (rows that omit empty fields).
+    """
     key = next((c for c in _KEY_CANDIDATES if c in columns), None)
     if key is None:
         raise InvalidInputError(
             f"no key column (one of {', '.join(_KEY_CANDIDATES)}) in {', '.join(columns) or 'an empty header'}; "
             "give a --mapping file"
         )
-    fields = {name: FieldSpec(columns=[name]) for name in CANONICAL_FIELDS if name in columns}
-    spec = FieldSpec(columns=["observed_at"]) if "observed_at" in columns else None
+    fields = {name: FieldSpec(columns=[name]) for name in CANONICAL_FIELDS if all_fields or name in columns}
+    spec = FieldSpec(columns=["observed_at"]) if all_fields or "observed_at" in columns else None
     return ColumnMapping(key=[key], fields=fields, observed_at=spec)
 
 

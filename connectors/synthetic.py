@@ -433,7 +433,10 @@ def generate(
 
     if customers < 1:
         raise InvalidInputError("--customers must be at least 1")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from exc
     gen = Generator(seed, corruption, duplicate_rate)
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in FILES}
     truth: list[tuple[str, str, str]] = []

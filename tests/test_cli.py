@@ -135,3 +135,16 @@ def test_cli_on_the_bolt_server(tmp_path: Path, bolt_config: Neo4jConfig) -> Non
     found = json.loads(c360("customer", "find", "--email", "a@x.com", cwd=tmp_path, env=env).stdout)
     doc = json.loads(c360("customer", "get", found[0]["id"], cwd=tmp_path, env=env).stdout)
     assert sorted(r["key"] for r in doc["records"]) == ["1", "2"]
+
+
+def test_config_typo_and_unwritable_rejects_fail_before_any_write(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("grpah:\n  backend: neo4j\n")
+    proc = c360("--config", "c.yaml", "customer", "get", "x", cwd=tmp_path, ok=False)
+    assert proc.returncode == 1 and "grpah" in proc.stderr
+    (tmp_path / "p.csv").write_text("id,email\n1,a@x.com\n")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    proc = c360("ingest", "p.csv", "--source", "s", "--rejects", "blocker/r.jsonl", cwd=tmp_path, ok=False)
+    assert proc.returncode == 1 and "cannot write rejects" in proc.stderr
+    assert not (tmp_path / ".c360" / "graph.db").exists()
+    ok = c360("ingest", "p.csv", "--source", "s", cwd=tmp_path, env={"C360_DEBUG": ""})
+    assert "1 records" in ok.stdout

@@ -173,3 +173,30 @@ def test_generator_is_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "truth.csv").read_text() == (tmp_path / "b" / "truth.csv").read_text()
     manifest = json.loads((tmp_path / "a" / "dataset.json").read_text())
     assert {s["source"] for s in manifest["sources"]} == {"crm", "webshop", "partner"}
+
+
+def test_duplicate_keys_bad_bytes_and_multiline_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_bytes(
+        b'id,first_name,address_line1\n1,Ann,"12 High St\nFlat 2"\n2,J\xe9r\xf4me,x\n'
+        b'1,Ann again,y\n3,Bo,"a\nb",extra\n4,Cy,z\n'
+    )
+    source = FileSource(path, "s")
+    assert [(r.key, r.first_name) for r in source] == [("1", "Ann"), ("4", "Cy")]
+    assert [(r.row, r.reason) for r in source.report.rejects] == [
+        (4, "not valid UTF-8"),
+        (5, "duplicate key '1' (first at row 2)"),
+        (6, "has 4 fields, the header has 3"),
+    ]
+
+
+def test_jsonl_without_mapping_takes_fields_from_any_row_and_flags_unseen_columns(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"id": "1", "first_name": "Ann"}\n{"id": "2", "email": "bob@x.com", "phone": "2125550100"}\n')
+    records = list(FileSource(path, "web"))
+    assert (records[1].email, records[1].phone) == ("bob@x.com", "2125550100")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("key: id\nfields: {email: emial}\n")
+    source = FileSource(path, "web", load_mapping(mapping))
+    list(source)
+    assert source.report.unseen_columns == ["emial"]

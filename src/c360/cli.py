@@ -118,6 +118,8 @@ def _report(name: str, result: IngestResult, report: ReadReport, seconds: float,
         f"{len(report.rejects)} rejected, {seconds:.1f}s ({rate:,.0f} records/s)",
         highlight=False,
     )
+    if report.unseen_columns:
+        out.print(f"  warning: mapped columns that no row has: {', '.join(report.unseen_columns)}", highlight=False)
     if report.warnings:
         summary = ", ".join(f"{f}: {n}" for f, n in sorted(report.warnings.items()))
         out.print(f"  fields left empty because they did not parse: {summary}", highlight=False)
@@ -181,16 +183,25 @@ def ingest(
         fail("--source is required when ingesting a file")
     fs = FileSource(path, source, load_mapping(mapping) if mapping else None)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    rejects_path = rejects or settings.data_dir / "rejects" / f"{source}-{stamp}.jsonl"
+    _check_writable(rejects_path)
     with _store(ctx) as store:
         result, seconds = _ingest_file(settings, store, fs, source, _count_rows(path))
-        _report(
-            source,
-            result,
-            fs.report,
-            seconds,
-            rejects or settings.data_dir / "rejects" / f"{source}-{stamp}.jsonl",
-        )
+        _report(source, result, fs.report, seconds, rejects_path)
         _print_stats(store)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any data is written if the rejects file could not be written afterwards."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with path.open("a", encoding="utf-8"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write rejects to {path}: {exc.strerror or exc}") from exc
 
 
 def _print_stats(store: GraphStore) -> None:

@@ -52,7 +52,7 @@ class IngestSettings(BaseModel):
 class Settings(BaseSettings):
     """All of c360's settings."""
 
-    model_config = SettingsConfigDict(env_prefix="C360_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="C360_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path = Field(default=Path(".c360"), description="Folder for the embedded store, rejects, models.")
     graph: GraphSettings = Field(default_factory=GraphSettings, description="The graph store.")
