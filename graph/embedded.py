@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -285,10 +286,24 @@ class EmbeddedStore(GraphStore):
                 self._db.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes SQLite's write lock: other processes' writers wait (up to the timeout).
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _apply(self, changes: ChangeSet) -> None:
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            own = not db.in_transaction  # inside exclusive(), the caller's transaction holds it all
+            if own:
+                db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
                     "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET "
@@ -357,7 +372,9 @@ class EmbeddedStore(GraphStore):
                     "UPDATE customers SET golden = ? WHERE id = ?",
                     [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
                 )
-                db.execute("COMMIT")
+                if own:
+                    db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if own:
+                    db.execute("ROLLBACK")
                 raise

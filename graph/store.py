@@ -8,8 +8,10 @@ small abstract hook of the backend and re-raise the backend's own errors as :cla
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, final
 
@@ -32,6 +34,7 @@ class GraphStore(ABC):
 
     #: Short name under which the backend is registered (``embedded``, ``neo4j``).
     name: ClassVar[str]
+    _writer_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __enter__(self) -> GraphStore:
         return self
@@ -64,6 +67,16 @@ class GraphStore(ABC):
         if not customer_ids:
             return {}
         return self._call("records_of", lambda: self._records_of(list(customer_ids)))
+
+    @final
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's write lock from planning to apply, so that concurrent ingests serialise.
+
+        Lookups and the apply inside run as one unit: on error nothing inside is written.
+        """
+        with self._exclusive():
+            yield
 
     @final
     def apply(self, changes: ChangeSet) -> None:
@@ -140,6 +153,12 @@ class GraphStore(ABC):
         """Release connections and file handles."""
 
     # -- hooks -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # Default: writers in this process serialise. Backends that can lock across processes override it.
+        with self._writer_lock:
+            yield
 
     @abstractmethod
     def _lookup(self, record_uids: list[str], identifier_uids: list[str]) -> Lookup: ...

@@ -328,10 +328,11 @@ class DeterministicLinker:
         """Link one batch of records and apply the result in one transaction."""
         if not records:
             return IngestResult()
-        plan = _Plan(self, records)
-        for record, idents in zip(records, plan.record_idents, strict=True):
-            plan.add(record, idents)
-        self.store.apply(plan.finish())
+        with self.store.exclusive():
+            plan = _Plan(self, records)
+            for record, idents in zip(records, plan.record_idents, strict=True):
+                plan.add(record, idents)
+            self.store.apply(plan.finish())
         return plan.result
 
     def ingest(
