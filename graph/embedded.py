@@ -354,7 +354,7 @@ class EmbeddedStore(GraphStore):
                             w.record.uid,
                             w.record.source,
                             w.record.key,
-                            dumps(w.record.to_json()),
+                            w.document_json(),
                             w.content_hash,
                             w.customer_id,
                             dumps(w.evidence.to_json()),

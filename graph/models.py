@@ -346,6 +346,12 @@ class RecordWrite:
     identifiers: tuple[Identifier, ...]
     customer_id: str
     evidence: Evidence
+    #: the record as JSON text (``SourceRecord.to_json``), when the caller already serialised it
+    document: str | None = None
+
+    def document_json(self) -> str:
+        """The record as JSON text."""
+        return self.document if self.document is not None else dumps(self.record.to_json())
 
 
 @dataclass(slots=True)

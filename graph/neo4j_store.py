@@ -387,7 +387,7 @@ class Neo4jStore(GraphStore):
                         "uid": w.record.uid,
                         "source": w.record.source,
                         "key": w.record.key,
-                        "data": dumps(w.record.to_json()),
+                        "data": w.document_json(),
                         "hash": w.content_hash,
                         "first_lc": w.record.first_name.casefold() if w.record.first_name else None,
                         "last_lc": w.record.last_name.casefold() if w.record.last_name else None,

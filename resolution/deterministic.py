@@ -15,8 +15,9 @@ Merge protection, per identifier:
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -95,9 +96,14 @@ class LinkingConfig(BaseModel):
 
 
 class CustomerIdFactory:
-    """Time-ordered customer IDs (``C`` + ULID): a later ID sorts after an earlier one."""
+    """Time-ordered customer IDs: ``C`` + 26 Crockford base32 characters, ULID-like.
 
-    _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    48 bits of milliseconds and 80 random bits: a later ID sorts after an earlier one, also within
+    one millisecond of one process.
+    """
+
+    # RFC 4648 base32 to Crockford's alphabet, which sorts like the numbers it encodes.
+    _CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,21 +112,27 @@ class CustomerIdFactory:
     def __call__(self) -> str:
         """Return a new ID."""
         with self._lock:
-            value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+            value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
             value = max(value, self._last + 1)
             self._last = value
-        chars = []
-        for _ in range(26):
-            chars.append(self._ALPHABET[value & 31])
-            value >>= 5
-        return "C" + "".join(reversed(chars))
+        return "C" + base64.b32encode(value.to_bytes(16, "big")).decode()[:26].translate(self._CROCKFORD)
+
+
+def record_document(record: SourceRecord) -> tuple[str, str]:
+    """Return the record as stored (JSON text) and its content hash (all but ``observed_at``).
+
+    Equal hashes mean there is nothing to update.
+    """
+    data = record.to_json()
+    observed = data.pop("observed_at")
+    digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    data["observed_at"] = observed
+    return orjson.dumps(data).decode(), digest
 
 
 def content_hash(record: SourceRecord) -> str:
-    """Hash of a record's content (all but ``observed_at``): equal hashes mean nothing to update."""
-    data = record.to_json()
-    data.pop("observed_at")
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    """Hash of a record's content (all but ``observed_at``)."""
+    return record_document(record)[1]
 
 
 @dataclass(slots=True)
@@ -187,7 +199,7 @@ class _Plan:
 
     def add(self, record: SourceRecord, idents: tuple[Identifier, ...]) -> None:
         uid = record.uid
-        h = content_hash(record)
+        document, h = record_document(record)
         old = self.existing.get(uid)
         if old is not None and old.content_hash == h:
             self.result.unchanged += 1
@@ -233,7 +245,7 @@ class _Plan:
         for i in idents:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
-        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence)
+        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence, document)
         self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1
@@ -296,10 +308,7 @@ class _Plan:
             for c in changes.new_customers
         ]
         # Records planned before a later merge in this batch go straight to the final survivor.
-        changes.records = [
-            RecordWrite(w.record, w.content_hash, w.identifiers, self.find(w.customer_id), w.evidence)
-            for w in changes.records
-        ]
+        changes.records = [replace(w, customer_id=self.find(w.customer_id)) for w in changes.records]
         return changes
 
 

@@ -23,7 +23,7 @@ class SurvivorshipConfig(BaseModel):
     """Survivorship rules: a default, per-field overrides and the source priority order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    _rules: dict[str, Rule] = PrivateAttr(default_factory=dict)
+    _rules: dict[str, str] = PrivateAttr(default_factory=dict)
 
     default: Rule = Field(default=Rule.MOST_RECENT, description="Rule for fields without an override.")
     fields: dict[str, Rule] = Field(
@@ -48,11 +48,11 @@ class SurvivorshipConfig(BaseModel):
 
     def model_post_init(self, context: Any) -> None:
         """Resolve the rule of every field once."""
-        self._rules = {name: self.rule_for(name) for name in CANONICAL_FIELDS}
+        self._rules = {name: self.rule_for(name).value for name in CANONICAL_FIELDS}
 
     @property
-    def rules(self) -> dict[str, Rule]:
-        """The rule of every canonical field."""
+    def rule_names(self) -> dict[str, str]:
+        """The rule name of every canonical field."""
         return self._rules
 
 
@@ -65,31 +65,38 @@ def golden_record(records: Iterable[SourceRecord], config: SurvivorshipConfig) -
 
     Ties are broken by recency, then by source and key, so the result does not depend on input order.
     """
-    rules = config.rules
+    rules = config.rule_names
     # Newest first; a stable, total order.
     ordered = sorted(records, key=lambda r: (r.observed_at, r.source, r.key), reverse=True)
     if len(ordered) == 1:  # the common case: every rule picks the only value there is
         only = ordered[0]
         return {
-            name: GoldenValue(value, only.source, only.key, only.observed_at, rules[name].value)
+            name: GoldenValue(value, only.source, only.key, only.observed_at, rules[name])
             for name in CANONICAL_FIELDS
             if (value := getattr(only, name)) not in (None, "")
         }
-    rank = {source: i for i, source in enumerate(config.source_priority)}
     golden: dict[str, GoldenValue] = {}
+    rank: dict[str, int] | None = None
     for name in CANONICAL_FIELDS:
-        candidates = [r for r in ordered if r.value(name) not in (None, "")]
-        if not candidates:
-            continue
         rule = rules[name]
-        if rule is Rule.SOURCE_PRIORITY:
-            # min() keeps the first (newest) of equal rank.
-            chosen = min(candidates, key=lambda r: rank.get(r.source, len(rank)))
-        elif rule is Rule.MOST_FREQUENT:
-            counts = Counter(_comparable(r.value(name)) for r in candidates)
-            top = max(counts.values())
-            chosen = next(r for r in candidates if counts[_comparable(r.value(name))] == top)
+        if rule == "most_recent":  # the default: the first non-empty value, newest first
+            for chosen in ordered:
+                if getattr(chosen, name) not in (None, ""):
+                    break
+            else:
+                continue
         else:
-            chosen = candidates[0]
-        golden[name] = GoldenValue(chosen.value(name), chosen.source, chosen.key, chosen.observed_at, rule.value)
+            candidates = [r for r in ordered if getattr(r, name) not in (None, "")]
+            if not candidates:
+                continue
+            if rule == "source_priority":
+                if rank is None:
+                    rank = {source: i for i, source in enumerate(config.source_priority)}
+                # min() keeps the first (newest) of equal rank.
+                chosen = min(candidates, key=lambda r: rank.get(r.source, len(rank)))
+            else:
+                counts = Counter(_comparable(getattr(r, name)) for r in candidates)
+                top = max(counts.values())
+                chosen = next(r for r in candidates if counts[_comparable(getattr(r, name))] == top)
+        golden[name] = GoldenValue(getattr(chosen, name), chosen.source, chosen.key, chosen.observed_at, rule)
     return golden
