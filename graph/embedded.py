@@ -80,6 +80,9 @@ class EmbeddedConfig(StoreConfig):
     """Configuration of the embedded (SQLite) store."""
 
     path: Path = Field(description="The database file; its folder is created if missing.")
+    wal_autocheckpoint: int = Field(
+        default=10_000, ge=0, description="WAL pages (4 KiB) after which SQLite checkpoints; 0 turns it off."
+    )
     synchronous: str = Field(
         default="NORMAL",
         pattern="^(OFF|NORMAL|FULL|EXTRA)$",
@@ -99,6 +102,8 @@ class EmbeddedStore(GraphStore):
             self._db = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={config.synchronous}")
+            # Checkpoint the WAL less often than the default 1,000 pages: fewer fsyncs while ingesting.
+            self._db.execute(f"PRAGMA wal_autocheckpoint={config.wal_autocheckpoint}")
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))

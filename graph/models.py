@@ -66,11 +66,11 @@ class SourceRecord:
     national_id_kind: str | None = None
     customer_number: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: the graph-wide unique id, ``source|key``
+    uid: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def uid(self) -> str:
-        """The graph-wide unique id, ``source|key``."""
-        return record_uid(self.source, self.key)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uid", record_uid(self.source, self.key))
 
     def value(self, name: str) -> Any:
         """Return the canonical field ``name`` (``None`` when empty)."""

@@ -348,7 +348,7 @@ class DeterministicLinker:
         self,
         records: Iterable[SourceRecord],
         *,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         progress: Callable[[int], None] | None = None,
     ) -> IngestResult:
         """Link ``records`` in batches of ``batch_size``; ``progress`` is called with each batch's size."""

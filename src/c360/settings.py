@@ -46,7 +46,7 @@ class IngestSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Records per transaction.")
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="Records per transaction.")
 
 
 class Settings(BaseSettings):
