@@ -64,3 +64,21 @@ def test_wheel_installs_every_folder_as_a_subpackage(tmp_path: Path) -> None:
     )
     out = run(sys.executable, "-c", code, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.strip().startswith(str(target))
+
+
+@pytest.mark.parametrize("mode", ["lenient", "strict"])
+def test_editable_install_in_a_fresh_venv(tmp_path: Path, mode: str) -> None:
+    """`pip install -e .` into a new venv; the dependencies come from this environment's site-packages."""
+    import site
+    import venv
+
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
+    args = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "-e", str(ROOT)]
+    if mode == "strict":
+        args += ["--config-settings", "editable_mode=strict"]
+    run(*args, cwd=tmp_path)
+    code = "import c360.graph.store, c360.resolution.deterministic, c360.connectors.files, c360.cli; print('ok')"
+    deps = ":".join(site.getsitepackages())
+    assert run(str(python), "-c", code, cwd=tmp_path, env={"PYTHONPATH": deps, "PATH": "/usr/bin:/bin"}) == "ok\n"
