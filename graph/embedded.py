@@ -25,8 +25,8 @@ from .models import (
     MergeEvent,
     Profile,
     SourceRecord,
-    StoredRecord,
     StoreStats,
+    assemble_profile,
     dumps,
     golden_from_json,
     golden_to_json,
@@ -190,40 +190,25 @@ class EmbeddedStore(GraphStore):
             customer = self._get_customer(active_id)
             if customer is None:
                 return None
-            idents: dict[str, list[Identifier]] = defaultdict(list)
-            states: dict[str, IdentifierState] = {}
-            for ruid, uid, kind, value, joined, flagged, reason in self._db.execute(
-                "SELECT ri.record_uid, i.uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
-                "FROM records r JOIN record_identifiers ri ON ri.record_uid = r.uid "
-                "JOIN identifiers i ON i.uid = ri.identifier_uid WHERE r.customer_id = ?",
-                (active_id,),
-            ):
-                ident = Identifier(kind, value)
-                idents[ruid].append(ident)
-                states[uid] = IdentifierState(ident, joined, bool(flagged), reason)
-            records = tuple(
-                StoredRecord(
-                    SourceRecord.from_json(loads(data)),
-                    active_id,
-                    Evidence.from_json(loads(ev)),
-                    tuple(sorted(idents.get(uid, ()))),
+            identifier_rows = [
+                (ruid, IdentifierState(Identifier(kind, value), joined, bool(flagged), reason))
+                for ruid, kind, value, joined, flagged, reason in self._db.execute(
+                    "SELECT ri.record_uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
+                    "FROM records r JOIN record_identifiers ri ON ri.record_uid = r.uid "
+                    "JOIN identifiers i ON i.uid = ri.identifier_uid WHERE r.customer_id = ?",
+                    (active_id,),
                 )
-                for uid, data, ev in self._db.execute(
-                    "SELECT uid, data, evidence FROM records WHERE customer_id = ? ORDER BY uid", (active_id,)
-                )
-            )
-            merged = tuple(
+            ]
+            record_rows = self._db.execute(
+                "SELECT uid, data, evidence FROM records WHERE customer_id = ? ORDER BY uid", (active_id,)
+            ).fetchall()
+            merged = [
                 r[0]
                 for r in self._db.execute("SELECT id FROM customers WHERE merged_into = ? ORDER BY id", (active_id,))
+            ]
+            return assemble_profile(
+                customer, identifier_rows, record_rows, merged, self._history(active_id), requested_id
             )
-        return Profile(
-            customer=customer,
-            records=records,
-            identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
-            merged_ids=merged,
-            history=tuple(self._history(active_id)),
-            requested_id=requested_id,
-        )
 
     def _find_by_identifier(self, identifier_uid: str) -> list[str]:
         rows = self._all(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -335,6 +335,43 @@ class Profile:
                 for m in self.history
             ],
         }
+
+
+def assemble_profile(
+    customer: Customer,
+    identifier_rows: Iterable[tuple[str, IdentifierState]],
+    record_rows: Iterable[tuple[str, str, str]],
+    merged_ids: Iterable[str],
+    history: Iterable[MergeEvent],
+    requested_id: str,
+) -> Profile:
+    """Build a profile from a backend's rows.
+
+    ``identifier_rows`` are ``(record uid, identifier state)``; ``record_rows`` are
+    ``(record uid, record JSON, evidence JSON)`` in record-uid order.
+    """
+    idents: dict[str, list[Identifier]] = {}
+    states: dict[str, IdentifierState] = {}
+    for ruid, st in identifier_rows:
+        idents.setdefault(ruid, []).append(st.identifier)
+        states[st.identifier.uid] = st
+    records = tuple(
+        StoredRecord(
+            SourceRecord.from_json(loads(data)),
+            customer.id,
+            Evidence.from_json(loads(ev)),
+            tuple(sorted(idents.get(uid, ()))),
+        )
+        for uid, data, ev in record_rows
+    )
+    return Profile(
+        customer=customer,
+        records=records,
+        identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
+        merged_ids=tuple(merged_ids),
+        history=tuple(history),
+        requested_id=requested_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from .models import (
     MergeEvent,
     Profile,
     SourceRecord,
-    StoredRecord,
     StoreStats,
+    assemble_profile,
     dumps,
     golden_from_json,
     golden_to_json,
@@ -180,42 +180,33 @@ class Neo4jStore(GraphStore):
         customer = self._get_customer(active_id)
         if customer is None:
             return None
-        idents: dict[str, list[Identifier]] = defaultdict(list)
-        states: dict[str, IdentifierState] = {}
-        for row in self._read(
-            "MATCH (c:Customer {id: $id})<-[:BELONGS_TO]-(r:Record)-[:HAS_IDENTIFIER]->(i:Identifier) "
-            "RETURN r.uid AS ruid, i.uid AS uid, i.kind AS kind, i.value AS value, i.joined AS joined, "
-            "i.flagged AS flagged, i.flag_reason AS reason",
-            id=active_id,
-        ):
-            ident = Identifier(row["kind"], row["value"])
-            idents[row["ruid"]].append(ident)
-            states[row["uid"]] = IdentifierState(ident, row["joined"], bool(row["flagged"]), row["reason"])
-        records = tuple(
-            StoredRecord(
-                SourceRecord.from_json(loads(row["data"])),
-                active_id,
-                Evidence.from_json(loads(row["evidence"])),
-                tuple(sorted(idents.get(row["uid"], ()))),
+        identifier_rows = [
+            (
+                row["ruid"],
+                IdentifierState(
+                    Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
+                ),
             )
+            for row in self._read(
+                "MATCH (c:Customer {id: $id})<-[:BELONGS_TO]-(r:Record)-[:HAS_IDENTIFIER]->(i:Identifier) "
+                "RETURN r.uid AS ruid, i.kind AS kind, i.value AS value, i.joined AS joined, "
+                "i.flagged AS flagged, i.flag_reason AS reason",
+                id=active_id,
+            )
+        ]
+        record_rows = [
+            (row["uid"], row["data"], row["evidence"])
             for row in self._read(
                 "MATCH (c:Customer {id: $id})<-[b:BELONGS_TO]-(r:Record) "
                 "RETURN r.uid AS uid, r.data AS data, b.evidence AS evidence ORDER BY uid",
                 id=active_id,
             )
-        )
-        merged = tuple(
+        ]
+        merged = [
             row["id"]
             for row in self._read("MATCH (c:Customer {merged_into: $id}) RETURN c.id AS id ORDER BY id", id=active_id)
-        )
-        return Profile(
-            customer=customer,
-            records=records,
-            identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
-            merged_ids=merged,
-            history=tuple(self._history(active_id)),
-            requested_id=requested_id,
-        )
+        ]
+        return assemble_profile(customer, identifier_rows, record_rows, merged, self._history(active_id), requested_id)
 
     def _find_by_identifier(self, identifier_uid: str) -> list[str]:
         rows = self._read(
