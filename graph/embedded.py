@@ -41,14 +41,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS customers (
     id TEXT PRIMARY KEY, created_at TEXT NOT NULL, status TEXT NOT NULL,
     merged_into TEXT, golden TEXT NOT NULL DEFAULT '{}');
-CREATE INDEX IF NOT EXISTS customers_merged_into ON customers(merged_into);
+CREATE INDEX IF NOT EXISTS customers_merged_into ON customers(merged_into) WHERE merged_into IS NOT NULL;
 CREATE TABLE IF NOT EXISTS records (
     uid TEXT PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
     hash TEXT NOT NULL, customer_id TEXT NOT NULL, evidence TEXT NOT NULL,
     first_lc TEXT, last_lc TEXT);
 CREATE INDEX IF NOT EXISTS records_customer ON records(customer_id);
-CREATE INDEX IF NOT EXISTS records_last ON records(last_lc);
-CREATE INDEX IF NOT EXISTS records_first ON records(first_lc);
+CREATE INDEX IF NOT EXISTS records_name ON records(last_lc, first_lc) WHERE last_lc IS NOT NULL;
 CREATE TABLE IF NOT EXISTS identifiers (
     uid TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL,
     joined INTEGER NOT NULL, flagged INTEGER NOT NULL, flag_reason TEXT) WITHOUT ROWID;
