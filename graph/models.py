@@ -72,10 +72,6 @@ class SourceRecord:
     def __post_init__(self) -> None:
         object.__setattr__(self, "uid", record_uid(self.source, self.key))
 
-    def value(self, name: str) -> Any:
-        """Return the canonical field ``name`` (``None`` when empty)."""
-        return getattr(self, name)
-
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-safe dict of this record (dates as ISO strings)."""
         out: dict[str, Any] = {

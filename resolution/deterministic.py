@@ -130,11 +130,6 @@ def record_document(record: SourceRecord) -> tuple[str, str]:
     return orjson.dumps(data).decode(), digest
 
 
-def content_hash(record: SourceRecord) -> str:
-    """Hash of a record's content (all but ``observed_at``)."""
-    return record_document(record)[1]
-
-
 @dataclass(slots=True)
 class IngestResult:
     """What one ingest did."""
