@@ -303,7 +303,10 @@ class _Plan:
             for c in changes.new_customers
         ]
         # Records planned before a later merge in this batch go straight to the final survivor.
-        changes.records = [replace(w, customer_id=self.find(w.customer_id)) for w in changes.records]
+        changes.records = [
+            w if (final := self.find(w.customer_id)) == w.customer_id else replace(w, customer_id=final)
+            for w in changes.records
+        ]
         return changes
 
 
