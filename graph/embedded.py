@@ -237,6 +237,12 @@ class EmbeddedStore(GraphStore):
             rows = self._db.execute("SELECT source, key, customer_id FROM records ORDER BY source, key").fetchall()
         yield from rows
 
+    def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT data, customer_id FROM records ORDER BY uid").fetchall()
+        for data, cid in rows:
+            yield SourceRecord.from_json(loads(data)), cid
+
     def _history(self, customer_id: str) -> list[MergeEvent]:
         rows = self._all(
             "SELECT survivor, merged, at, evidence FROM merges WHERE survivor = ? OR merged = ? ORDER BY seq",

@@ -237,6 +237,13 @@ class Neo4jStore(GraphStore):
         for row in rows:
             yield row["source"], row["key"], row["cid"]
 
+    def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
+        rows = self._read(
+            "MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) RETURN r.uid AS uid, r.data AS data, c.id AS cid ORDER BY uid"
+        )
+        for row in rows:
+            yield SourceRecord.from_json(loads(row["data"])), row["cid"]
+
     def _history(self, customer_id: str) -> list[MergeEvent]:
         rows = self._read(
             "MATCH (m:Customer)-[e:MERGED_INTO]->(s:Customer) WHERE m.id = $id OR s.id = $id "

@@ -123,6 +123,11 @@ class GraphStore(ABC):
         yield from self._call("iter_links", lambda: self._iter_links())
 
     @final
+    def iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
+        """Yield every stored record with its customer, ordered by record uid."""
+        yield from self._call("iter_records", lambda: self._iter_records())
+
+    @final
     def history(self, customer_id: str) -> list[MergeEvent]:
         """Return every merge into or out of ``customer_id``, oldest first."""
         return self._call("history", lambda: self._history(customer_id))
@@ -186,6 +191,9 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _iter_links(self) -> Iterator[tuple[str, str, str]]: ...
+
+    @abstractmethod
+    def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]: ...
 
     @abstractmethod
     def _history(self, customer_id: str) -> list[MergeEvent]: ...

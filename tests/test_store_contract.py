@@ -124,6 +124,12 @@ def test_links_are_ordered_and_flags_kept(store: GraphStore) -> None:
     assert store.lookup([], [EMAIL.uid]).bearers == {}
 
 
+def test_iter_records_returns_every_record_with_its_customer(store: GraphStore) -> None:
+    seed(store)
+    got = [(r.uid, r.first_name, r.last_name, cid) for r, cid in store.iter_records()]
+    assert got == [("crm|1", "Ann", "Lee", "C1"), ("crm|2", "Ann", "Lee", "C2"), ("crm|3", "Ann", "Wong", "C3")]
+
+
 def test_reset_needs_confirmation(store: GraphStore) -> None:
     seed(store)
     with pytest.raises(StoreError):
