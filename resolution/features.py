@@ -1,0 +1,70 @@
+"""The comparison view of a record: the normalised columns that matching compares.
+
+Training, batch resolution and the real-time scorer all read records through :func:`features`, so the
+model is trained and applied on the same values.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from c360.graph.models import SourceRecord
+
+from .normalize import normalize_email, normalize_national_id, normalize_phone
+
+#: The columns of the comparison view, in order. ``unique_id`` is the record uid.
+COLUMNS: tuple[str, ...] = (
+    "unique_id",
+    "source_dataset",
+    "first_name",
+    "last_name",
+    "dob",
+    "email",
+    "phone",
+    "address",
+    "postcode",
+    "city",
+    "national_id",
+)
+
+_NOT_WORD = re.compile(r"[^a-z0-9 ]+")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(value: str | None) -> str | None:
+    """Lower-case, strip accents and punctuation, collapse spaces; ``None`` when nothing is left."""
+    if not value:
+        return None
+    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    text = _SPACES.sub(" ", _NOT_WORD.sub(" ", ascii_text.lower())).strip()
+    return text or None
+
+
+def features(record: SourceRecord, region: str) -> dict[str, Any]:
+    """Return the comparison view of ``record`` (missing values are ``None``)."""
+    postcode = record.postcode.replace(" ", "").upper() if record.postcode else None
+    return {
+        "unique_id": record.uid,
+        "source_dataset": record.source,
+        "first_name": clean_text(record.first_name),
+        "last_name": clean_text(record.last_name),
+        "dob": record.date_of_birth.isoformat() if record.date_of_birth else None,
+        "email": normalize_email(record.email),
+        "phone": normalize_phone(record.phone, region),
+        "address": clean_text(" ".join(p for p in (record.address_line1, record.address_line2) if p)),
+        "postcode": postcode or None,
+        "city": clean_text(record.city),
+        "national_id": normalize_national_id(record.national_id, record.national_id_kind),
+    }
+
+
+def feature_table(records: Iterable[SourceRecord], region: str) -> dict[str, list[Any]]:
+    """Return the comparison view of many records as columns (ready for ``pyarrow.table``)."""
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for record in records:
+        for name, value in features(record, region).items():
+            columns[name].append(value)
+    return columns
