@@ -1,0 +1,176 @@
+"""The real-time scorer: Splink's match weight for one pair of records, computed in Python.
+
+It uses the trained model's m and u probabilities and term-frequency tables, and the comparison levels of
+:mod:`c360.resolution.comparisons`, so no Splink or DuckDB call is made per record. The weight is
+Splink 5's::
+
+    weight = log2(p / (1 - p)) + sum over comparisons of (level weight + tf adjustment)
+    level weight = 0 for the null level, else log2(max(m, 1e-300) / max(u, 1e-300))
+    tf adjustment = log2(u of the exact level) - log2(max(tf_l, tf_r, tf_minimum_u_value))
+                    (tf-adjusted levels only, when either value has a term frequency)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from c360.graph.errors import ConfigError
+
+from .comparisons import COMPARISONS, Comparison
+
+_CLAMP = 1e-300
+_NOT_OBSERVED = "level not observed in training dataset"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one comparison adds to a pair's weight."""
+
+    comparison: str
+    level: str
+    weight: float
+    tf_adjustment: float
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A pair's match weight, probability and the contribution of each comparison."""
+
+    match_weight: float
+    match_probability: float
+    prior_weight: float
+    contributions: tuple[Contribution, ...]
+
+
+def _probability(value: Any, default: float) -> float:
+    # As Splink reads a level's m or u: unobserved levels get 1e-6, untrained ones the default.
+    if value == _NOT_OBSERVED:
+        return 1e-6
+    return default if value is None else float(value)
+
+
+def _default_m(levels: int) -> list[float]:
+    """Splink's default m of each comparison vector value (0 = ELSE ... levels-1 = best)."""
+    rest = (1 - 0.95) / (levels - 1)
+    return [rest] * (levels - 1) + [0.95]
+
+
+def _default_u(levels: int) -> list[float]:
+    """Splink's default u, from default match weights spread from -5 to 3, and 10 for the best level."""
+    if levels == 2:
+        weights = [-5.0]
+    else:
+        step = (3 - -5) / (levels - 2)
+        weights = [-5 + i * step for i in range(levels - 1)]
+    weights.append(10)
+    return [m / 2**w for m, w in zip(_default_m(levels), weights, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class _LevelWeights:
+    label: str
+    weight: float
+    tf_column: str | None
+    tf_weight: float
+    tf_minimum: float
+    log2_u_exact: float
+
+
+class Scorer:
+    """Scores pairs of comparison views (:func:`c360.resolution.features.features`) with a trained model."""
+
+    def __init__(self, settings: Mapping[str, Any], tf_tables: Mapping[str, Mapping[str, float]]) -> None:
+        p = float(settings["probability_two_random_records_match"])
+        self.prior_weight = math.log2(p / (1 - p))
+        self.tf_tables = tf_tables
+        trained = {c["output_column_name"]: c for c in settings["comparisons"]}
+        self._comparisons: list[tuple[Comparison, list[_LevelWeights]]] = []
+        for spec in COMPARISONS:
+            model = trained.get(spec.column)
+            levels = model["comparison_levels"] if model else []
+            if [lv["sql_condition"] for lv in levels] != [lv.sql for lv in spec.levels]:
+                raise ConfigError(
+                    f"the model's comparison {spec.column!r} does not match this version of c360; retrain it"
+                )
+            self._comparisons.append((spec, self._weights(spec, levels)))
+
+    @staticmethod
+    def _weights(spec: Comparison, levels: list[Mapping[str, Any]]) -> list[_LevelWeights]:
+        exact_sql = f'"{spec.column}_l" = "{spec.column}_r"'
+        n = sum(1 for lv in levels if not lv.get("is_null_level"))
+        default_m, default_u = _default_m(n), _default_u(n)
+        # Comparison vector values count down from n - 1 for the first non-null level.
+        vector: list[int] = []
+        counter = n - 1
+        for lv in levels:
+            null = bool(lv.get("is_null_level"))
+            vector.append(-1 if null else counter)
+            counter -= 0 if null else 1
+        u_exact = next(
+            (
+                _probability(lv.get("u_probability"), default_u[v])
+                for lv, v in zip(levels, vector, strict=True)
+                if lv["sql_condition"] == exact_sql
+            ),
+            None,
+        )
+        out = []
+        for lv, v in zip(levels, vector, strict=True):
+            label = lv["label_for_charts"]
+            if lv.get("is_null_level"):
+                out.append(_LevelWeights(label, 0.0, None, 0.0, 0.0, 0.0))
+                continue
+            m = _probability(lv.get("m_probability"), default_m[v])
+            u = _probability(lv.get("u_probability"), default_u[v])
+            weight = math.log2(max(m, _CLAMP) / max(u, _CLAMP))
+            tf_column = lv.get("tf_adjustment_column")
+            use_tf = tf_column is not None and lv["sql_condition"] != "ELSE" and u_exact is not None
+            out.append(
+                _LevelWeights(
+                    label,
+                    weight,
+                    tf_column if use_tf else None,
+                    # Splink omits a weight of 0 from the JSON and reads it back as 1.0.
+                    float(lv.get("tf_adjustment_weight") or 1.0),
+                    float(lv.get("tf_minimum_u_value") or 0.0),
+                    math.log2(u_exact) if use_tf and u_exact else 0.0,
+                )
+            )
+        return out
+
+    def score(self, left: Mapping[str, Any], right: Mapping[str, Any]) -> Score:
+        """Score one pair of comparison views."""
+        total = self.prior_weight
+        parts = []
+        for spec, weights in self._comparisons:
+            col = spec.column
+            a, b = left.get(col), right.get(col)
+            lw = weights[spec.level_of(a, b)]
+            tf_adj = 0.0
+            if lw.tf_column is not None:
+                table = self.tf_tables.get(lw.tf_column, {})
+                values = (left.get(lw.tf_column), right.get(lw.tf_column))
+                found = [t for v in values if v is not None and (t := table.get(v)) is not None]
+                if found:  # the larger term frequency of the two, floored at the model's minimum
+                    tf_adj = lw.tf_weight * (lw.log2_u_exact - math.log2(max(*found, lw.tf_minimum)))
+            total += lw.weight + tf_adj
+            parts.append(Contribution(col, lw.label, lw.weight, tf_adj))
+        probability = 1.0 / (1.0 + 2.0 ** (-total)) if total >= 0 else 2.0**total / (1.0 + 2.0**total)
+        return Score(total, probability, self.prior_weight, tuple(parts))
+
+
+def term_frequencies(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Splink's term-frequency tables: a value's share of the non-null values of its column."""
+    out: dict[str, dict[str, float]] = {}
+    for col in columns:
+        counts: dict[str, int] = {}
+        for row in rows:
+            value = row.get(col)
+            if value is not None:
+                counts[value] = counts.get(value, 0) + 1
+        total = sum(counts.values())
+        out[col] = {value: float(n) / float(total) for value, n in counts.items()}
+    return out
