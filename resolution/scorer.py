@@ -141,6 +141,13 @@ class Scorer:
             )
         return out
 
+    def level_weights(self, column: str) -> list[float]:
+        """The match weight of each level of comparison ``column`` (0 for the null level)."""
+        for spec, weights in self._comparisons:
+            if spec.column == column:
+                return [w.weight for w in weights]
+        raise KeyError(column)
+
     def score(self, left: Mapping[str, Any], right: Mapping[str, Any]) -> Score:
         """Score one pair of comparison views."""
         total = self.prior_weight

@@ -8,6 +8,7 @@ records and a training summary; :class:`ModelRegistry` keeps one file per versio
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,7 +80,13 @@ def splink_settings() -> Any:
 
 
 def train(
-    records: Iterable[SourceRecord], *, region: str, max_pairs: float = 1e6, seed: int = 1, recall: float = 0.8
+    records: Iterable[SourceRecord],
+    *,
+    region: str,
+    max_pairs: float = 1e6,
+    seed: int = 1,
+    recall: float = 0.8,
+    log_level: int = logging.WARNING,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
     """Train on ``records``; return Splink's model JSON, the term-frequency tables and a summary."""
     from splink import DuckDBAPI, Linker, block_on
@@ -89,7 +96,7 @@ def train(
         raise InvalidInputError("training needs at least two stored records; ingest some first")
     started = time.perf_counter()
     db_api = DuckDBAPI()
-    linker = Linker(db_api.register(rows), splink_settings())
+    linker = Linker(db_api.register(rows), splink_settings(), log_level=log_level)
     linker.training.estimate_probability_two_random_records_match(
         [block_on(*cols) for cols in DETERMINISTIC_RULES], recall=recall
     )

@@ -148,3 +148,19 @@ def test_config_typo_and_unwritable_rejects_fail_before_any_write(tmp_path: Path
     assert not (tmp_path / ".c360" / "graph.db").exists()
     ok = c360("ingest", "p.csv", "--source", "s", cwd=tmp_path, env={"C360_DEBUG": ""})
     assert "1 records" in ok.stdout
+
+
+def test_resolve_train_and_model_show(populated: Path) -> None:
+    out = c360("resolve", "train", "--max-pairs", "100000", cwd=populated).stdout
+    assert out.startswith("model v") and "trained on" in out
+    shown = c360("resolve", "model", "show", cwd=populated).stdout
+    for comparison in ("first_name", "last_name", "dob", "email", "phone", "address", "postcode", "national_id"):
+        assert comparison in shown
+    assert "exact match" in shown and "prior: P(two random records match)" in shown
+    missing = c360("resolve", "model", "show", "--version", "99", cwd=populated, ok=False)
+    assert missing.returncode == 1 and "no model version 99" in missing.stderr
+
+
+def test_resolve_model_show_without_a_model(tmp_path: Path) -> None:
+    proc = c360("resolve", "model", "show", cwd=tmp_path, ok=False)
+    assert proc.returncode == 1 and "run: c360 resolve train" in proc.stderr

@@ -28,6 +28,7 @@ from c360.graph.store import GraphStore
 from c360.resolution.deterministic import IngestResult
 from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
 
+from .cli_resolve import resolve_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -41,6 +42,7 @@ customer_app = typer.Typer(help="Read unified customer profiles.", no_args_is_he
 export_app = typer.Typer(help="Export what the graph holds.", no_args_is_help=True)
 app.add_typer(customer_app, name="customer")
 app.add_typer(export_app, name="export")
+app.add_typer(resolve_app, name="resolve")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -1,0 +1,98 @@
+"""``c360 resolve``: train and inspect the probabilistic model."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from c360.graph.errors import InvalidInputError
+from c360.resolution.training import ModelRegistry, train
+
+from .deps import build_store
+from .settings import Settings
+
+resolve_app = typer.Typer(help="Probabilistic resolution: train and inspect the model.", no_args_is_help=True)
+model_app = typer.Typer(help="The trained model.", no_args_is_help=True)
+resolve_app.add_typer(model_app, name="model")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def registry(settings: Settings) -> ModelRegistry:
+    """The model artifacts of this data directory."""
+    return ModelRegistry(settings.data_dir / "models")
+
+
+@resolve_app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    max_pairs: Annotated[float, typer.Option(min=1e3, help="Random pairs sampled to estimate u.")] = 1e6,
+    seed: Annotated[int, typer.Option(help="Seed of the u sampling.")] = 1,
+    verbose: Annotated[bool, typer.Option(help="Show Splink's training log.")] = False,
+) -> None:
+    """Train the Splink model on the stored records and save it as a new model version."""
+    settings: Settings = ctx.obj.settings
+    store = build_store(settings)
+    try:
+        records = [r for r, _ in store.iter_records()]
+    finally:
+        store.close()
+    if len(records) < 2:
+        raise InvalidInputError("training needs stored records; run c360 ingest first")
+    with err.status(f"training on {len(records):,} records"):
+        model, tf_tables, summary = train(
+            records,
+            region=settings.linking.default_region,
+            max_pairs=max_pairs,
+            seed=seed,
+            log_level=logging.INFO if verbose else logging.WARNING,
+        )
+    artifact = registry(settings).save(model, tf_tables, summary)
+    out.print(
+        f"model v{artifact.version}: trained on {summary['records']:,} records in {summary['seconds']}s; "
+        f"probability two random records match {model['probability_two_random_records_match']:.3g}. "
+        "See: c360 resolve model show",
+        highlight=False,
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int | float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+@model_app.command("show")
+def model_show(
+    ctx: typer.Context,
+    version: Annotated[int | None, typer.Option(help="Model version (default: the latest).")] = None,
+) -> None:
+    """Print the match weight of every comparison level of a trained model."""
+    artifact = registry(ctx.obj.settings).load(version)
+    settings = artifact.settings
+    p = float(settings["probability_two_random_records_match"])
+    out.print(f"model v{artifact.version}, trained {artifact.created_at}", highlight=False)
+    summary = ", ".join(f"{k}={v}" for k, v in artifact.summary.items())
+    out.print(f"training: {summary}", highlight=False)
+    out.print(f"prior: P(two random records match) = {p:.4g}, weight {math.log2(p / (1 - p)):+.2f}", highlight=False)
+    scorer = artifact.scorer()
+    table = Table("comparison", "level", "m", "u", "weight", "tf adjusted")
+    for comparison in settings["comparisons"]:
+        name = comparison["output_column_name"]
+        for level, weights in zip(comparison["comparison_levels"], scorer.level_weights(name), strict=True):
+            null = bool(level.get("is_null_level"))
+            table.add_row(
+                name,
+                level["label_for_charts"],
+                "" if null else _fmt(level.get("m_probability")),
+                "" if null else _fmt(level.get("u_probability")),
+                "0 (null)" if null else f"{weights:+.2f}",
+                level.get("tf_adjustment_column") or "",
+            )
+    out.print(table)
