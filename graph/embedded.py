@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from pydantic import Field
 
 from .errors import StoreUnavailableError
 from .models import (
+    Candidate,
     ChangeSet,
     Customer,
     Evidence,
@@ -55,6 +56,9 @@ CREATE TABLE IF NOT EXISTS record_identifiers (
     record_uid TEXT NOT NULL, identifier_uid TEXT NOT NULL,
     PRIMARY KEY (record_uid, identifier_uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_identifiers_identifier ON record_identifiers(identifier_uid, record_uid);
+CREATE TABLE IF NOT EXISTS record_blocks (
+    key TEXT NOT NULL, record_uid TEXT NOT NULL, PRIMARY KEY (key, record_uid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_blocks_record ON record_blocks(record_uid);
 CREATE TABLE IF NOT EXISTS merges (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, merged TEXT NOT NULL,
     at TEXT NOT NULL, evidence TEXT NOT NULL);
@@ -237,6 +241,37 @@ class EmbeddedStore(GraphStore):
             rows = self._db.execute("SELECT source, key, customer_id FROM records ORDER BY source, key").fetchall()
         yield from rows
 
+    def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]:
+        out: list[Candidate] = []
+        with self._lock:
+            for chunk in _chunks(keys):
+                for data, cid in self._db.execute(
+                    "SELECT r.data, r.customer_id FROM (SELECT record_uid, row_number() OVER (PARTITION BY key) AS n "
+                    f"FROM record_blocks WHERE key IN ({_marks(len(chunk))})) b JOIN records r ON r.uid = b.record_uid "
+                    "WHERE b.n <= ?",
+                    [*chunk, per_key],
+                ):
+                    out.append(Candidate(SourceRecord.from_json(loads(data)), cid))
+        return out
+
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
+        with self._lock:
+            own = not self._db.in_transaction
+            if own:
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM record_blocks")
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
+                    [(k, uid) for uid, ks in keys.items() for k in ks],
+                )
+                if own:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                if own:
+                    self._db.execute("ROLLBACK")
+                raise
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         with self._lock:
             rows = self._db.execute("SELECT data, customer_id FROM records ORDER BY uid").fetchall()
@@ -274,7 +309,7 @@ class EmbeddedStore(GraphStore):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("customers", "records", "identifiers", "record_identifiers", "merges"):
+                for table in ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges"):
                     self._db.execute(f"DELETE FROM {table}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -342,6 +377,11 @@ class EmbeddedStore(GraphStore):
                 uids = [w.record.uid for w in changes.records]
                 for chunk in _chunks(uids):
                     db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
+                    db.execute(f"DELETE FROM record_blocks WHERE record_uid IN ({_marks(len(chunk))})", chunk)
+                db.executemany(
+                    "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
+                    [(k, w.record.uid) for w in changes.records for k in w.blocking_keys],
+                )
                 db.executemany(
                     "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [

@@ -384,6 +384,8 @@ class RecordWrite:
     evidence: Evidence
     #: the record as JSON text (``SourceRecord.to_json``), when the caller already serialised it
     document: str | None = None
+    #: candidate-retrieval keys of the model in use (empty when no model is trained)
+    blocking_keys: tuple[str, ...] = ()
 
     def document_json(self) -> str:
         """The record as JSON text."""
@@ -419,6 +421,14 @@ class ChangeSet:
     def is_empty(self) -> bool:
         """Whether applying this change set would change nothing."""
         return not (self.identifiers or self.new_customers or self.merges or self.records or self.goldens)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A stored record found through a blocking key, with its current customer."""
+
+    record: SourceRecord
+    customer_id: str
 
 
 @dataclass(frozen=True, slots=True)

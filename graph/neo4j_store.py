@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr
 
 from .errors import StoreUnavailableError
 from .models import (
+    Candidate,
     ChangeSet,
     Customer,
     Evidence,
@@ -49,6 +50,7 @@ SCHEMA: tuple[str, ...] = (
     "CREATE CONSTRAINT c360_record_uid IF NOT EXISTS FOR (r:Record) REQUIRE r.uid IS UNIQUE",
     "CREATE CONSTRAINT c360_customer_id IF NOT EXISTS FOR (c:Customer) REQUIRE c.id IS UNIQUE",
     "CREATE CONSTRAINT c360_identifier_uid IF NOT EXISTS FOR (i:Identifier) REQUIRE i.uid IS UNIQUE",
+    "CREATE CONSTRAINT c360_block_key IF NOT EXISTS FOR (b:Block) REQUIRE b.key IS UNIQUE",
     "CREATE INDEX c360_customer_merged_into IF NOT EXISTS FOR (c:Customer) ON (c.merged_into)",
     "CREATE INDEX c360_record_last IF NOT EXISTS FOR (r:Record) ON (r.last_lc)",
     "CREATE INDEX c360_record_first IF NOT EXISTS FOR (r:Record) ON (r.first_lc)",
@@ -237,6 +239,39 @@ class Neo4jStore(GraphStore):
         for row in rows:
             yield row["source"], row["key"], row["cid"]
 
+    @classmethod
+    def _write_blocks(cls, tx: ManagedTransaction, rows: list[dict[str, Any]]) -> None:
+        cls._unwind(tx, "UNWIND $rows AS row MERGE (:Block {key: row.k})", rows)
+        cls._unwind(
+            tx,
+            "UNWIND $rows AS row MATCH (r:Record {uid: row.r}) MATCH (b:Block {key: row.k}) "
+            "CREATE (r)-[:IN_BLOCK]->(b)",
+            rows,
+        )
+
+    def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]:
+        rows = self._read(
+            "UNWIND $keys AS k MATCH (:Block {key: k})<-[:IN_BLOCK]-(r:Record)-[:BELONGS_TO]->(c:Customer) "
+            "RETURN k, r.uid AS uid, r.data AS data, c.id AS cid ORDER BY k, uid",
+            keys=keys,
+        )
+        taken: dict[str, int] = {}
+        out = []
+        for row in rows:  # at most per_key a key, as the embedded store does
+            if taken.get(row["k"], 0) < per_key:
+                taken[row["k"]] = taken.get(row["k"], 0) + 1
+                out.append(Candidate(SourceRecord.from_json(loads(row["data"])), row["cid"]))
+        return out
+
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
+        def work(tx: ManagedTransaction) -> None:
+            tx.run("MATCH (:Record)-[e:IN_BLOCK]->(:Block) DELETE e").consume()
+            tx.run("MATCH (b:Block) DELETE b").consume()
+            self._write_blocks(tx, [{"r": uid, "k": k} for uid, ks in keys.items() for k in ks])
+
+        with self._session() as s:
+            s.execute_write(work)
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         rows = self._read(
             "MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) RETURN r.uid AS uid, r.data AS data, c.id AS cid ORDER BY uid"
@@ -287,7 +322,7 @@ class Neo4jStore(GraphStore):
 
     def _reset(self) -> None:
         with self._session() as s:
-            for label in ("Record", "Identifier", "Customer"):
+            for label in ("Record", "Identifier", "Customer", "Block"):
                 s.run(f"MATCH (n:{label}) DETACH DELETE n").consume()
 
     def _apply(self, changes: ChangeSet) -> None:
@@ -375,6 +410,7 @@ class Neo4jStore(GraphStore):
             uids = [{"uid": w.record.uid} for w in changes.records]
             run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[b:BELONGS_TO]->() DELETE b", uids)
             run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[h:HAS_IDENTIFIER]->() DELETE h", uids)
+            run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[e:IN_BLOCK]->() DELETE e", uids)
             run(
                 tx,
                 "UNWIND $rows AS row MERGE (r:Record {uid: row.uid}) SET r.source = row.source, r.key = row.key, "
@@ -401,6 +437,7 @@ class Neo4jStore(GraphStore):
                 "CREATE (r)-[:HAS_IDENTIFIER]->(i)",
                 [{"r": w.record.uid, "i": i.uid} for w in changes.records for i in w.identifiers],
             )
+            self._write_blocks(tx, [{"r": w.record.uid, "k": k} for w in changes.records for k in w.blocking_keys])
         run(
             tx,
             "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",

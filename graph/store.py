@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, final
@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar, final
 from pydantic import BaseModel, ConfigDict
 
 from .errors import C360Error, ConfigError, StoreError
-from .models import ChangeSet, Customer, Identifier, Lookup, MergeEvent, Profile, SourceRecord, StoreStats
+from .models import Candidate, ChangeSet, Customer, Identifier, Lookup, MergeEvent, Profile, SourceRecord, StoreStats
 
 T = TypeVar("T")
 
@@ -123,6 +123,24 @@ class GraphStore(ABC):
         yield from self._call("iter_links", lambda: self._iter_links())
 
     @final
+    def candidates(self, keys: Collection[str], per_key: int = 50) -> list[Candidate]:
+        """Return the records filed under any of ``keys`` (at most ``per_key`` per key), each once."""
+        if not keys:
+            return []
+        if per_key < 1:
+            raise StoreError("per_key must be at least 1")
+        found = self._call("candidates", lambda: self._candidates(sorted(set(keys)), per_key))
+        unique: dict[str, Candidate] = {}
+        for c in found:
+            unique.setdefault(c.record.uid, c)
+        return [unique[uid] for uid in sorted(unique)]
+
+    @final
+    def replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
+        """Replace every record's blocking keys (record uid -> keys) in one transaction, as a new model needs."""
+        self._call("replace_blocking_keys", lambda: self._replace_blocking_keys(keys))
+
+    @final
     def iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         """Yield every stored record with its customer, ordered by record uid."""
         yield from self._call("iter_records", lambda: self._iter_records())
@@ -191,6 +209,12 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _iter_links(self) -> Iterator[tuple[str, str, str]]: ...
+
+    @abstractmethod
+    def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]: ...
+
+    @abstractmethod
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None: ...
 
     @abstractmethod
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]: ...

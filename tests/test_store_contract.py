@@ -130,6 +130,24 @@ def test_iter_records_returns_every_record_with_its_customer(store: GraphStore) 
     assert got == [("crm|1", "Ann", "Lee", "C1"), ("crm|2", "Ann", "Lee", "C2"), ("crm|3", "Ann", "Wong", "C3")]
 
 
+def test_blocking_keys_find_candidates_and_can_be_replaced(store: GraphStore) -> None:
+    seed(store)
+    record = SourceRecord("web", "9", T, first_name="Ann", last_name="Lee")
+    w = RecordWrite(record, "h9", (), "C2", Evidence("new"), blocking_keys=("fn_ln:ann|lee", "dob:1990-01-01"))
+    store.apply(ChangeSet(records=[w]))
+    found = store.candidates(["fn_ln:ann|lee", "nope"])
+    assert [(c.record.uid, c.customer_id) for c in found] == [("web|9", "C2")]
+    store.replace_blocking_keys({"crm|1": ["fn_ln:ann|lee", "pc:x"], "crm|2": ["fn_ln:ann|lee"], "crm|3": ["pc:x"]})
+    assert [c.record.uid for c in store.candidates(["fn_ln:ann|lee"])] == ["crm|1", "crm|2"]
+    assert [c.record.uid for c in store.candidates(["fn_ln:ann|lee", "pc:x"])] == ["crm|1", "crm|2", "crm|3"]
+    assert len(store.candidates(["fn_ln:ann|lee"], per_key=1)) == 1
+    # A rewritten record files under its new keys only.
+    store.apply(ChangeSet(records=[RecordWrite(record, "h9b", (), "C2", Evidence("new"), blocking_keys=("pc:x",))]))
+    assert [c.record.uid for c in store.candidates(["pc:x"])] == ["crm|1", "crm|3", "web|9"]
+    assert "web|9" not in [c.record.uid for c in store.candidates(["dob:1990-01-01"])]
+    assert store.candidates([]) == []
+
+
 def test_reset_needs_confirmation(store: GraphStore) -> None:
     seed(store)
     with pytest.raises(StoreError):
