@@ -374,7 +374,7 @@ class EmbeddedStore(GraphStore):
                     "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
                     [(m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json())) for m in changes.merges],
                 )
-                uids = [w.record.uid for w in changes.records]
+                uids = [w.record.uid for w in changes.records if w.update]
                 for chunk in _chunks(uids):
                     db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
                     db.execute(f"DELETE FROM record_blocks WHERE record_uid IN ({_marks(len(chunk))})", chunk)

@@ -386,6 +386,8 @@ class RecordWrite:
     document: str | None = None
     #: candidate-retrieval keys of the model in use (empty when no model is trained)
     blocking_keys: tuple[str, ...] = ()
+    #: the record replaces a stored version, whose identifier and blocking-key links go
+    update: bool = True
 
     def document_json(self) -> str:
         """The record as JSON text."""

@@ -407,7 +407,7 @@ class Neo4jStore(GraphStore):
                 ],
             )
         if changes.records:
-            uids = [{"uid": w.record.uid} for w in changes.records]
+            uids = [{"uid": w.record.uid} for w in changes.records if w.update]
             run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[b:BELONGS_TO]->() DELETE b", uids)
             run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[h:HAS_IDENTIFIER]->() DELETE h", uids)
             run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[e:IN_BLOCK]->() DELETE e", uids)

@@ -164,6 +164,7 @@ class _Plan:
         all_idents = {i.uid for ids in self.record_idents for i in ids}
         lookup = linker.store.lookup({r.uid for r in records}, all_idents)
         self.existing: dict[str, ExistingRecord] = dict(lookup.records)
+        self.stored = frozenset(lookup.records)  # records the store already holds
         self.states: dict[str, IdentifierState] = dict(lookup.identifiers)
         # identifier uid -> {record uid: customer id}, kept current as the batch is planned
         self.bearers: dict[str, dict[str, str]] = {k: dict(v) for k, v in lookup.bearers.items()}
@@ -240,7 +241,7 @@ class _Plan:
         for i in idents:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
-        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence, document)
+        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence, document, update=uid in self.stored)
         self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1
