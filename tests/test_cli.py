@@ -164,3 +164,32 @@ def test_resolve_train_and_model_show(populated: Path) -> None:
 def test_resolve_model_show_without_a_model(tmp_path: Path) -> None:
     proc = c360("resolve", "model", "show", cwd=tmp_path, ok=False)
     assert proc.returncode == 1 and "run: c360 resolve train" in proc.stderr
+
+
+def test_explain_two_records_and_a_record_against_a_customer(populated: Path) -> None:
+    c360("export", "links", "--output", "ex.csv", cwd=populated)
+    with (populated / "ex.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    by_customer: dict[str, list[str]] = {}
+    for r in rows:
+        by_customer.setdefault(r["customer_id"], []).append(f"{r['source']}|{r['source_key']}")
+    cid, (a, b, *_) = next((c, keys) for c, keys in by_customer.items() if len(keys) >= 2)
+    other = next(keys[0] for c, keys in by_customer.items() if c != cid)
+    c360("resolve", "train", "--max-pairs", "100000", cwd=populated)
+
+    same = json.loads(c360("explain", a, b, "--json", cwd=populated).stdout)
+    assert same["same_customer"] is True and same["deterministic"]["identifiers"]
+    parts = same["probabilistic"]
+    total = parts["prior_weight"] + sum(c["weight"] + c["tf_adjustment"] for c in parts["comparisons"])
+    assert abs(total - parts["match_weight"]) < 1e-9 and len(parts["comparisons"]) == 8
+
+    apart = json.loads(c360("explain", a, other, "--json", cwd=populated).stdout)
+    assert apart["same_customer"] is False and len(apart["probabilistic"]["comparisons"]) == 8
+
+    vs_customer = json.loads(c360("explain", a, cid, "--json", cwd=populated).stdout)
+    assert vs_customer["left"]["record"] == a and vs_customer["right"]["customer"] == cid
+    text = c360("explain", a, b, cwd=populated).stdout
+    assert "match weight" in text and "deterministic: shared strong identifiers" in text
+
+    missing = c360("explain", a, "nope|1", cwd=populated, ok=False)
+    assert missing.returncode == 1 and "no record nope|1" in missing.stderr

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
+from c360.resolution.explain import explain
 from c360.resolution.training import ModelRegistry, train
 
 from .deps import build_store
@@ -96,3 +99,45 @@ def model_show(
                 level.get("tf_adjustment_column") or "",
             )
     out.print(table)
+
+
+def explain_cmd(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(metavar="A", help="A record key (source|key) or a customer ID.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="A record key (source|key) or a customer ID.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
+) -> None:
+    """Explain why two records (or a record and a customer) are, or are not, the same customer."""
+    settings: Settings = ctx.obj.settings
+    models = registry(settings)
+    artifact = models.load() if models.versions() else None
+    store = build_store(settings)
+    try:
+        found = explain(store, a, b, linking=settings.linking, scorer=artifact.scorer() if artifact else None)
+    finally:
+        store.close()
+    if as_json:
+        doc = found.to_json()
+        doc["model_version"] = artifact.version if artifact else None
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for side in (found.left, found.right):
+        ids = ", ".join(side.link.identifiers)
+        out.print(
+            f"record {side.record.uid}: customer {side.customer_id}, linked by {side.link.rule} {ids}", highlight=False
+        )
+    out.print(f"same customer now: {'yes' if found.same_customer else 'no'}", highlight=False)
+    if found.shared_identifiers:
+        out.print(f"deterministic: shared strong identifiers {', '.join(found.shared_identifiers)}", highlight=False)
+    else:
+        out.print("deterministic: no shared strong identifier", highlight=False)
+    if found.score is None or artifact is None:
+        out.print("probabilistic: no trained model (run: c360 resolve train)", highlight=False)
+        return
+    s = found.score
+    out.print(f"probabilistic (model v{artifact.version}):", highlight=False)
+    out.print(f"  {'prior':44} {s.prior_weight:+8.2f}", highlight=False)
+    for c in s.contributions:
+        tf = f"  (term frequency {c.tf_adjustment:+.2f})" if c.tf_adjustment else ""
+        out.print(f"  {c.comparison:12} {c.level:31} {c.weight:+8.2f}{tf}", highlight=False)
+    out.print(f"  {'match weight':44} {s.match_weight:+8.2f}  probability {s.match_probability:.6f}", highlight=False)
