@@ -41,6 +41,8 @@ from c360.graph.store import GraphStore
 from pydantic import BaseModel, ConfigDict, Field
 
 from .normalize import blocklist_key, identifiers_of, is_junk, normalize_email, normalize_phone
+from .realtime import BatchMatcher, Match, RealtimeConfig
+from .scorer import Scorer
 from .survivorship import SurvivorshipConfig, golden_record
 
 DEFAULT_BLOCKLIST = (
@@ -140,6 +142,8 @@ class IngestResult:
     unchanged: int = 0
     new_customers: int = 0
     merges: int = 0
+    #: records linked by the trained model (no identifier decided)
+    probabilistic: int = 0
     flagged: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
@@ -150,6 +154,7 @@ class IngestResult:
         self.unchanged += other.unchanged
         self.new_customers += other.new_customers
         self.merges += other.merges
+        self.probabilistic += other.probabilistic
         self.flagged.extend(other.flagged)
 
 
@@ -173,6 +178,7 @@ class _Plan:
         self.changed_states: dict[str, IdentifierState] = {}
         self.writes: dict[str, RecordWrite] = {}
         self.result = IngestResult(received=len(records))
+        self.matcher = linker.matcher(records)
 
     def find(self, cid: str) -> str:
         root = cid
@@ -217,6 +223,15 @@ class _Plan:
                 targets.setdefault(c, []).append(i.uid)
         linked_by = tuple(sorted({u for us in targets.values() for u in us}))
 
+        matches: dict[str, Match] = {}
+        if not targets and self.matcher is not None:
+            # No identifier decides: the trained model may (Splink's weights, our scorer).
+            matches = {m.customer_id: m for m in self.matcher.matches(record, self.find)}
+            for m in matches.values():
+                targets[m.customer_id] = []
+            if matches:
+                self.result.probabilistic += 1
+
         if not targets:
             cid = self.linker.new_id()
             self.changes.new_customers.append(Customer(cid, self.now))
@@ -227,12 +242,20 @@ class _Plan:
             for other in sorted(targets):
                 if other != cid:
                     # The record's own customer came without an identifier: the merge is by the ones it brings.
-                    ev = Evidence("deterministic", tuple(targets[other]) or linked_by, record=uid)
+                    if other in matches:
+                        ev = matches[other].evidence(record=uid)
+                    else:
+                        ev = Evidence("deterministic", tuple(targets[other]) or linked_by, record=uid)
                     self.changes.merges.append(MergeEvent(cid, other, self.now, ev))
                     self.parent[other] = cid
                     self.result.merges += 1
             stays = old is not None and len(targets) == 1
-            evidence = old.evidence if old is not None and stays else Evidence("deterministic", linked_by)
+            if old is not None and stays:
+                evidence = old.evidence
+            elif matches:
+                evidence = matches[cid].evidence()
+            else:
+                evidence = Evidence("deterministic", linked_by)
         for i in links:
             self.bearers.setdefault(i.uid, {})[uid] = cid
             if increments[i.uid]:
@@ -241,7 +264,12 @@ class _Plan:
         for i in idents:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
-        self.writes[uid] = RecordWrite(record, h, idents, cid, evidence, document, update=uid in self.stored)
+        keys = self.matcher.keys_of(record) if self.matcher is not None else ()
+        self.writes[uid] = RecordWrite(
+            record, h, idents, cid, evidence, document, blocking_keys=keys, update=uid in self.stored
+        )
+        if self.matcher is not None:
+            self.matcher.planned(record, cid)
         self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1
@@ -322,6 +350,8 @@ class DeterministicLinker:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] | None = None,
+        scorer: Scorer | None = None,
+        realtime: RealtimeConfig | None = None,
     ) -> None:
         self.store = store
         self.config = config or LinkingConfig()
@@ -331,6 +361,14 @@ class DeterministicLinker:
         self.strong = frozenset(self.config.strong_kinds)
         self.caps = dict(self.config.caps)
         self.blocked = self.config.blocked_uids()
+        self.realtime = realtime or RealtimeConfig()
+        self.scorer = scorer if self.realtime.enabled else None
+
+    def matcher(self, records: Sequence[SourceRecord]) -> BatchMatcher | None:
+        """The probabilistic matcher of a batch, when a trained model is in use."""
+        if self.scorer is None:
+            return None
+        return BatchMatcher(self.scorer, self.realtime, self.store, self.config.default_region, records)
 
     def ingest_batch(self, records: Sequence[SourceRecord]) -> IngestResult:
         """Link one batch of records and apply the result in one transaction."""

@@ -13,10 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
+from c360.graph.models import SourceRecord
+from c360.resolution.blocking import blocking_keys
 from c360.resolution.explain import explain
+from c360.resolution.features import features
 from c360.resolution.training import ModelRegistry, train
 
-from .deps import build_store
+from .deps import build_store, model_registry
 from .settings import Settings
 
 resolve_app = typer.Typer(help="Probabilistic resolution: train and inspect the model.", no_args_is_help=True)
@@ -29,7 +32,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 def registry(settings: Settings) -> ModelRegistry:
     """The model artifacts of this data directory."""
-    return ModelRegistry(settings.data_dir / "models")
+    return model_registry(settings)
 
 
 @resolve_app.command("train")
@@ -44,24 +47,33 @@ def train_cmd(
     store = build_store(settings)
     try:
         records = [r for r, _ in store.iter_records()]
+        if len(records) < 2:
+            raise InvalidInputError("training needs stored records; run c360 ingest first")
+        with err.status(f"training on {len(records):,} records"):
+            model, tf_tables, summary = _train(records, settings, max_pairs, seed, verbose)
+        artifact = registry(settings).save(model, tf_tables, summary)
+        # The real-time path finds candidates through the blocking keys of the model in use.
+        region = settings.linking.default_region
+        store.replace_blocking_keys({r.uid: blocking_keys(features(r, region)) for r in records})
     finally:
         store.close()
-    if len(records) < 2:
-        raise InvalidInputError("training needs stored records; run c360 ingest first")
-    with err.status(f"training on {len(records):,} records"):
-        model, tf_tables, summary = train(
-            records,
-            region=settings.linking.default_region,
-            max_pairs=max_pairs,
-            seed=seed,
-            log_level=logging.INFO if verbose else logging.WARNING,
-        )
-    artifact = registry(settings).save(model, tf_tables, summary)
     out.print(
         f"model v{artifact.version}: trained on {summary['records']:,} records in {summary['seconds']}s; "
         f"probability two random records match {model['probability_two_random_records_match']:.3g}. "
         "See: c360 resolve model show",
         highlight=False,
+    )
+
+
+def _train(
+    records: list[SourceRecord], settings: Settings, max_pairs: float, seed: int, verbose: bool
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
+    return train(
+        records,
+        region=settings.linking.default_region,
+        max_pairs=max_pairs,
+        seed=seed,
+        log_level=logging.INFO if verbose else logging.WARNING,
     )
 
 

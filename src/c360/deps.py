@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from c360.graph.store import GraphStore, open_store
 from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.training import ModelRegistry
 
 from .settings import Settings
 
@@ -13,6 +14,15 @@ def build_store(settings: Settings) -> GraphStore:
     return open_store(settings.graph.backend, settings.graph.store_config(settings.data_dir))
 
 
+def model_registry(settings: Settings) -> ModelRegistry:
+    """The trained-model artifacts of the data directory."""
+    return ModelRegistry(settings.data_dir / "models")
+
+
 def build_linker(settings: Settings, store: GraphStore) -> DeterministicLinker:
-    """Build the deterministic linker over ``store``."""
-    return DeterministicLinker(store, settings.linking, settings.survivorship)
+    """Build the linker over ``store``: deterministic rules, plus the latest trained model if there is one."""
+    registry = model_registry(settings)
+    scorer = registry.load().scorer() if settings.realtime.enabled and registry.versions() else None
+    return DeterministicLinker(
+        store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime
+    )

@@ -22,6 +22,7 @@ from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_store import Neo4jConfig
 from c360.resolution.deterministic import LinkingConfig
+from c360.resolution.realtime import RealtimeConfig
 from c360.resolution.survivorship import SurvivorshipConfig
 
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     linking: LinkingConfig = Field(default_factory=LinkingConfig, description="Deterministic linking.")
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden records.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest batching.")
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig, description="Real-time probabilistic matching.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

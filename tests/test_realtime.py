@@ -1,0 +1,79 @@
+"""Real-time probabilistic linking with a trained model, on every store backend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from c360.connectors.files import FileSource
+from c360.connectors.synthetic import generate
+from c360.graph.models import SourceRecord
+from c360.graph.store import GraphStore
+from c360.resolution.blocking import blocking_keys
+from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.features import features
+from c360.resolution.realtime import RealtimeConfig
+from c360.resolution.scorer import Scorer
+from c360.resolution.training import train
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceRecord], Scorer]:
+    folder = tmp_path_factory.mktemp("rt")
+    ds = generate(400, folder / "data", seed=21)
+    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
+    settings, tf_tables, _ = train(records, region="US", max_pairs=1e5)
+    return records, Scorer(settings, tf_tables)
+
+
+def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> DeterministicLinker:
+    DeterministicLinker(store).ingest(records)
+    store.replace_blocking_keys({r.uid: blocking_keys(features(r, "US")) for r in records})
+    return DeterministicLinker(store, scorer=scorer)
+
+
+def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(
+    store: GraphStore, corpus: tuple[list[SourceRecord], Scorer]
+) -> None:
+    records, scorer = corpus
+    linker = _ingest_with_model(store, records, scorer)
+    base = next(
+        r for r in records if r.first_name and r.last_name and r.date_of_birth and r.address_line1 and r.postcode
+    )
+    target = next(cid for s, k, cid in store.iter_links() if f"{s}|{k}" == base.uid)
+    twin = replace(
+        base,
+        source="kiosk",
+        key="K1",
+        email=None,
+        phone=None,
+        national_id=None,
+        customer_number=None,
+        observed_at=base.observed_at + timedelta(days=3),
+    )
+    stranger = SourceRecord("kiosk", "K2", base.observed_at, first_name="Zebedee", last_name="Quargleworth")
+    result = linker.ingest([twin, stranger])
+    assert result.probabilistic == 1 and result.new_customers == 1
+    got = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
+    assert got["kiosk|K1"] == target and got["kiosk|K2"] != target
+    profile = store.get_profile(target)
+    assert profile is not None
+    link = next(r.evidence for r in profile.records if r.record.uid == "kiosk|K1")
+    assert link.rule == "probabilistic" and "probability" in (link.note or "")
+    # The new record is filed under its blocking keys for the records after it.
+    assert "kiosk|K1" in [c.record.uid for c in store.candidates(blocking_keys(features(twin, "US")))]
+
+
+def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceRecord], Scorer]) -> None:
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+
+    records, scorer = corpus
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
+    _ingest_with_model(store, records, scorer)
+    base = records[0]
+    twin = replace(base, source="kiosk", key="K1", email=None, phone=None, national_id=None, customer_number=None)
+    off = DeterministicLinker(store, scorer=scorer, realtime=RealtimeConfig(enabled=False))
+    assert off.ingest([twin]).probabilistic == 0
+    store.close()
