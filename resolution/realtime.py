@@ -13,7 +13,7 @@ from typing import Any
 
 from c360.graph.models import Evidence, SourceRecord
 from c360.graph.store import GraphStore
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .blocking import blocking_keys
 from .features import features
@@ -27,16 +27,7 @@ class RealtimeConfig(BaseModel):
 
     enabled: bool = Field(default=True, description="Score ingested records once a model is trained.")
     upper: float = Field(default=0.99, gt=0, le=1, description="Match probability at or above which records link.")
-    lower: float = Field(
-        default=0.8, gt=0, le=1, description="Match probability below which a record is a new customer."
-    )
     per_key: int = Field(default=50, ge=1, description="Most candidates read per blocking key.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RealtimeConfig:
-        if self.lower > self.upper:
-            raise ValueError("lower must not exceed upper")
-        return self
 
 
 @dataclass(frozen=True, slots=True)

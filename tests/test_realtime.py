@@ -77,3 +77,31 @@ def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceReco
     off = DeterministicLinker(store, scorer=scorer, realtime=RealtimeConfig(enabled=False))
     assert off.ingest([twin]).probabilistic == 0
     store.close()
+
+
+def test_batch_equals_one_by_one_with_the_model(tmp_path: Path, corpus: tuple[list[SourceRecord], Scorer]) -> None:
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+
+    records, scorer = corpus
+    seed, rest = records[:300], records[300:360]
+    # Twins of later records carry no identifiers: only the model can place them, and some of their
+    # originals arrive in the same batch.
+    stream = []
+    for n, r in enumerate(rest):
+        stream.append(r)
+        if n % 3 == 0:
+            stream.append(
+                replace(r, source="kiosk", key=f"T{n}", email=None, phone=None, national_id=None, customer_number=None)
+            )
+    groups = []
+    for batch_size in (len(stream), 1):
+        store = EmbeddedStore(EmbeddedConfig(path=tmp_path / f"b{batch_size}.db"))
+        linker = _ingest_with_model(store, seed, scorer)
+        result = linker.ingest(stream, batch_size=batch_size)
+        grouped: dict[str, set[str]] = {}
+        for s, k, cid in store.iter_links():
+            grouped.setdefault(cid, set()).add(f"{s}|{k}")
+        groups.append(sorted(map(sorted, grouped.values())))
+        assert result.probabilistic >= 10
+        store.close()
+    assert groups[0] == groups[1]
