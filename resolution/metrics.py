@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class PairwiseScores:
         return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def _pairs(sizes: Counter[Hashable]) -> int:
+def _pairs(sizes: Counter[Any]) -> int:
     return sum(n * (n - 1) // 2 for n in sizes.values())
 
 
