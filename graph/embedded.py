@@ -25,6 +25,7 @@ from .models import (
     Lookup,
     MergeEvent,
     Profile,
+    ReviewItem,
     SourceRecord,
     StoreStats,
     assemble_profile,
@@ -59,6 +60,13 @@ CREATE INDEX IF NOT EXISTS record_identifiers_identifier ON record_identifiers(i
 CREATE TABLE IF NOT EXISTS record_blocks (
     key TEXT NOT NULL, record_uid TEXT NOT NULL, PRIMARY KEY (key, record_uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_blocks_record ON record_blocks(record_uid);
+CREATE TABLE IF NOT EXISTS review_items (
+    id TEXT PRIMARY KEY, record_uid TEXT NOT NULL, candidate_uid TEXT NOT NULL, customer_id TEXT NOT NULL,
+    match_weight REAL NOT NULL, match_probability REAL NOT NULL, created_at TEXT NOT NULL,
+    status TEXT NOT NULL, decided_by TEXT, decided_at TEXT, reason TEXT);
+CREATE INDEX IF NOT EXISTS review_items_status ON review_items(status, created_at);
+CREATE INDEX IF NOT EXISTS review_items_record ON review_items(record_uid);
+CREATE INDEX IF NOT EXISTS review_items_candidate ON review_items(candidate_uid);
 CREATE TABLE IF NOT EXISTS merges (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, merged TEXT NOT NULL,
     at TEXT NOT NULL, evidence TEXT NOT NULL);
@@ -272,6 +280,50 @@ class EmbeddedStore(GraphStore):
                     self._db.execute("ROLLBACK")
                 raise
 
+    _REVIEW_COLUMNS = (
+        "id, record_uid, candidate_uid, customer_id, match_weight, match_probability, created_at, status, "
+        "decided_by, decided_at, reason"
+    )
+
+    @staticmethod
+    def _review(row: Sequence[Any]) -> ReviewItem:
+        rid, rec, cand, cid, w, p, created, status, by, at, reason = row
+        decided = datetime.fromisoformat(at) if at else None
+        return ReviewItem(rid, rec, cand, cid, w, p, datetime.fromisoformat(created), status, by, decided, reason)
+
+    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]:
+        where = "WHERE status = ?" if status else ""
+        params: list[Any] = [status] if status else []
+        rows = self._all(
+            f"SELECT {self._REVIEW_COLUMNS} FROM review_items {where} ORDER BY created_at, id LIMIT ?", [*params, limit]
+        )
+        return [self._review(r) for r in rows]
+
+    def _get_review(self, review_id: str) -> ReviewItem | None:
+        rows = self._all(f"SELECT {self._REVIEW_COLUMNS} FROM review_items WHERE id = ?", (review_id,))
+        return self._review(rows[0]) if rows else None
+
+    def _decide_review(self, review_id: str, status: str, by: str, reason: str | None, at: datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE review_items SET status = ?, decided_by = ?, decided_at = ?, reason = ? "
+                "WHERE id = ? AND status = 'open'",
+                (status, by, at.isoformat(), reason, review_id),
+            )
+
+    def _rejected_pairs(self, record_uids: list[str]) -> set[frozenset[str]]:
+        out: set[frozenset[str]] = set()
+        with self._lock:
+            for chunk in _chunks(record_uids):
+                marks = _marks(len(chunk))
+                for a, b in self._db.execute(
+                    f"SELECT record_uid, candidate_uid FROM review_items WHERE status = 'rejected' "
+                    f"AND (record_uid IN ({marks}) OR candidate_uid IN ({marks}))",
+                    [*chunk, *chunk],
+                ):
+                    out.add(frozenset((a, b)))
+        return out
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         with self._lock:
             rows = self._db.execute("SELECT data, customer_id FROM records ORDER BY uid").fetchall()
@@ -309,7 +361,8 @@ class EmbeddedStore(GraphStore):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges"):
+                tables = ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges")
+                for table in (*tables, "review_items"):
                     self._db.execute(f"DELETE FROM {table}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -402,6 +455,25 @@ class EmbeddedStore(GraphStore):
                 db.executemany(
                     "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
                     [(w.record.uid, i.uid) for w in changes.records for i in w.identifiers],
+                )
+                db.executemany(
+                    "INSERT INTO review_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            r.id,
+                            r.record_uid,
+                            r.candidate_uid,
+                            r.customer_id,
+                            r.match_weight,
+                            r.match_probability,
+                            r.created_at.isoformat(),
+                            r.status,
+                            r.decided_by,
+                            r.decided_at.isoformat() if r.decided_at else None,
+                            r.reason,
+                        )
+                        for r in changes.reviews
+                    ],
                 )
                 db.executemany(
                     "UPDATE customers SET golden = ? WHERE id = ?",

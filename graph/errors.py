@@ -25,3 +25,7 @@ class StoreUnavailableError(StoreError):
 
 class InvalidInputError(C360Error):
     """Input data cannot be used (unreadable file, bad mapping, bad argument)."""
+
+
+class ConflictError(C360Error):
+    """The change conflicts with the current state (e.g. deciding a review item twice)."""

@@ -394,11 +394,48 @@ class RecordWrite:
         return self.document if self.document is not None else dumps(self.record.to_json())
 
 
+ReviewStatus = Literal["open", "approved", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """An uncertain pair for a data steward: a new record and the best candidate the model found."""
+
+    id: str
+    record_uid: str
+    candidate_uid: str
+    customer_id: str
+    match_weight: float
+    match_probability: float
+    created_at: datetime
+    status: ReviewStatus = "open"
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return {
+            "id": self.id,
+            "record": self.record_uid,
+            "candidate": self.candidate_uid,
+            "customer": self.customer_id,
+            "match_weight": self.match_weight,
+            "match_probability": self.match_probability,
+            "created_at": self.created_at.isoformat(),
+            "status": self.status,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "reason": self.reason,
+        }
+
+
 @dataclass(slots=True)
 class ChangeSet:
     """Everything one ingest batch changes, applied by the store in one transaction.
 
-    Order of application: identifiers, new customers, merges (in list order), records, golden records.
+    Order of application: identifiers, new customers, merges (in list order), records, golden records,
+    review items.
     """
 
     identifiers: list[IdentifierState] = field(default_factory=list)
@@ -406,6 +443,7 @@ class ChangeSet:
     merges: list[MergeEvent] = field(default_factory=list)
     records: list[RecordWrite] = field(default_factory=list)
     goldens: dict[str, GoldenRecord] = field(default_factory=dict)
+    reviews: list[ReviewItem] = field(default_factory=list)
 
     def final_targets(self) -> dict[str, str]:
         """Map each customer merged in this change set to the survivor it ends up in (chains followed)."""
@@ -422,7 +460,9 @@ class ChangeSet:
 
     def is_empty(self) -> bool:
         """Whether applying this change set would change nothing."""
-        return not (self.identifiers or self.new_customers or self.merges or self.records or self.goldens)
+        return not (
+            self.identifiers or self.new_customers or self.merges or self.records or self.goldens or self.reviews
+        )
 
 
 @dataclass(frozen=True, slots=True)

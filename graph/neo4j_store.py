@@ -35,6 +35,7 @@ from .models import (
     Lookup,
     MergeEvent,
     Profile,
+    ReviewItem,
     SourceRecord,
     StoreStats,
     assemble_profile,
@@ -51,6 +52,10 @@ SCHEMA: tuple[str, ...] = (
     "CREATE CONSTRAINT c360_customer_id IF NOT EXISTS FOR (c:Customer) REQUIRE c.id IS UNIQUE",
     "CREATE CONSTRAINT c360_identifier_uid IF NOT EXISTS FOR (i:Identifier) REQUIRE i.uid IS UNIQUE",
     "CREATE CONSTRAINT c360_block_key IF NOT EXISTS FOR (b:Block) REQUIRE b.key IS UNIQUE",
+    "CREATE CONSTRAINT c360_review_id IF NOT EXISTS FOR (v:Review) REQUIRE v.id IS UNIQUE",
+    "CREATE INDEX c360_review_status IF NOT EXISTS FOR (v:Review) ON (v.status)",
+    "CREATE INDEX c360_review_record IF NOT EXISTS FOR (v:Review) ON (v.record_uid)",
+    "CREATE INDEX c360_review_candidate IF NOT EXISTS FOR (v:Review) ON (v.candidate_uid)",
     "CREATE INDEX c360_customer_merged_into IF NOT EXISTS FOR (c:Customer) ON (c.merged_into)",
     "CREATE INDEX c360_record_last IF NOT EXISTS FOR (r:Record) ON (r.last_lc)",
     "CREATE INDEX c360_record_first IF NOT EXISTS FOR (r:Record) ON (r.first_lc)",
@@ -272,6 +277,62 @@ class Neo4jStore(GraphStore):
         with self._session() as s:
             s.execute_write(work)
 
+    _REVIEW_FIELDS = (
+        "v.id AS id, v.record_uid AS record_uid, v.candidate_uid AS candidate_uid, v.customer_id AS customer_id, "
+        "v.match_weight AS match_weight, v.match_probability AS match_probability, v.created_at AS created_at, "
+        "v.status AS status, v.decided_by AS decided_by, v.decided_at AS decided_at, v.reason AS reason"
+    )
+
+    @staticmethod
+    def _review(row: dict[str, Any]) -> ReviewItem:
+        decided = datetime.fromisoformat(row["decided_at"]) if row["decided_at"] else None
+        return ReviewItem(
+            row["id"],
+            row["record_uid"],
+            row["candidate_uid"],
+            row["customer_id"],
+            float(row["match_weight"]),
+            float(row["match_probability"]),
+            datetime.fromisoformat(row["created_at"]),
+            row["status"],
+            row["decided_by"],
+            decided,
+            row["reason"],
+        )
+
+    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]:
+        where = "WHERE v.status = $status" if status else ""
+        rows = self._read(
+            f"MATCH (v:Review) {where} RETURN {self._REVIEW_FIELDS} ORDER BY created_at, id LIMIT $limit",
+            status=status,
+            limit=limit,
+        )
+        return [self._review(r) for r in rows]
+
+    def _get_review(self, review_id: str) -> ReviewItem | None:
+        rows = self._read(f"MATCH (v:Review {{id: $id}}) RETURN {self._REVIEW_FIELDS}", id=review_id)
+        return self._review(rows[0]) if rows else None
+
+    def _decide_review(self, review_id: str, status: str, by: str, reason: str | None, at: datetime) -> None:
+        with self._session() as s:
+            s.run(
+                "MATCH (v:Review {id: $id}) WHERE v.status = 'open' "
+                "SET v.status = $status, v.decided_by = $by, v.decided_at = $at, v.reason = $reason",
+                id=review_id,
+                status=status,
+                by=by,
+                at=at.isoformat(),
+                reason=reason,
+            ).consume()
+
+    def _rejected_pairs(self, record_uids: list[str]) -> set[frozenset[str]]:
+        rows = self._read(
+            "MATCH (v:Review) WHERE v.status = 'rejected' AND (v.record_uid IN $uids OR v.candidate_uid IN $uids) "
+            "RETURN v.record_uid AS a, v.candidate_uid AS b",
+            uids=record_uids,
+        )
+        return {frozenset((r["a"], r["b"])) for r in rows}
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         rows = self._read(
             "MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) RETURN r.uid AS uid, r.data AS data, c.id AS cid ORDER BY uid"
@@ -322,7 +383,7 @@ class Neo4jStore(GraphStore):
 
     def _reset(self) -> None:
         with self._session() as s:
-            for label in ("Record", "Identifier", "Customer", "Block"):
+            for label in ("Record", "Identifier", "Customer", "Block", "Review"):
                 s.run(f"MATCH (n:{label}) DETACH DELETE n").consume()
 
     def _apply(self, changes: ChangeSet) -> None:
@@ -438,6 +499,25 @@ class Neo4jStore(GraphStore):
                 [{"r": w.record.uid, "i": i.uid} for w in changes.records for i in w.identifiers],
             )
             self._write_blocks(tx, [{"r": w.record.uid, "k": k} for w in changes.records for k in w.blocking_keys])
+        run(
+            tx,
+            "UNWIND $rows AS row CREATE (v:Review {id: row.id, record_uid: row.record_uid, "
+            "candidate_uid: row.candidate_uid, customer_id: row.customer_id, match_weight: row.match_weight, "
+            "match_probability: row.match_probability, created_at: row.created_at, status: row.status})",
+            [
+                {
+                    "id": r.id,
+                    "record_uid": r.record_uid,
+                    "candidate_uid": r.candidate_uid,
+                    "customer_id": r.customer_id,
+                    "match_weight": r.match_weight,
+                    "match_probability": r.match_probability,
+                    "created_at": r.created_at.isoformat(),
+                    "status": r.status,
+                }
+                for r in changes.reviews
+            ],
+        )
         run(
             tx,
             "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",

@@ -12,13 +12,25 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, final
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import C360Error, ConfigError, StoreError
-from .models import Candidate, ChangeSet, Customer, Identifier, Lookup, MergeEvent, Profile, SourceRecord, StoreStats
+from .errors import C360Error, ConfigError, ConflictError, NotFoundError, StoreError
+from .models import (
+    Candidate,
+    ChangeSet,
+    Customer,
+    Identifier,
+    Lookup,
+    MergeEvent,
+    Profile,
+    ReviewItem,
+    SourceRecord,
+    StoreStats,
+)
 
 T = TypeVar("T")
 
@@ -141,6 +153,40 @@ class GraphStore(ABC):
         self._call("replace_blocking_keys", lambda: self._replace_blocking_keys(keys))
 
     @final
+    def review_items(self, status: str | None = "open", limit: int = 50) -> list[ReviewItem]:
+        """Review items with ``status`` (``None``: all), oldest first."""
+        if status not in (None, "open", "approved", "rejected"):
+            raise StoreError(f"unknown review status {status!r}")
+        return self._call("review_items", lambda: self._review_items(status, limit))
+
+    @final
+    def get_review(self, review_id: str) -> ReviewItem | None:
+        """One review item, or ``None``."""
+        return self._call("get_review", lambda: self._get_review(review_id))
+
+    @final
+    def decide_review(self, review_id: str, status: str, by: str, reason: str | None, at: datetime) -> ReviewItem:
+        """Record a steward's decision on an open item; raise if it is unknown or already decided."""
+        if status not in ("approved", "rejected"):
+            raise StoreError(f"a decision is approved or rejected, not {status!r}")
+        item = self.get_review(review_id)
+        if item is None:
+            raise NotFoundError(f"no review item {review_id}")
+        if item.status != "open":
+            raise ConflictError(f"review item {review_id} is already {item.status}")
+        self._call("decide_review", lambda: self._decide_review(review_id, status, by, reason, at))
+        decided = self.get_review(review_id)
+        assert decided is not None
+        return decided
+
+    @final
+    def rejected_pairs(self, record_uids: Collection[str]) -> set[frozenset[str]]:
+        """Record pairs a steward said are not the same, among those involving ``record_uids``."""
+        if not record_uids:
+            return set()
+        return self._call("rejected_pairs", lambda: self._rejected_pairs(sorted(set(record_uids))))
+
+    @final
     def iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         """Yield every stored record with its customer, ordered by record uid."""
         yield from self._call("iter_records", lambda: self._iter_records())
@@ -215,6 +261,18 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None: ...
+
+    @abstractmethod
+    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]: ...
+
+    @abstractmethod
+    def _get_review(self, review_id: str) -> ReviewItem | None: ...
+
+    @abstractmethod
+    def _decide_review(self, review_id: str, status: str, by: str, reason: str | None, at: datetime) -> None: ...
+
+    @abstractmethod
+    def _rejected_pairs(self, record_uids: list[str]) -> set[frozenset[str]]: ...
 
     @abstractmethod
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from c360.graph.errors import ConfigError, StoreError
+from c360.graph.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from c360.graph.models import (
     ChangeSet,
     Customer,
@@ -15,6 +15,7 @@ from c360.graph.models import (
     IdentifierState,
     MergeEvent,
     RecordWrite,
+    ReviewItem,
     SourceRecord,
 )
 from c360.graph.store import GraphStore, open_store, store_names
@@ -146,6 +147,29 @@ def test_blocking_keys_find_candidates_and_can_be_replaced(store: GraphStore) ->
     assert [c.record.uid for c in store.candidates(["pc:x"])] == ["crm|1", "crm|3", "web|9"]
     assert "web|9" not in [c.record.uid for c in store.candidates(["dob:1990-01-01"])]
     assert store.candidates([]) == []
+
+
+def test_review_items_are_kept_decided_once_and_rejections_remembered(store: GraphStore) -> None:
+    seed(store)
+    items = [ReviewItem(f"R{n}", f"crm|{n}", "crm|3", "C3", 3.5, 0.92, T.replace(minute=n)) for n in (1, 2)]
+    store.apply(ChangeSet(reviews=items))
+    assert [r.id for r in store.review_items()] == ["R1", "R2"]
+    decided = store.decide_review("R1", "rejected", "ann", "different people", T)
+    assert (decided.status, decided.decided_by, decided.reason, decided.decided_at) == (
+        "rejected",
+        "ann",
+        "different people",
+        T,
+    )
+    assert [r.id for r in store.review_items()] == ["R2"]
+    assert [r.id for r in store.review_items(status=None)] == ["R1", "R2"]
+    assert store.rejected_pairs(["crm|3"]) == {frozenset({"crm|1", "crm|3"})}
+    assert store.rejected_pairs(["crm|2"]) == set()
+    with pytest.raises(ConflictError):
+        store.decide_review("R1", "approved", "bob", None, T)
+    with pytest.raises(NotFoundError):
+        store.decide_review("R9", "approved", "bob", None, T)
+    assert store.get_review("R2") == items[1]
 
 
 def test_reset_needs_confirmation(store: GraphStore) -> None:
