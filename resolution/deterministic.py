@@ -35,6 +35,7 @@ from c360.graph.models import (
     IdentifierState,
     MergeEvent,
     RecordWrite,
+    ReviewItem,
     SourceRecord,
 )
 from c360.graph.store import GraphStore
@@ -107,9 +108,10 @@ class CustomerIdFactory:
     # RFC 4648 base32 to Crockford's alphabet, which sorts like the numbers it encodes.
     _CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "C") -> None:
         self._lock = threading.Lock()
         self._last = 0
+        self._prefix = prefix
 
     def __call__(self) -> str:
         """Return a new ID."""
@@ -117,7 +119,7 @@ class CustomerIdFactory:
             value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
             value = max(value, self._last + 1)
             self._last = value
-        return "C" + base64.b32encode(value.to_bytes(16, "big")).decode()[:26].translate(self._CROCKFORD)
+        return self._prefix + base64.b32encode(value.to_bytes(16, "big")).decode()[:26].translate(self._CROCKFORD)
 
 
 def record_document(record: SourceRecord) -> tuple[str, str]:
@@ -144,6 +146,8 @@ class IngestResult:
     merges: int = 0
     #: records linked by the trained model (no identifier decided)
     probabilistic: int = 0
+    #: review items opened (uncertain pairs)
+    reviews: int = 0
     flagged: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
@@ -155,6 +159,7 @@ class IngestResult:
         self.new_customers += other.new_customers
         self.merges += other.merges
         self.probabilistic += other.probabilistic
+        self.reviews += other.reviews
         self.flagged.extend(other.flagged)
 
 
@@ -224,9 +229,11 @@ class _Plan:
         linked_by = tuple(sorted({u for us in targets.values() for u in us}))
 
         matches: dict[str, Match] = {}
+        review: Match | None = None
         if not targets and self.matcher is not None:
             # No identifier decides: the trained model may (Splink's weights, our scorer).
-            matches = {m.customer_id: m for m in self.matcher.matches(record, self.find)}
+            found, review = self.matcher.matches(record, self.find)
+            matches = {m.customer_id: m for m in found}
             for m in matches.values():
                 targets[m.customer_id] = []
             if matches:
@@ -236,7 +243,21 @@ class _Plan:
             cid = self.linker.new_id()
             self.changes.new_customers.append(Customer(cid, self.now))
             self.result.new_customers += 1
-            evidence = Evidence("new", tuple(i.uid for i in links))
+            note = None
+            if review is not None:  # uncertain: a new customer for now, and a question for a steward
+                item = ReviewItem(
+                    self.linker.new_review_id(),
+                    uid,
+                    review.record_uid,
+                    review.customer_id,
+                    review.score.match_weight,
+                    review.score.match_probability,
+                    self.now,
+                )
+                self.changes.reviews.append(item)
+                self.result.reviews += 1
+                note = f"review {item.id}: probability {review.score.match_probability:.4f} with {review.record_uid}"
+            evidence = Evidence("new", tuple(i.uid for i in links), note=note)
         else:
             cid = min(targets)  # IDs are time-ordered: the oldest survives
             for other in sorted(targets):
@@ -358,6 +379,7 @@ class DeterministicLinker:
         self.survivorship = survivorship or SurvivorshipConfig()
         self.clock = clock
         self.new_id = new_id or CustomerIdFactory()
+        self.new_review_id = CustomerIdFactory("R")
         self.strong = frozenset(self.config.strong_kinds)
         self.caps = dict(self.config.caps)
         self.blocked = self.config.blocked_uids()

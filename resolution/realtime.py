@@ -13,7 +13,7 @@ from typing import Any
 
 from c360.graph.models import Evidence, SourceRecord
 from c360.graph.store import GraphStore
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .blocking import blocking_keys
 from .features import features
@@ -27,7 +27,16 @@ class RealtimeConfig(BaseModel):
 
     enabled: bool = Field(default=True, description="Score ingested records once a model is trained.")
     upper: float = Field(default=0.99, gt=0, le=1, description="Match probability at or above which records link.")
+    lower: float = Field(
+        default=0.8, gt=0, le=1, description="Match probability from which a pair goes to review (up to upper)."
+    )
     per_key: int = Field(default=50, ge=1, description="Most candidates read per blocking key.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RealtimeConfig:
+        if self.lower > self.upper:
+            raise ValueError("realtime.lower must not exceed realtime.upper")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,8 @@ class BatchMatcher:
         self._customer: dict[str, str] = {}
         self._index: dict[str, set[str]] = {}
         wanted = {k for r in records for k in blocking_keys(features(r, region))}
+        # Pairs a steward said are not the same are never matched again.
+        self._rejected = store.rejected_pairs([r.uid for r in records])
         for c in store.candidates(wanted, config.per_key):
             self._file(c.record.uid, features(c.record, region), c.customer_id)
 
@@ -80,23 +91,32 @@ class BatchMatcher:
         """The blocking keys the store keeps for ``record``."""
         return blocking_keys(features(record, self.region))
 
-    def matches(self, record: SourceRecord, find: Callable[[str], str]) -> list[Match]:
-        """Customers whose best record scores at or above the upper threshold, best first."""
+    def matches(self, record: SourceRecord, find: Callable[[str], str]) -> tuple[list[Match], Match | None]:
+        """Return the customers that reach the upper threshold, and else the best candidate to review.
+
+        Links are the customers whose best record reaches the upper threshold, best first; when there is
+        none, the best candidate between the lower and upper thresholds is returned for review.
+        """
         view = features(record, self.region)
         seen: set[str] = set()
         best: dict[str, Match] = {}
+        review: Match | None = None
         for key in blocking_keys(view):
             for uid in self._index.get(key, ()):
-                if uid == record.uid or uid in seen:
+                if uid == record.uid or uid in seen or frozenset((uid, record.uid)) in self._rejected:
                     continue
                 seen.add(uid)
                 score = self.scorer.score(view, self._views[uid])
-                if score.match_probability < self.config.upper:
+                if score.match_probability < self.config.lower:
                     continue
-                cid = find(self._customer[uid])
-                if cid not in best or score.match_weight > best[cid].score.match_weight:
-                    best[cid] = Match(cid, uid, score)
-        return sorted(best.values(), key=lambda m: (-m.score.match_weight, m.customer_id))
+                match = Match(find(self._customer[uid]), uid, score)
+                if score.match_probability < self.config.upper:
+                    if review is None or (score.match_weight, uid) > (review.score.match_weight, review.record_uid):
+                        review = match
+                elif match.customer_id not in best or score.match_weight > best[match.customer_id].score.match_weight:
+                    best[match.customer_id] = match
+        links = sorted(best.values(), key=lambda m: (-m.score.match_weight, m.customer_id))
+        return links, None if links else review
 
     def planned(self, record: SourceRecord, customer_id: str) -> None:
         """Make a planned record a candidate for the rest of the batch."""

@@ -105,3 +105,59 @@ def test_batch_equals_one_by_one_with_the_model(tmp_path: Path, corpus: tuple[li
         assert result.probabilistic >= 10
         store.close()
     assert groups[0] == groups[1]
+
+
+def _twin(base: SourceRecord, key: str) -> SourceRecord:
+    """Name and date of birth only: likely the same person, not certainly."""
+    return SourceRecord(
+        "kiosk",
+        key,
+        base.observed_at + timedelta(days=1),
+        first_name=base.first_name,
+        last_name=base.last_name,
+        date_of_birth=base.date_of_birth,
+    )
+
+
+def test_uncertain_pairs_go_to_review_and_decisions_stick(
+    store: GraphStore, corpus: tuple[list[SourceRecord], Scorer]
+) -> None:
+    from datetime import UTC, datetime
+
+    from c360.graph.errors import ConflictError, InvalidInputError
+    from c360.resolution.review import approve, reject
+    from c360.resolution.survivorship import SurvivorshipConfig
+
+    records, scorer = corpus
+    _ingest_with_model(store, records, scorer)
+    unsure = RealtimeConfig(upper=0.9999999999, lower=0.5)
+    linker = DeterministicLinker(store, scorer=scorer, realtime=unsure)
+    full = [r for r in records if r.first_name and r.last_name and r.date_of_birth]
+    a, b = full[0], full[1]
+    links = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
+    result = linker.ingest([_twin(a, "A"), _twin(b, "B")])
+    assert result.reviews == 2 and result.new_customers == 2 and result.probabilistic == 0
+    items = {i.record_uid: i for i in store.review_items()}
+    assert set(items) == {"kiosk|A", "kiosk|B"}
+    assert items["kiosk|A"].customer_id == links[a.uid] and 0.5 <= items["kiosk|A"].match_probability < 1
+
+    now = datetime.now(UTC)
+    done = approve(
+        store, items["kiosk|A"].id, by="steward", reason="same DOB and name", now=now, survivorship=SurvivorshipConfig()
+    )
+    assert done.status == "approved" and done.decided_by == "steward"
+    after = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
+    assert store.resolve(after["kiosk|A"]) == store.resolve(links[a.uid])
+    history = store.history(store.resolve(links[a.uid]) or "")
+    assert any(m.evidence.rule == "review" and "steward" in (m.evidence.note or "") for m in history)
+    with pytest.raises(ConflictError):
+        approve(store, items["kiosk|A"].id, by="x", reason=None, now=now, survivorship=SurvivorshipConfig())
+
+    with pytest.raises(InvalidInputError):
+        reject(store, items["kiosk|B"].id, by="steward", reason=" ", now=now)
+    reject(store, items["kiosk|B"].id, by="steward", reason="twins", now=now)
+    # The record changes and is planned again: the rejected pair is not proposed again.
+    again = linker.ingest([replace(_twin(b, "B"), city="Elsewhere")])
+    assert again.updated == 1 and again.reviews == 0 and again.probabilistic == 0
+    final = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
+    assert final["kiosk|B"] != final[b.uid]

@@ -29,6 +29,7 @@ from c360.resolution.deterministic import IngestResult
 from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
 
 from .cli_resolve import explain_cmd, resolve_app
+from .cli_review import review_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -44,6 +45,7 @@ app.add_typer(customer_app, name="customer")
 app.add_typer(export_app, name="export")
 app.add_typer(resolve_app, name="resolve")
 app.command("explain")(explain_cmd)
+app.add_typer(review_app, name="review")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
