@@ -193,3 +193,42 @@ def test_explain_two_records_and_a_record_against_a_customer(populated: Path) ->
 
     missing = c360("explain", a, "nope|1", cwd=populated, ok=False)
     assert missing.returncode == 1 and "no record nope|1" in missing.stderr
+
+
+def test_review_queue_from_the_command_line(tmp_path: Path) -> None:
+    c360("generate", "--customers", "300", "--output", "data", "--seed", "4", cwd=tmp_path)
+    c360("ingest", "data", cwd=tmp_path)
+    c360("resolve", "train", "--max-pairs", "100000", cwd=tmp_path)
+    doc = json.loads(c360("customer", "get", _first_customer(tmp_path), cwd=tmp_path).stdout)
+    g = doc["golden"]
+    twin = f"id,first_name,last_name,date_of_birth\nT1,{g['first_name']['value']},{g['last_name']['value']},"
+    twin += f"{g.get('date_of_birth', {}).get('value', '1970-01-01')}\n"
+    (tmp_path / "kiosk.csv").write_text(twin)
+    unsure = {"C360_REALTIME__UPPER": "0.9999999999", "C360_REALTIME__LOWER": "0.5"}
+    c360("ingest", "kiosk.csv", "--source", "kiosk", cwd=tmp_path, env=unsure)
+    listed = c360("review", "list", cwd=tmp_path).stdout
+    assert "kiosk|T1" in listed, listed
+    review_id = listed.split()[0]
+    shown = json.loads(c360("review", "show", review_id, cwd=tmp_path).stdout)
+    assert shown["item"]["record"] == "kiosk|T1" and shown["evidence"]["probabilistic"]["comparisons"]
+    refused = c360("review", "reject", review_id, cwd=tmp_path, ok=False)
+    assert refused.returncode != 0 and "--reason" in refused.stderr
+    c360("review", "reject", review_id, "--reason", "not the same", "--by", "sam", cwd=tmp_path)
+    again = c360("review", "approve", review_id, cwd=tmp_path, ok=False)
+    assert again.returncode == 1 and "already rejected" in again.stderr
+    c360("review", "export-labels", "--output", "labels.csv", cwd=tmp_path)
+    with (tmp_path / "labels.csv").open() as fh:
+        (label,) = list(csv.DictReader(fh))
+    assert (label["record"], label["label"], label["decided_by"], label["reason"]) == (
+        "kiosk|T1",
+        "0",
+        "sam",
+        "not the same",
+    )
+    assert "no open review items" in c360("review", "list", cwd=tmp_path).stdout
+
+
+def _first_customer(cwd: Path) -> str:
+    c360("export", "links", "--output", "first.csv", cwd=cwd)
+    with (cwd / "first.csv").open() as fh:
+        return next(csv.DictReader(fh))["customer_id"]
