@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,12 @@ def test_ingest_get_find_export(populated: Path) -> None:
     last = doc["golden"]["last_name"]["value"]
     by_name = json.loads(c360("customer", "find", "--name", f"{first} {last}", cwd=cwd).stdout)
     assert cid in [f["id"] for f in by_name]
+    with sqlite3.connect(cwd / ".c360" / "graph.db") as db:
+        survivor = db.execute("SELECT survivor FROM merges ORDER BY seq LIMIT 1").fetchone()
+    assert survivor, "the generated set has bridging records, so merges happen"
+    history = json.loads(c360("customer", "history", survivor[0], cwd=cwd).stdout)
+    assert history and history[0]["event"] == "merge" and history[0]["evidence"]["rule"] == "deterministic"
+    assert c360("customer", "history", "C404", cwd=cwd, ok=False).returncode == 1
     # Ingesting again changes nothing.
     again = c360("ingest", "data", cwd=cwd).stdout
     assert "0 new, 0 updated" in again

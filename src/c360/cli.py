@@ -232,6 +232,27 @@ def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(
         _print_json(profile.to_json())
 
 
+@customer_app.command("history")
+def customer_history(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Print every merge into or out of a customer, oldest first, with its evidence (JSON)."""
+    with _store(ctx) as store:
+        if store.get_customer(customer_id) is None:
+            raise NotFoundError(f"no customer {customer_id}")
+        events = store.history(customer_id)
+    _print_json(
+        [
+            {
+                "event": "merge",
+                "survivor": m.survivor,
+                "merged": m.merged,
+                "at": m.at.isoformat(),
+                "evidence": m.evidence.to_json(),
+            }
+            for m in events
+        ]
+    )
+
+
 @customer_app.command("find")
 def customer_find(
     ctx: typer.Context,
