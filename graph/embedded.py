@@ -263,22 +263,11 @@ class EmbeddedStore(GraphStore):
         return out
 
     def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
-        with self._lock:
-            own = not self._db.in_transaction
-            if own:
-                self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM record_blocks")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
-                    [(k, uid) for uid, ks in keys.items() for k in ks],
-                )
-                if own:
-                    self._db.execute("COMMIT")
-            except BaseException:
-                if own:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.execute("DELETE FROM record_blocks")
+            db.executemany(
+                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)", [(k, uid) for uid, ks in keys.items() for k in ks]
+            )
 
     _REVIEW_COLUMNS = (
         "id, record_uid, candidate_uid, customer_id, match_weight, match_probability, created_at, status, "
@@ -357,131 +346,123 @@ class EmbeddedStore(GraphStore):
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                tables = ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges")
-                for table in (*tables, "review_items"):
-                    self._db.execute(f"DELETE FROM {table}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        # BEGIN IMMEDIATE takes SQLite's write lock: other processes' writers wait (up to the timeout).
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, all of it or none; inside an open one (``exclusive()``), that one."""
         with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
+            # BEGIN IMMEDIATE takes SQLite's write lock: other processes' writers wait (up to the timeout).
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield
+                yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
+    def _reset(self) -> None:
+        with self._transaction() as db:
+            tables = ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges")
+            for table in (*tables, "review_items"):
+                db.execute(f"DELETE FROM {table}")
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._transaction():
+            yield
+
     def _apply(self, changes: ChangeSet) -> None:
-        with self._lock:
-            db = self._db
-            own = not db.in_transaction  # inside exclusive(), the caller's transaction holds it all
-            if own:
-                db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET "
-                    "joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
-                    [
-                        (
-                            s.identifier.uid,
-                            s.identifier.kind,
-                            s.identifier.value,
-                            s.joined,
-                            int(s.flagged),
-                            s.flag_reason,
-                        )
-                        for s in changes.identifiers
-                    ],
-                )
-                db.executemany(
-                    "INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
-                        for c in changes.new_customers
-                    ],
-                )
-                final = changes.final_targets()
-                db.executemany(
-                    "UPDATE records SET customer_id = ? WHERE customer_id = ?",
-                    [(t, m) for m, t in final.items()],
-                )
-                db.executemany(
-                    "UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?",
-                    [(t, m) for m, t in final.items()],
-                )
-                db.executemany(
-                    "UPDATE customers SET merged_into = ? WHERE merged_into = ?",
-                    [(t, m) for m, t in final.items()],
-                )
-                db.executemany(
-                    "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
-                    [(m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json())) for m in changes.merges],
-                )
-                uids = [w.record.uid for w in changes.records if w.update]
-                for chunk in _chunks(uids):
-                    db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
-                    db.execute(f"DELETE FROM record_blocks WHERE record_uid IN ({_marks(len(chunk))})", chunk)
-                db.executemany(
-                    "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
-                    [(k, w.record.uid) for w in changes.records for k in w.blocking_keys],
-                )
-                db.executemany(
-                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            w.record.uid,
-                            w.record.source,
-                            w.record.key,
-                            w.document_json(),
-                            w.content_hash,
-                            w.customer_id,
-                            dumps(w.evidence.to_json()),
-                            w.record.first_name.casefold() if w.record.first_name else None,
-                            w.record.last_name.casefold() if w.record.last_name else None,
-                        )
-                        for w in changes.records
-                    ],
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
-                    [(w.record.uid, i.uid) for w in changes.records for i in w.identifiers],
-                )
-                db.executemany(
-                    "INSERT INTO review_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            r.id,
-                            r.record_uid,
-                            r.candidate_uid,
-                            r.customer_id,
-                            r.match_weight,
-                            r.match_probability,
-                            r.created_at.isoformat(),
-                            r.status,
-                            r.decided_by,
-                            r.decided_at.isoformat() if r.decided_at else None,
-                            r.reason,
-                        )
-                        for r in changes.reviews
-                    ],
-                )
-                db.executemany(
-                    "UPDATE customers SET golden = ? WHERE id = ?",
-                    [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
-                )
-                if own:
-                    db.execute("COMMIT")
-            except BaseException:
-                if own:
-                    db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET "
+                "joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
+                [
+                    (
+                        s.identifier.uid,
+                        s.identifier.kind,
+                        s.identifier.value,
+                        s.joined,
+                        int(s.flagged),
+                        s.flag_reason,
+                    )
+                    for s in changes.identifiers
+                ],
+            )
+            db.executemany(
+                "INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
+                [
+                    (c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
+                    for c in changes.new_customers
+                ],
+            )
+            final = changes.final_targets()
+            db.executemany(
+                "UPDATE records SET customer_id = ? WHERE customer_id = ?",
+                [(t, m) for m, t in final.items()],
+            )
+            db.executemany(
+                "UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?",
+                [(t, m) for m, t in final.items()],
+            )
+            db.executemany(
+                "UPDATE customers SET merged_into = ? WHERE merged_into = ?",
+                [(t, m) for m, t in final.items()],
+            )
+            db.executemany(
+                "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
+                [(m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json())) for m in changes.merges],
+            )
+            uids = [w.record.uid for w in changes.records if w.update]
+            for chunk in _chunks(uids):
+                db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
+                db.execute(f"DELETE FROM record_blocks WHERE record_uid IN ({_marks(len(chunk))})", chunk)
+            db.executemany(
+                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
+                [(k, w.record.uid) for w in changes.records for k in w.blocking_keys],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        w.record.uid,
+                        w.record.source,
+                        w.record.key,
+                        w.document_json(),
+                        w.content_hash,
+                        w.customer_id,
+                        dumps(w.evidence.to_json()),
+                        w.record.first_name.casefold() if w.record.first_name else None,
+                        w.record.last_name.casefold() if w.record.last_name else None,
+                    )
+                    for w in changes.records
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
+                [(w.record.uid, i.uid) for w in changes.records for i in w.identifiers],
+            )
+            db.executemany(
+                "INSERT INTO review_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.id,
+                        r.record_uid,
+                        r.candidate_uid,
+                        r.customer_id,
+                        r.match_weight,
+                        r.match_probability,
+                        r.created_at.isoformat(),
+                        r.status,
+                        r.decided_by,
+                        r.decided_at.isoformat() if r.decided_at else None,
+                        r.reason,
+                    )
+                    for r in changes.reviews
+                ],
+            )
+            db.executemany(
+                "UPDATE customers SET golden = ? WHERE id = ?",
+                [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
+            )
