@@ -3,8 +3,9 @@
 Each person gets records in one to three sources (a CRM as CSV, a web shop as JSON Lines, a partner as
 Parquet), each source with its own columns and a mapping file. Records after a person's first are
 corrupted the way real data is: typos, nicknames, day/month swaps, changed emails and phones, moves and
-missing values. ``truth.csv`` names the person behind every record. The same generator serves the demo,
-the tests and the benchmarks.
+missing values. Some persons are made hard to tell apart: household members share a surname and an
+address, namesakes share a first and last name in one city. ``truth.csv`` names the person behind every
+record. The same generator serves the demo, the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -165,9 +166,19 @@ class Dataset:
 class Generator:
     """Generates persons and their corrupted source records, reproducibly from a seed."""
 
-    def __init__(self, seed: int = 42, corruption: float = 0.3, duplicate_rate: float = 0.1) -> None:
-        if not 0 <= corruption <= 1 or not 0 <= duplicate_rate <= 1:
-            raise InvalidInputError("corruption and duplicate rate must lie between 0 and 1")
+    def __init__(
+        self,
+        seed: int = 42,
+        corruption: float = 0.3,
+        duplicate_rate: float = 0.1,
+        household_rate: float = 0.08,
+        namesake_rate: float = 0.03,
+    ) -> None:
+        rates = (corruption, duplicate_rate, household_rate, namesake_rate)
+        if not all(0 <= r <= 1 for r in rates) or household_rate + namesake_rate > 1:
+            raise InvalidInputError("corruption and the duplicate, household and namesake rates lie between 0 and 1")
+        self.household_rate = household_rate
+        self.namesake_rate = namesake_rate
         self.rng = random.Random(seed)
         self.fake = Faker("en_US")
         self.fake.seed_instance(seed)
@@ -200,6 +211,42 @@ class Generator:
             postcode=fake.zipcode(),
             ssn=f"{rng.randrange(1, 665):03d}-{rng.randrange(1, 99):02d}-{rng.randrange(1, 9999):04d}",
         )
+
+    def relative_of(self, previous: Person | None, n: int) -> Person | None:
+        """Sometimes make person ``n`` hard to tell from the previous one, as real data does.
+
+        A household member (same surname and address, another first name, age and contact details)
+        with probability ``household_rate``; a namesake (same first and last name in the same city, another
+        street, birth date and contact details) with probability ``namesake_rate``. ``None`` otherwise.
+        """
+        if previous is None:
+            return None
+        roll = self.rng.random()
+        if roll < self.household_rate:
+            other = self.person(n)
+            return replace(
+                other,
+                last_name=previous.last_name,
+                street_number=previous.street_number,
+                street=previous.street,
+                unit=previous.unit,
+                city=previous.city,
+                state=previous.state,
+                postcode=previous.postcode,
+                email=self._email(other.first_name, previous.last_name),
+            )
+        if roll < self.household_rate + self.namesake_rate:
+            other = self.person(n)
+            return replace(
+                other,
+                first_name=previous.first_name,
+                last_name=previous.last_name,
+                gender=previous.gender,
+                city=previous.city,
+                state=previous.state,
+                email=self._email(previous.first_name, previous.last_name),
+            )
+        return None
 
     def _email(self, first: str, last: str) -> str:
         rng = self.rng
@@ -336,8 +383,10 @@ class Generator:
             "partner": (0.35, self.partner_row),
         }
         counters = dict.fromkeys(makers, 0)
+        previous: Person | None = None
         for n in range(customers):
-            person = self.person(n)
+            person = self.relative_of(previous, n) or self.person(n)
+            previous = person
             chosen = [s for s, (prob, _) in makers.items() if self.rng.random() < prob] or ["crm"]
             first = True
             for source in chosen:
