@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--corruption", type=float, default=0.3)
-    parser.add_argument("--upper", type=float, default=0.99, help="Link threshold (match probability).")
+    parser.add_argument("--upper", type=float, default=0.99999, help="Link threshold (match probability).")
     parser.add_argument("--max-pairs", type=float, default=1e6, help="Pairs sampled to estimate u.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,12 @@ class RealtimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=True, description="Score ingested records once a model is trained.")
-    upper: float = Field(default=0.99, gt=0, le=1, description="Match probability at or above which records link.")
+    upper: float = Field(
+        default=0.99999,
+        gt=0,
+        le=1,
+        description="Match probability at or above which records link (tuned for precision).",
+    )
     lower: float = Field(
         default=0.8, gt=0, le=1, description="Match probability from which a pair goes to review (up to upper)."
     )
