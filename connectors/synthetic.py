@@ -473,7 +473,14 @@ FILES = {"crm": "crm.csv", "webshop": "webshop.jsonl", "partner": "partner.parqu
 
 
 def generate(
-    customers: int, out_dir: Path, *, seed: int = 42, corruption: float = 0.3, duplicate_rate: float = 0.1
+    customers: int,
+    out_dir: Path,
+    *,
+    seed: int = 42,
+    corruption: float = 0.3,
+    duplicate_rate: float = 0.1,
+    household_rate: float = 0.08,
+    namesake_rate: float = 0.03,
 ) -> Dataset:
     """Write a synthetic data set of ``customers`` persons to ``out_dir`` and return its manifest."""
     import pyarrow as pa
@@ -486,7 +493,7 @@ def generate(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInputError(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from exc
-    gen = Generator(seed, corruption, duplicate_rate)
+    gen = Generator(seed, corruption, duplicate_rate, household_rate, namesake_rate)
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in FILES}
     truth: list[tuple[str, str, str]] = []
     for source, row, entity in gen.rows(customers):

@@ -95,14 +95,27 @@ def train(
     if len(rows) < 2:
         raise InvalidInputError("training needs at least two stored records; ingest some first")
     started = time.perf_counter()
-    db_api = DuckDBAPI()
-    linker = Linker(db_api.register(rows), splink_settings(), log_level=log_level)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on(*cols) for cols in DETERMINISTIC_RULES], recall=recall
-    )
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    for cols in EM_BLOCKING:
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+    sessions = list(EM_BLOCKING)
+    failed: dict[str, str] = {}
+    while True:
+        db_api = DuckDBAPI()
+        linker = Linker(db_api.register(rows), splink_settings(), log_level=log_level)
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on(*cols) for cols in DETERMINISTIC_RULES], recall=recall
+        )
+        linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+        try:
+            for cols in sessions:
+                current = cols
+                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+            break
+        except ValueError as exc:
+            # Splink refuses an m that underflows to 0 (a level never seen among a session's matches) and
+            # leaves the linker half-trained: start again without that session; the summary says so.
+            failed[",".join(current)] = str(exc).split(".")[0]
+            sessions.remove(current)
+            if not sessions:
+                raise InvalidInputError(f"no EM training session worked on these records: {failed}") from exc
     settings = linker.misc.save_model_to_json()
     summary = {
         "records": len(rows),
@@ -111,7 +124,8 @@ def train(
         "seed": seed,
         "prior_recall": recall,
         "deterministic_rules": [list(c) for c in DETERMINISTIC_RULES],
-        "em_blocking_rules": [list(c) for c in EM_BLOCKING],
+        "em_blocking_rules": [list(c) for c in sessions],
+        "em_failed": failed,
         "region": region,
     }
     return settings, term_frequencies(rows, TF_COLUMNS), summary

@@ -161,3 +161,21 @@ def test_uncertain_pairs_go_to_review_and_decisions_stick(
     assert again.updated == 1 and again.reviews == 0 and again.probabilistic == 0
     final = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
     assert final["kiosk|B"] != final[b.uid]
+
+
+def test_households_and_namesakes_stay_apart(tmp_path: Path) -> None:
+    """Many family members sharing a surname and an address, and namesakes in one city: few false merges."""
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+    from c360.resolution.metrics import pairwise
+
+    ds = generate(800, tmp_path / "data", seed=8, household_rate=0.3, namesake_rate=0.1)
+    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
+    settings, tf_tables, _ = train(records, region="US", max_pairs=2e5)
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
+    result = DeterministicLinker(store, scorer=Scorer(settings, tf_tables)).ingest(records)
+    truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
+    scores = pairwise(truth, {f"{s}|{k}": cid for s, k, cid in store.iter_links()})
+    store.close()
+    assert result.probabilistic > 0
+    assert scores.precision >= 0.99, scores
+    assert scores.recall >= 0.97, scores
