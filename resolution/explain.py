@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from c360.graph.errors import NotFoundError
-from c360.graph.models import Evidence, SourceRecord, record_uid
+from c360.graph.models import Evidence, SourceRecord
 from c360.graph.store import GraphStore
 
 from .deterministic import LinkingConfig
@@ -108,7 +108,7 @@ def explain(store: GraphStore, a: str, b: str, *, linking: LinkingConfig, scorer
     if profile is None:
         raise NotFoundError(f"no customer {customer}")
     options = [
-        explain_records(store, record, record_uid(r.record.source, r.record.key), linking=linking, scorer=scorer)
+        explain_records(store, record, r.record.uid, linking=linking, scorer=scorer)
         for r in profile.records
         if r.record.uid != record
     ]

@@ -74,27 +74,38 @@ class BatchMatcher:
         self.config = config
         self.region = region
         self._views: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, tuple[str, ...]] = {}
         self._customer: dict[str, str] = {}
         self._index: dict[str, set[str]] = {}
-        wanted = {k for r in records for k in blocking_keys(features(r, region))}
+        # The batch's own records: comparison view and keys, computed once (keyed by object: a batch may
+        # hold two versions of one record).
+        self._batch: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
+        self._batch = {id(r): self._view(r) for r in records}
+        wanted = {k for _, keys in self._batch.values() for k in keys}
         # Pairs a steward said are not the same are never matched again.
         self._rejected = store.rejected_pairs([r.uid for r in records])
         for c in store.candidates(wanted, config.per_key):
-            self._file(c.record.uid, features(c.record, region), c.customer_id)
+            self._file(c.record.uid, *self._view(c.record), c.customer_id)
 
-    def _file(self, uid: str, view: dict[str, Any], customer_id: str) -> None:
-        old = self._views.get(uid)
-        if old is not None:
-            for key in blocking_keys(old):
-                self._index.get(key, set()).discard(uid)
+    def _view(self, record: SourceRecord) -> tuple[dict[str, Any], tuple[str, ...]]:
+        cached = self._batch.get(id(record))
+        if cached is not None:
+            return cached
+        view = features(record, self.region)
+        return view, blocking_keys(view)
+
+    def _file(self, uid: str, view: dict[str, Any], keys: tuple[str, ...], customer_id: str) -> None:
+        for key in self._keys.get(uid, ()):
+            self._index.get(key, set()).discard(uid)
         self._views[uid] = view
+        self._keys[uid] = keys
         self._customer[uid] = customer_id
-        for key in blocking_keys(view):
+        for key in keys:
             self._index.setdefault(key, set()).add(uid)
 
     def keys_of(self, record: SourceRecord) -> tuple[str, ...]:
         """The blocking keys the store keeps for ``record``."""
-        return blocking_keys(features(record, self.region))
+        return self._view(record)[1]
 
     def matches(self, record: SourceRecord, find: Callable[[str], str]) -> tuple[list[Match], Match | None]:
         """Return the customers that reach the upper threshold, and else the best candidate to review.
@@ -102,11 +113,11 @@ class BatchMatcher:
         Links are the customers whose best record reaches the upper threshold, best first; when there is
         none, the best candidate between the lower and upper thresholds is returned for review.
         """
-        view = features(record, self.region)
+        view, keys = self._view(record)
         seen: set[str] = set()
         best: dict[str, Match] = {}
         review: Match | None = None
-        for key in blocking_keys(view):
+        for key in keys:
             for uid in self._index.get(key, ()):
                 if uid == record.uid or uid in seen or frozenset((uid, record.uid)) in self._rejected:
                     continue
@@ -125,4 +136,4 @@ class BatchMatcher:
 
     def planned(self, record: SourceRecord, customer_id: str) -> None:
         """Make a planned record a candidate for the rest of the batch."""
-        self._file(record.uid, features(record, self.region), customer_id)
+        self._file(record.uid, *self._view(record), customer_id)

@@ -17,7 +17,7 @@ from c360.graph.models import SourceRecord
 from c360.resolution.blocking import blocking_keys
 from c360.resolution.explain import explain
 from c360.resolution.features import features
-from c360.resolution.training import ModelRegistry, train
+from c360.resolution.training import train
 
 from .deps import build_store, model_registry
 from .settings import Settings
@@ -28,11 +28,6 @@ resolve_app.add_typer(model_app, name="model")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def registry(settings: Settings) -> ModelRegistry:
-    """The model artifacts of this data directory."""
-    return model_registry(settings)
 
 
 @resolve_app.command("train")
@@ -51,7 +46,7 @@ def train_cmd(
             raise InvalidInputError("training needs stored records; run c360 ingest first")
         with err.status(f"training on {len(records):,} records"):
             model, tf_tables, summary = _train(records, settings, max_pairs, seed, verbose)
-        artifact = registry(settings).save(model, tf_tables, summary)
+        artifact = model_registry(settings).save(model, tf_tables, summary)
         # The real-time path finds candidates through the blocking keys of the model in use.
         region = settings.linking.default_region
         store.replace_blocking_keys({r.uid: blocking_keys(features(r, region)) for r in records})
@@ -89,7 +84,7 @@ def model_show(
     version: Annotated[int | None, typer.Option(help="Model version (default: the latest).")] = None,
 ) -> None:
     """Print the match weight of every comparison level of a trained model."""
-    artifact = registry(ctx.obj.settings).load(version)
+    artifact = model_registry(ctx.obj.settings).load(version)
     settings = artifact.settings
     p = float(settings["probability_two_random_records_match"])
     out.print(f"model v{artifact.version}, trained {artifact.created_at}", highlight=False)
@@ -121,7 +116,7 @@ def explain_cmd(
 ) -> None:
     """Explain why two records (or a record and a customer) are, or are not, the same customer."""
     settings: Settings = ctx.obj.settings
-    models = registry(settings)
+    models = model_registry(settings)
     artifact = models.load() if models.versions() else None
     store = build_store(settings)
     try:
