@@ -15,11 +15,13 @@ from pydantic import Field
 
 from .errors import StoreUnavailableError
 from .models import (
+    ApartPair,
     Candidate,
     ChangeSet,
     Customer,
     Evidence,
     ExistingRecord,
+    HistoryEvent,
     Identifier,
     IdentifierState,
     Lookup,
@@ -27,6 +29,7 @@ from .models import (
     Profile,
     ReviewItem,
     SourceRecord,
+    SplitEvent,
     StoreStats,
     assemble_profile,
     dumps,
@@ -36,7 +39,7 @@ from .models import (
 )
 from .store import GraphStore, StoreConfig
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,10 +72,30 @@ CREATE INDEX IF NOT EXISTS review_items_record ON review_items(record_uid);
 CREATE INDEX IF NOT EXISTS review_items_candidate ON review_items(candidate_uid);
 CREATE TABLE IF NOT EXISTS merges (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, merged TEXT NOT NULL,
-    at TEXT NOT NULL, evidence TEXT NOT NULL);
+    at TEXT NOT NULL, evidence TEXT NOT NULL, records TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX IF NOT EXISTS merges_survivor ON merges(survivor);
 CREATE INDEX IF NOT EXISTS merges_merged ON merges(merged);
+CREATE TABLE IF NOT EXISTS splits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, new TEXT NOT NULL, records TEXT NOT NULL,
+    at TEXT NOT NULL, evidence TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS splits_source ON splits(source);
+CREATE INDEX IF NOT EXISTS splits_new ON splits(new);
+CREATE TABLE IF NOT EXISTS apart (
+    a TEXT NOT NULL, b TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS apart_b ON apart(b, a);
 """
+
+_TABLES = (
+    "customers",
+    "records",
+    "identifiers",
+    "record_identifiers",
+    "record_blocks",
+    "merges",
+    "splits",
+    "apart",
+    "review_items",
+)
 
 # SQLite allows 32766 host parameters; stay far below for IN lists.
 _CHUNK = 900
@@ -117,7 +140,10 @@ class EmbeddedStore(GraphStore):
             self._db.execute(f"PRAGMA wal_autocheckpoint={config.wal_autocheckpoint}")
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(merges)")}
+            if "records" not in columns:  # a schema-1 file: merges did not keep their records
+                self._db.execute("ALTER TABLE merges ADD COLUMN records TEXT NOT NULL DEFAULT '[]'")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open embedded store at {config.path}: {exc}") from exc
         self._lock = threading.RLock()
@@ -313,18 +339,55 @@ class EmbeddedStore(GraphStore):
                     out.add(frozenset((a, b)))
         return out
 
+    def _apart(self, record_uids: list[str] | None, customer_ids: list[str] | None) -> list[ApartPair]:
+        select = (
+            "SELECT a.a, ra.customer_id, a.b, rb.customer_id, a.reason FROM apart a "
+            "JOIN records ra ON ra.uid = a.a JOIN records rb ON rb.uid = a.b"
+        )
+        rows: set[tuple[str, str, str, str, str]] = set()
+        with self._lock:
+            if record_uids is None:
+                rows.update(self._db.execute(select))
+            else:
+                uids = set(record_uids)
+                for chunk in _chunks(customer_ids or []):
+                    uids.update(
+                        r[0]
+                        for r in self._db.execute(
+                            f"SELECT uid FROM records WHERE customer_id IN ({_marks(len(chunk))})", chunk
+                        )
+                    )
+                for chunk in _chunks(sorted(uids)):
+                    marks = _marks(len(chunk))
+                    rows.update(
+                        self._db.execute(f"{select} WHERE a.a IN ({marks}) OR a.b IN ({marks})", [*chunk, *chunk])
+                    )
+        return [ApartPair(a, b, reason, ca, cb) for a, ca, b, cb, reason in sorted(rows)]
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         with self._lock:
             rows = self._db.execute("SELECT data, customer_id FROM records ORDER BY uid").fetchall()
         for data, cid in rows:
             yield SourceRecord.from_json(loads(data)), cid
 
-    def _history(self, customer_id: str) -> list[MergeEvent]:
+    def _history(self, customer_id: str) -> list[HistoryEvent]:
         rows = self._all(
-            "SELECT survivor, merged, at, evidence FROM merges WHERE survivor = ? OR merged = ? ORDER BY seq",
-            (customer_id, customer_id),
+            "SELECT 0 AS k, seq, survivor, merged, records, at, evidence FROM merges WHERE survivor = ? OR merged = ? "
+            "UNION ALL SELECT 1, seq, source, new, records, at, evidence FROM splits WHERE source = ? OR new = ? "
+            "ORDER BY at, k, seq",
+            (customer_id,) * 4,
         )
-        return [MergeEvent(s, m, datetime.fromisoformat(at), Evidence.from_json(loads(ev))) for s, m, at, ev in rows]
+        out: list[HistoryEvent] = []
+        for kind, _, one, other, records, at, ev in rows:
+            evidence = Evidence.from_json(loads(ev))
+            recs = tuple(loads(records))
+            when = datetime.fromisoformat(at)
+            out.append(
+                MergeEvent(one, other, when, evidence, recs)
+                if kind == 0
+                else SplitEvent(one, other, recs, when, evidence)
+            )
+        return out
 
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._all("SELECT kind, value, flag_reason FROM identifiers WHERE flagged = 1 ORDER BY uid")
@@ -364,8 +427,7 @@ class EmbeddedStore(GraphStore):
 
     def _reset(self) -> None:
         with self._transaction() as db:
-            tables = ("customers", "records", "identifiers", "record_identifiers", "record_blocks", "merges")
-            for table in (*tables, "review_items"):
+            for table in _TABLES:
                 db.execute(f"DELETE FROM {table}")
 
     @contextmanager
@@ -411,8 +473,11 @@ class EmbeddedStore(GraphStore):
                 [(t, m) for m, t in final.items()],
             )
             db.executemany(
-                "INSERT INTO merges (survivor, merged, at, evidence) VALUES (?, ?, ?, ?)",
-                [(m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json())) for m in changes.merges],
+                "INSERT INTO merges (survivor, merged, at, evidence, records) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json()), dumps(list(m.records)))
+                    for m in changes.merges
+                ],
             )
             uids = [w.record.uid for w in changes.records if w.update]
             for chunk in _chunks(uids):
@@ -442,6 +507,21 @@ class EmbeddedStore(GraphStore):
             db.executemany(
                 "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
                 [(w.record.uid, i.uid) for w in changes.records for i in w.identifiers],
+            )
+            db.executemany(
+                "UPDATE records SET customer_id = ?, evidence = ? WHERE uid = ?",
+                [(m.customer_id, dumps(m.evidence.to_json()), m.record_uid) for m in changes.moves],
+            )
+            db.executemany(
+                "INSERT INTO splits (source, new, records, at, evidence) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.source, e.new, dumps(list(e.records)), e.at.isoformat(), dumps(e.evidence.to_json()))
+                    for e in changes.splits
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO apart VALUES (?, ?, ?)",
+                [(*sorted((p.a, p.b)), p.reason) for p in changes.apart],
             )
             db.executemany(
                 "INSERT INTO review_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import orjson
 
@@ -277,12 +277,79 @@ class StoredRecord:
 
 @dataclass(frozen=True, slots=True)
 class MergeEvent:
-    """One merge: ``merged`` now redirects to ``survivor``."""
+    """One merge: ``merged`` now redirects to ``survivor``; ``records`` are the ones ``merged`` brought."""
 
     survivor: str
     merged: str
     at: datetime
     evidence: Evidence
+    records: tuple[str, ...] = ()
+
+    kind: ClassVar[str] = "merge"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict: before (both customers), after (the survivor) and the evidence."""
+        return {
+            "event": "merge",
+            "at": self.at.isoformat(),
+            "before": [self.survivor, self.merged],
+            "after": [self.survivor],
+            "survivor": self.survivor,
+            "merged": self.merged,
+            "records": list(self.records),
+            "evidence": self.evidence.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SplitEvent:
+    """One split: ``records`` left ``source`` (which keeps its ID) for the new customer ``new``."""
+
+    source: str
+    new: str
+    records: tuple[str, ...]
+    at: datetime
+    evidence: Evidence
+
+    kind: ClassVar[str] = "split"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict: before (the source), after (both customers) and the evidence."""
+        return {
+            "event": "split",
+            "at": self.at.isoformat(),
+            "before": [self.source],
+            "after": [self.source, self.new],
+            "source": self.source,
+            "new": self.new,
+            "records": list(self.records),
+            "evidence": self.evidence.to_json(),
+        }
+
+
+#: What ``history`` lists: merges and splits.
+HistoryEvent = MergeEvent | SplitEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMove:
+    """A stored record moves to another customer (batch resolution, split), with the new link's evidence."""
+
+    record_uid: str
+    customer_id: str
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class ApartPair:
+    """Two records a decision keeps in different customers (a rejected review, a split)."""
+
+    a: str
+    b: str
+    reason: str
+    #: the customers the records belong to when read (empty when written)
+    customer_a: str = ""
+    customer_b: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +360,7 @@ class Profile:
     records: tuple[StoredRecord, ...]
     identifiers: tuple[IdentifierState, ...]
     merged_ids: tuple[str, ...]
-    history: tuple[MergeEvent, ...]
+    history: tuple[HistoryEvent, ...]
     requested_id: str
 
     @property
@@ -324,15 +391,7 @@ class Profile:
                 for r in self.records
             ],
             "merged_ids": list(self.merged_ids),
-            "history": [
-                {
-                    "survivor": m.survivor,
-                    "merged": m.merged,
-                    "at": m.at.isoformat(),
-                    "evidence": m.evidence.to_json(),
-                }
-                for m in self.history
-            ],
+            "history": [event.to_json() for event in self.history],
         }
 
 
@@ -341,7 +400,7 @@ def assemble_profile(
     identifier_rows: Iterable[tuple[str, IdentifierState]],
     record_rows: Iterable[tuple[str, str, str]],
     merged_ids: Iterable[str],
-    history: Iterable[MergeEvent],
+    history: Iterable[HistoryEvent],
     requested_id: str,
 ) -> Profile:
     """Build a profile from a backend's rows.
@@ -434,8 +493,8 @@ class ReviewItem:
 class ChangeSet:
     """Everything one ingest batch changes, applied by the store in one transaction.
 
-    Order of application: identifiers, new customers, merges (in list order), records, golden records,
-    review items.
+    Order of application: identifiers, new customers, merges (in list order), records, record moves,
+    splits, apart pairs, golden records, review items.
     """
 
     identifiers: list[IdentifierState] = field(default_factory=list)
@@ -444,6 +503,9 @@ class ChangeSet:
     records: list[RecordWrite] = field(default_factory=list)
     goldens: dict[str, GoldenRecord] = field(default_factory=dict)
     reviews: list[ReviewItem] = field(default_factory=list)
+    moves: list[RecordMove] = field(default_factory=list)
+    splits: list[SplitEvent] = field(default_factory=list)
+    apart: list[ApartPair] = field(default_factory=list)
 
     def final_targets(self) -> dict[str, str]:
         """Map each customer merged in this change set to the survivor it ends up in (chains followed)."""
@@ -461,7 +523,15 @@ class ChangeSet:
     def is_empty(self) -> bool:
         """Whether applying this change set would change nothing."""
         return not (
-            self.identifiers or self.new_customers or self.merges or self.records or self.goldens or self.reviews
+            self.identifiers
+            or self.new_customers
+            or self.merges
+            or self.records
+            or self.goldens
+            or self.reviews
+            or self.moves
+            or self.splits
+            or self.apart
         )
 
 

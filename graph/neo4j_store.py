@@ -5,7 +5,9 @@ Graph model::
     (:Record {uid, source, key, data, hash, first_lc, last_lc})
         -[:BELONGS_TO {evidence}]-> (:Customer {id, created_at, status, merged_into, golden})
     (:Record)-[:HAS_IDENTIFIER]->(:Identifier {uid, kind, value, joined, flagged, flag_reason})
-    (:Customer)-[:MERGED_INTO {at, evidence, seq}]->(:Customer)
+    (:Customer)-[:MERGED_INTO {at, evidence, records, seq}]->(:Customer)
+    (:Customer)-[:SPLIT_FROM {at, evidence, records, seq}]->(:Customer)
+    (:Record)-[:APART {reason}]->(:Record)
 
 Every statement is written to run on Neo4j 5 and on ArcadeDB's Bolt server alike.
 """
@@ -25,11 +27,13 @@ from pydantic import Field, SecretStr
 
 from .errors import StoreUnavailableError
 from .models import (
+    ApartPair,
     Candidate,
     ChangeSet,
     Customer,
     Evidence,
     ExistingRecord,
+    HistoryEvent,
     Identifier,
     IdentifierState,
     Lookup,
@@ -37,6 +41,7 @@ from .models import (
     Profile,
     ReviewItem,
     SourceRecord,
+    SplitEvent,
     StoreStats,
     assemble_profile,
     dumps,
@@ -333,6 +338,33 @@ class Neo4jStore(GraphStore):
         )
         return {frozenset((r["a"], r["b"])) for r in rows}
 
+    _APART_FIELDS = "ra.uid AS a, ca.id AS ca, rb.uid AS b, cb.id AS cb, e.reason AS reason"
+
+    def _apart(self, record_uids: list[str] | None, customer_ids: list[str] | None) -> list[ApartPair]:
+        sides = "MATCH (ra)-[:BELONGS_TO]->(ca:Customer) MATCH (rb)-[:BELONGS_TO]->(cb:Customer)"
+        if record_uids is None:
+            rows = self._read(f"MATCH (ra:Record)-[e:APART]->(rb:Record) {sides} RETURN {self._APART_FIELDS}")
+        else:
+            uids = set(record_uids)
+            if customer_ids:
+                uids.update(
+                    r["uid"]
+                    for r in self._read(
+                        "UNWIND $ids AS cid MATCH (:Customer {id: cid})<-[:BELONGS_TO]-(r:Record) RETURN r.uid AS uid",
+                        ids=customer_ids,
+                    )
+                )
+            rows = []
+            for pattern in (
+                "(ra:Record {uid: u})-[e:APART]->(rb:Record)",
+                "(ra:Record)-[e:APART]->(rb:Record {uid: u})",
+            ):
+                rows += self._read(
+                    f"UNWIND $uids AS u MATCH {pattern} {sides} RETURN {self._APART_FIELDS}", uids=sorted(uids)
+                )
+        found = {(r["a"], r["b"], r["reason"], r["ca"], r["cb"]) for r in rows}
+        return [ApartPair(*row) for row in sorted(found)]
+
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         rows = self._read(
             "MATCH (r:Record)-[:BELONGS_TO]->(c:Customer) RETURN r.uid AS uid, r.data AS data, c.id AS cid ORDER BY uid"
@@ -340,22 +372,29 @@ class Neo4jStore(GraphStore):
         for row in rows:
             yield SourceRecord.from_json(loads(row["data"])), row["cid"]
 
-    def _history(self, customer_id: str) -> list[MergeEvent]:
-        rows = self._read(
-            "MATCH (m:Customer)-[e:MERGED_INTO]->(s:Customer) WHERE m.id = $id OR s.id = $id "
-            "RETURN s.id AS survivor, m.id AS merged, e.at AS at, e.evidence AS evidence, e.seq AS seq "
-            "ORDER BY at, seq",
-            id=customer_id,
-        )
-        return [
-            MergeEvent(
-                r["survivor"],
-                r["merged"],
-                datetime.fromisoformat(r["at"]),
-                Evidence.from_json(loads(r["evidence"])),
-            )
-            for r in rows
-        ]
+    def _history(self, customer_id: str) -> list[HistoryEvent]:
+        events: list[tuple[str, int, int, HistoryEvent]] = []
+        for kind, rel in ((0, "MERGED_INTO"), (1, "SPLIT_FROM")):
+            for direction in (
+                "(x:Customer {id: $id})-[e:%s]->(y:Customer)",
+                "(x:Customer)-[e:%s]->(y:Customer {id: $id})",
+            ):
+                for r in self._read(
+                    f"MATCH {direction % rel} RETURN x.id AS x, y.id AS y, e.at AS at, e.evidence AS evidence, "
+                    "e.records AS records, e.seq AS seq",
+                    id=customer_id,
+                ):
+                    at = datetime.fromisoformat(r["at"])
+                    evidence = Evidence.from_json(loads(r["evidence"]))
+                    records = tuple(loads(r["records"] or "[]"))
+                    event: HistoryEvent = (
+                        MergeEvent(r["y"], r["x"], at, evidence, records)
+                        if kind == 0
+                        else SplitEvent(r["y"], r["x"], records, at, evidence)
+                    )
+                    events.append((r["at"], kind, r["seq"], event))
+        unique = {(at, kind, seq): e for at, kind, seq, e in events}  # a self-loop would be found twice
+        return [unique[k] for k in sorted(unique)]
 
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._read(
@@ -431,7 +470,7 @@ class Neo4jStore(GraphStore):
             ],
         )
         final = changes.final_targets()
-        base = time.time_ns()  # orders merge events across change sets, like SQLite's rowid
+        base = time.time_ns()  # orders merge and split events across change sets, like SQLite's rowid
         if final:
             moves = [{"merged": m, "final": t} for m, t in final.items()]
             run(
@@ -455,13 +494,15 @@ class Neo4jStore(GraphStore):
             run(
                 tx,
                 "UNWIND $rows AS row MATCH (m:Customer {id: row.merged}) MATCH (s:Customer {id: row.survivor}) "
-                "CREATE (m)-[:MERGED_INTO {at: row.at, evidence: row.evidence, seq: row.seq}]->(s)",
+                "CREATE (m)-[:MERGED_INTO {at: row.at, evidence: row.evidence, records: row.records, "
+                "seq: row.seq}]->(s)",
                 [
                     {
                         "merged": m.merged,
                         "survivor": m.survivor,
                         "at": m.at.isoformat(),
                         "evidence": dumps(m.evidence.to_json()),
+                        "records": dumps(list(m.records)),
                         "seq": base + i,
                     }
                     for i, m in enumerate(changes.merges)
@@ -499,6 +540,38 @@ class Neo4jStore(GraphStore):
                 [{"r": w.record.uid, "i": i.uid} for w in changes.records for i in w.identifiers],
             )
             self._write_blocks(tx, [{"r": w.record.uid, "k": k} for w in changes.records for k in w.blocking_keys])
+        moves = [
+            {"r": m.record_uid, "cid": m.customer_id, "evidence": dumps(m.evidence.to_json())} for m in changes.moves
+        ]
+        run(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.r})-[b:BELONGS_TO]->() DELETE b", moves)
+        run(
+            tx,
+            "UNWIND $rows AS row MATCH (r:Record {uid: row.r}) MATCH (c:Customer {id: row.cid}) "
+            "CREATE (r)-[:BELONGS_TO {evidence: row.evidence}]->(c)",
+            moves,
+        )
+        run(
+            tx,
+            "UNWIND $rows AS row MATCH (n:Customer {id: row.new}) MATCH (s:Customer {id: row.source}) "
+            "CREATE (n)-[:SPLIT_FROM {at: row.at, evidence: row.evidence, records: row.records, seq: row.seq}]->(s)",
+            [
+                {
+                    "new": e.new,
+                    "source": e.source,
+                    "at": e.at.isoformat(),
+                    "evidence": dumps(e.evidence.to_json()),
+                    "records": dumps(list(e.records)),
+                    "seq": base + len(changes.merges) + i,
+                }
+                for i, e in enumerate(changes.splits)
+            ],
+        )
+        run(
+            tx,
+            "UNWIND $rows AS row MATCH (a:Record {uid: row.a}) MATCH (b:Record {uid: row.b}) "
+            "MERGE (a)-[e:APART]->(b) SET e.reason = row.reason",
+            [dict(zip(("a", "b"), sorted((p.a, p.b)), strict=True), reason=p.reason) for p in changes.apart],
+        )
         run(
             tx,
             "UNWIND $rows AS row CREATE (v:Review {id: row.id, record_uid: row.record_uid, "

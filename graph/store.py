@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import C360Error, ConfigError, ConflictError, NotFoundError, StoreError
 from .models import (
+    ApartPair,
     Candidate,
     ChangeSet,
     Customer,
+    HistoryEvent,
     Identifier,
     Lookup,
-    MergeEvent,
     Profile,
     ReviewItem,
     SourceRecord,
@@ -187,13 +188,25 @@ class GraphStore(ABC):
         return self._call("rejected_pairs", lambda: self._rejected_pairs(sorted(set(record_uids))))
 
     @final
+    def apart(self, *, record_uids: Collection[str] = (), customer_ids: Collection[str] | None = ()) -> list[ApartPair]:
+        """Apart pairs (rejected reviews, splits) touching ``record_uids`` or the records of ``customer_ids``.
+
+        ``customer_ids=None`` returns every pair. Each pair carries the records' current customers.
+        """
+        if customer_ids is None:
+            return self._call("apart", lambda: self._apart(None, None))
+        if not record_uids and not customer_ids:
+            return []
+        return self._call("apart", lambda: self._apart(sorted(set(record_uids)), sorted(set(customer_ids))))
+
+    @final
     def iter_records(self) -> Iterator[tuple[SourceRecord, str]]:
         """Yield every stored record with its customer, ordered by record uid."""
         yield from self._call("iter_records", lambda: self._iter_records())
 
     @final
-    def history(self, customer_id: str) -> list[MergeEvent]:
-        """Return every merge into or out of ``customer_id``, oldest first."""
+    def history(self, customer_id: str) -> list[HistoryEvent]:
+        """Return every merge into or out of ``customer_id`` and every split from or to it, oldest first."""
         return self._call("history", lambda: self._history(customer_id))
 
     @final
@@ -275,10 +288,13 @@ class GraphStore(ABC):
     def _rejected_pairs(self, record_uids: list[str]) -> set[frozenset[str]]: ...
 
     @abstractmethod
+    def _apart(self, record_uids: list[str] | None, customer_ids: list[str] | None) -> list[ApartPair]: ...
+
+    @abstractmethod
     def _iter_records(self) -> Iterator[tuple[SourceRecord, str]]: ...
 
     @abstractmethod
-    def _history(self, customer_id: str) -> list[MergeEvent]: ...
+    def _history(self, customer_id: str) -> list[HistoryEvent]: ...
 
     @abstractmethod
     def _flagged(self) -> list[tuple[Identifier, str]]: ...

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import orjson
 from c360.graph.models import (
     IDENTIFIER_KINDS,
+    ApartPair,
     ChangeSet,
     Customer,
     Evidence,
@@ -184,6 +185,11 @@ class _Plan:
         self.writes: dict[str, RecordWrite] = {}
         self.result = IngestResult(received=len(records))
         self.matcher = linker.matcher(records)
+        # Decisions that keep records apart (rejected reviews, splits), for the records of this batch.
+        self.own_apart: dict[str, list[ApartPair]] = {}
+        for pair in linker.store.apart(record_uids=[r.uid for r in records]):
+            self.own_apart.setdefault(pair.a, []).append(pair)
+            self.own_apart.setdefault(pair.b, []).append(pair)
 
     def find(self, cid: str) -> str:
         root = cid
@@ -226,6 +232,8 @@ class _Plan:
         for i in links:
             for c in cands[i.uid]:
                 targets.setdefault(c, []).append(i.uid)
+        if targets and (len(targets) > 1 or uid in self.own_apart):
+            targets = self._apart(uid, own, targets)
         linked_by = tuple(sorted({u for us in targets.values() for u in us}))
 
         matches: dict[str, Match] = {}
@@ -236,6 +244,9 @@ class _Plan:
             matches = {m.customer_id: m for m in found}
             for m in matches.values():
                 targets[m.customer_id] = []
+            if targets and (len(targets) > 1 or uid in self.own_apart):
+                targets = self._apart(uid, None, targets)
+                matches = {c: m for c, m in matches.items() if c in targets}
             if matches:
                 self.result.probabilistic += 1
 
@@ -297,6 +308,29 @@ class _Plan:
         else:
             self.result.updated += 1
 
+    def _apart(self, uid: str, own: str | None, targets: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Drop the targets an apart decision forbids joining with the record or with a target kept before it.
+
+        Preference: the record's own customer, then the others in order of age.
+        """
+        group_of = {c: c for c in targets}
+        members = [c for c in self.parent if self.find(c) in group_of]  # merged into a target in this batch
+        pairs = self.linker.store.apart(customer_ids=[*targets, *members]) + self.own_apart.get(uid, [])
+        if not pairs:
+            return targets
+        forbidden: set[frozenset[str]] = set()
+        for p in pairs:
+            sides = [
+                "" if r == uid else self.find(self.existing[r].customer_id if r in self.existing else c)
+                for r, c in ((p.a, p.customer_a), (p.b, p.customer_b))
+            ]
+            forbidden.add(frozenset(sides))
+        kept = [""]  # "" is the record itself
+        for c in sorted(targets, key=lambda c: (c != own, c)):
+            if all(frozenset((c, k)) not in forbidden for k in kept):
+                kept.append(c)
+        return {c: targets[c] for c in kept[1:]}
+
     def _protect(
         self, record: SourceRecord, links: list[Identifier], cands: dict[str, set[str]], own: str | None
     ) -> dict[str, int]:
@@ -347,6 +381,15 @@ class _Plan:
             by_customer[self.find(w.customer_id)][w.record.uid] = w.record
         for cid in touched:
             changes.goldens[cid] = golden_record(by_customer[cid].values(), self.linker.survivorship)
+        if changes.merges:  # each merge keeps the records the merged customer brought
+            brought: dict[str, set[str]] = {m.merged: set() for m in changes.merges}
+            for cid, recs in stored.items():
+                if cid in brought:
+                    brought[cid].update(r.uid for r in recs)
+            for w in changes.records:
+                if w.customer_id in brought:
+                    brought[w.customer_id].add(w.record.uid)
+            changes.merges = [replace(m, records=tuple(sorted(brought[m.merged]))) for m in changes.merges]
         # A new customer is written with its golden record at once.
         changes.new_customers = [
             replace(c, golden=changes.goldens.pop(c.id)) if c.id in changes.goldens else c

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
-from c360.graph.models import ChangeSet, Evidence, MergeEvent, ReviewItem
+from c360.graph.models import ApartPair, ChangeSet, Evidence, MergeEvent, ReviewItem
 from c360.graph.store import GraphStore
 
 from .survivorship import SurvivorshipConfig, golden_record
@@ -36,9 +36,10 @@ def approve(
             evidence = Evidence("review", (), record=item.record_uid, note=note)
             records = store.records_of([survivor, merged])
             everything = records.get(survivor, []) + records.get(merged, [])
+            brought = tuple(sorted(r.uid for r in records.get(merged, [])))
             store.apply(
                 ChangeSet(
-                    merges=[MergeEvent(survivor, merged, now, evidence)],
+                    merges=[MergeEvent(survivor, merged, now, evidence, brought)],
                     goldens={survivor: golden_record(everything, survivorship)},
                 )
             )
@@ -50,5 +51,8 @@ def reject(store: GraphStore, review_id: str, *, by: str, reason: str, now: date
     if not reason or not reason.strip():
         raise InvalidInputError("a rejection needs a reason (--reason)")
     with store.exclusive():
-        _open_item(store, review_id)
+        item = _open_item(store, review_id)
+        # The pair is kept apart for deterministic links and batch runs too, not only for the model.
+        note = f"review {review_id} rejected by {by}: {reason.strip()}"
+        store.apply(ChangeSet(apart=[ApartPair(item.record_uid, item.candidate_uid, note)]))
         return store.decide_review(review_id, "rejected", by, reason.strip(), now)

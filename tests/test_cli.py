@@ -70,6 +70,15 @@ def test_ingest_get_find_export(populated: Path) -> None:
     assert "0 new, 0 updated" in again
     c360("export", "links", "--output", "links2.csv", cwd=cwd)
     assert (cwd / "links.csv").read_text() == (cwd / "links2.csv").read_text()
+    # Split the merged-in records back out: history lists the split, with before and after.
+    merged_records = history[0]["records"]
+    assert merged_records
+    bad = c360("customer", "split", survivor[0], "--records", "nope|1", "--reason", "x", cwd=cwd, ok=False)
+    assert bad.returncode == 1 and "not a record of" in bad.stderr
+    c360("customer", "split", survivor[0], "--records", ",".join(merged_records), "--reason", "not her", cwd=cwd)
+    events = json.loads(c360("customer", "history", survivor[0], cwd=cwd).stdout)
+    assert events[-1]["event"] == "split" and events[-1]["records"] == merged_records
+    assert events[-1]["before"] == [survivor[0]] and len(events[-1]["after"]) == 2
 
 
 def test_file_ingest_reports_rejects(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from c360.graph.errors import ConfigError, ConflictError, NotFoundError, StoreError
 from c360.graph.models import (
+    ApartPair,
     ChangeSet,
     Customer,
     Evidence,
@@ -14,9 +15,11 @@ from c360.graph.models import (
     Identifier,
     IdentifierState,
     MergeEvent,
+    RecordMove,
     RecordWrite,
     ReviewItem,
     SourceRecord,
+    SplitEvent,
 )
 from c360.graph.store import GraphStore, open_store, store_names
 
@@ -70,6 +73,40 @@ def test_merges_move_records_and_compress_redirects(store: GraphStore) -> None:
     assert profile.merged_ids == ("C2", "C3")
     assert [(m.survivor, m.merged) for m in store.history("C2")] == [("C2", "C3"), ("C1", "C2")]
     assert store.stats().customers == 1 and store.stats().merged_customers == 2
+
+
+def test_moves_splits_and_apart_pairs(store: GraphStore) -> None:
+    seed(store)
+    merge_ev = Evidence("deterministic", (PHONE.uid,), record="crm|2")
+    store.apply(ChangeSet(merges=[MergeEvent("C1", "C2", T, merge_ev, ("crm|2",))]))
+    later = datetime(2025, 2, 1, tzinfo=UTC)
+    split_ev = Evidence("split", record="crm|2", note="by ann: two people")
+    store.apply(
+        ChangeSet(
+            new_customers=[Customer("C4", later)],
+            moves=[RecordMove("crm|2", "C4", split_ev)],
+            splits=[SplitEvent("C1", "C4", ("crm|2",), later, split_ev)],
+            apart=[ApartPair("crm|2", "crm|1", "split by ann")],
+        )
+    )
+    links = {key: cid for _, key, cid in store.iter_links()}
+    assert links == {"1": "C1", "2": "C4", "3": "C3"}
+    assert store.lookup(["crm|2"], []).records["crm|2"].evidence == split_ev
+    history = store.history("C1")
+    assert [type(e).__name__ for e in history] == ["MergeEvent", "SplitEvent"]
+    merge, split = history
+    assert isinstance(merge, MergeEvent) and merge.records == ("crm|2",)
+    assert split == SplitEvent("C1", "C4", ("crm|2",), later, split_ev)
+    assert store.history("C4") == [split]
+    assert split.to_json()["before"] == ["C1"] and split.to_json()["after"] == ["C1", "C4"]
+    expected = [ApartPair("crm|1", "crm|2", "split by ann", "C1", "C4")]
+    assert store.apart(record_uids=["crm|2"]) == expected
+    assert store.apart(customer_ids=["C1"]) == expected
+    assert store.apart(customer_ids=None) == expected
+    assert store.apart(customer_ids=["C3"]) == [] and store.apart() == []
+    profile = store.get_profile("C1")
+    assert profile is not None and [r.record.key for r in profile.records] == ["1"]
+    assert [e["event"] for e in profile.to_json()["history"]] == ["merge", "split"]
 
 
 def test_chained_merges_in_one_change_set(store: GraphStore) -> None:

@@ -25,11 +25,12 @@ from c360.connectors.synthetic import MANIFEST, Dataset, generate
 from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.graph.models import Identifier
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import IngestResult
+from c360.resolution.deterministic import CustomerIdFactory, IngestResult
 from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
+from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
-from .cli_review import review_app
+from .cli_review import review_app, who
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -39,7 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-customer_app = typer.Typer(help="Read unified customer profiles.", no_args_is_help=True)
+customer_app = typer.Typer(help="Read, find, split customers and their history.", no_args_is_help=True)
 export_app = typer.Typer(help="Export what the graph holds.", no_args_is_help=True)
 app.add_typer(customer_app, name="customer")
 app.add_typer(export_app, name="export")
@@ -234,22 +235,40 @@ def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(
 
 @customer_app.command("history")
 def customer_history(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Print every merge into or out of a customer, oldest first, with its evidence (JSON)."""
+    """Print every merge and split of a customer, oldest first: before, after, records and evidence (JSON)."""
     with _store(ctx) as store:
         if store.get_customer(customer_id) is None:
             raise NotFoundError(f"no customer {customer_id}")
         events = store.history(customer_id)
-    _print_json(
-        [
-            {
-                "event": "merge",
-                "survivor": m.survivor,
-                "merged": m.merged,
-                "at": m.at.isoformat(),
-                "evidence": m.evidence.to_json(),
-            }
-            for m in events
-        ]
+    _print_json([event.to_json() for event in events])
+
+
+@customer_app.command("split")
+def customer_split(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(metavar="ID")],
+    records: Annotated[str, typer.Option(help="Records to move out: source|key (or key), comma-separated.")],
+    reason: Annotated[str, typer.Option(help="Why they are not the same person (kept in history).")],
+    by: Annotated[str | None, typer.Option(help="Who decides (default: the OS user).")] = None,
+) -> None:
+    """Split records out of a customer into a new one; they will not be merged back automatically."""
+    wanted = [r.strip() for r in records.split(",") if r.strip()]
+    settings: Settings = ctx.obj.settings
+    with _store(ctx) as store:
+        event = split(
+            store,
+            customer_id,
+            wanted,
+            by=who(by),
+            reason=reason,
+            now=datetime.now(UTC),
+            new_id=CustomerIdFactory(),
+            survivorship=settings.survivorship,
+        )
+    out.print(
+        f"split {len(event.records)} record(s) from {event.source} into new customer {event.new}; "
+        f"they stay apart from the {event.source} records from now on. See: c360 customer history {event.source}",
+        highlight=False,
     )
 
 

@@ -24,7 +24,8 @@ review_app = typer.Typer(help="The review queue of uncertain pairs, for data ste
 out = Console(soft_wrap=True)
 
 
-def _who(by: str | None) -> str:
+def who(by: str | None) -> str:
+    """The person deciding: ``by``, else the OS user."""
     if by:
         return by
     try:
@@ -92,7 +93,7 @@ def review_approve(
     store = build_store(settings)
     try:
         item = approve(
-            store, review_id, by=_who(by), reason=reason, now=datetime.now(UTC), survivorship=settings.survivorship
+            store, review_id, by=who(by), reason=reason, now=datetime.now(UTC), survivorship=settings.survivorship
         )
         customer = store.resolve(item.customer_id)
     finally:
@@ -110,7 +111,7 @@ def review_reject(
     """Reject: the pair is not the same, and later automatic decisions respect that."""
     store = build_store(ctx.obj.settings)
     try:
-        item = reject(store, review_id, by=_who(by), reason=reason, now=datetime.now(UTC))
+        item = reject(store, review_id, by=who(by), reason=reason, now=datetime.now(UTC))
     finally:
         store.close()
     out.print(f"rejected {item.id}: {item.record_uid} and {item.candidate_uid} stay apart", highlight=False)
