@@ -306,11 +306,12 @@ class EmbeddedStore(GraphStore):
         decided = datetime.fromisoformat(at) if at else None
         return ReviewItem(rid, rec, cand, cid, w, p, datetime.fromisoformat(created), status, by, decided, reason)
 
-    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]:
+    def _review_items(self, status: str | None, limit: int | None) -> list[ReviewItem]:
         where = "WHERE status = ?" if status else ""
         params: list[Any] = [status] if status else []
         rows = self._all(
-            f"SELECT {self._REVIEW_COLUMNS} FROM review_items {where} ORDER BY created_at, id LIMIT ?", [*params, limit]
+            f"SELECT {self._REVIEW_COLUMNS} FROM review_items {where} ORDER BY created_at, id LIMIT ?",
+            [*params, -1 if limit is None else limit],
         )
         return [self._review(r) for r in rows]
 

@@ -305,10 +305,11 @@ class Neo4jStore(GraphStore):
             row["reason"],
         )
 
-    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]:
+    def _review_items(self, status: str | None, limit: int | None) -> list[ReviewItem]:
         where = "WHERE v.status = $status" if status else ""
+        cap = "" if limit is None else "LIMIT $limit"
         rows = self._read(
-            f"MATCH (v:Review) {where} RETURN {self._REVIEW_FIELDS} ORDER BY created_at, id LIMIT $limit",
+            f"MATCH (v:Review) {where} RETURN {self._REVIEW_FIELDS} ORDER BY created_at, id {cap}",
             status=status,
             limit=limit,
         )

@@ -154,8 +154,8 @@ class GraphStore(ABC):
         self._call("replace_blocking_keys", lambda: self._replace_blocking_keys(keys))
 
     @final
-    def review_items(self, status: str | None = "open", limit: int = 50) -> list[ReviewItem]:
-        """Review items with ``status`` (``None``: all), oldest first."""
+    def review_items(self, status: str | None = "open", limit: int | None = 50) -> list[ReviewItem]:
+        """Review items with ``status`` (``None``: all), oldest first; at most ``limit`` (``None``: every one)."""
         if status not in (None, "open", "approved", "rejected"):
             raise StoreError(f"unknown review status {status!r}")
         return self._call("review_items", lambda: self._review_items(status, limit))
@@ -276,7 +276,7 @@ class GraphStore(ABC):
     def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None: ...
 
     @abstractmethod
-    def _review_items(self, status: str | None, limit: int) -> list[ReviewItem]: ...
+    def _review_items(self, status: str | None, limit: int | None) -> list[ReviewItem]: ...
 
     @abstractmethod
     def _get_review(self, review_id: str) -> ReviewItem | None: ...

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +15,9 @@ from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
+from c360.resolution.batch import BatchResolver
 from c360.resolution.blocking import blocking_keys
+from c360.resolution.deterministic import CustomerIdFactory
 from c360.resolution.explain import explain
 from c360.resolution.features import features
 from c360.resolution.training import train
@@ -22,7 +25,7 @@ from c360.resolution.training import train
 from .deps import build_store, model_registry
 from .settings import Settings
 
-resolve_app = typer.Typer(help="Probabilistic resolution: train and inspect the model.", no_args_is_help=True)
+resolve_app = typer.Typer(help="Probabilistic resolution: train, inspect, resolve in batch.", no_args_is_help=True)
 model_app = typer.Typer(help="The trained model.", no_args_is_help=True)
 resolve_app.add_typer(model_app, name="model")
 
@@ -76,6 +79,48 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int | float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)
+
+
+@resolve_app.command("batch")
+def batch_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and print the summary; write nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Splink's log.")] = False,
+) -> None:
+    """Resolve every stored record at once (Splink predict + clustering) and apply it as one change."""
+    settings: Settings = ctx.obj.settings
+    artifact = model_registry(settings).load()
+    store = build_store(settings)
+    try:
+        resolver = BatchResolver(
+            store,
+            artifact.settings,
+            linking=settings.linking,
+            realtime=settings.realtime,
+            survivorship=settings.survivorship,
+            clock=lambda: datetime.now(UTC),
+            new_id=CustomerIdFactory(),
+            new_review_id=CustomerIdFactory("R"),
+            log_level=logging.INFO if verbose else logging.ERROR,
+        )
+        with err.status("batch resolution") as status:
+            summary = resolver.run(dry_run=dry_run, progress=lambda what: status.update(f"batch resolution: {what}"))
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"model_version": artifact.version, **summary.to_json()}, indent=2) + "\n")
+        return
+    s = summary
+    verb = "would change" if dry_run else ("applied" if s.applied else "nothing to change")
+    out.print(
+        f"batch resolution (model v{artifact.version}) {verb}: {s.records:,} records, customers "
+        f"{s.customers_before:,} -> {s.customers_after:,}; {s.merges:,} merges, {s.splits:,} splits, "
+        f"{s.moved_records:,} records moved, {s.review_items:,} new review items; {s.pairs_scored:,} pairs scored, "
+        f"{s.apart_enforced:,} clusters kept apart by decisions; "
+        f"{sum(s.seconds.values()):.1f}s ({', '.join(f'{k} {v}s' for k, v in s.seconds.items())})",
+        highlight=False,
+    )
 
 
 @model_app.command("show")
