@@ -58,7 +58,8 @@ class BatchSummary:
     splits: int = 0
     moved_records: int = 0
     review_items: int = 0
-    apart_enforced: int = 0
+    #: clusters clustered again because they broke a decision or joined conflicting ids or birth dates
+    reclustered: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     applied: bool = False
 
@@ -74,7 +75,7 @@ class BatchSummary:
             "splits": self.splits,
             "moved_records": self.moved_records,
             "review_items": self.review_items,
-            "apart_enforced": self.apart_enforced,
+            "reclustered": self.reclustered,
             "seconds": self.seconds,
             "applied": self.applied,
         }
@@ -159,30 +160,70 @@ def cluster(uids: list[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]
     return dict(zip(out.column("unique_id").to_pylist(), out.column("cluster_id").to_pylist(), strict=True))
 
 
-def enforce_apart(clusters: dict[str, str], edges: list[Edge], apart: Iterable[ApartPair]) -> int:
-    """Re-cluster, in place, every cluster that joins two records kept apart; return how many there were.
+def _dob(record: SourceRecord) -> str | None:
+    return record.date_of_birth.isoformat() if record.date_of_birth else None
 
-    Within such a cluster edges are added strongest first (identifiers, then by weight), and an edge is
-    skipped when it would join two groups holding an apart pair.
+
+def _nid(record: SourceRecord, region: str) -> str | None:
+    return next((i.uid for i in identifiers_of(record, region) if i.kind == "national_id"), None)
+
+
+def _dob_compatible(a: str, b: str) -> bool:
+    # Equal, or day and month swapped (a common entry error); ISO dates YYYY-MM-DD.
+    return a == b or (a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7])
+
+
+def enforce_constraints(
+    clusters: dict[str, str],
+    edges: list[Edge],
+    apart: Iterable[ApartPair],
+    views: Mapping[str, tuple[str | None, str | None]],
+) -> int:
+    """Re-cluster, in place, every cluster that breaks a constraint; return how many there were.
+
+    Constraints: two records kept apart by a decision never share a cluster; and a probabilistic edge does
+    not join two groups whose national ids differ, or whose dates of birth all disagree (``views``: record
+    uid -> (dob, national id)). Within such a cluster edges are added strongest first (shared identifiers,
+    then by weight), and an edge is skipped when it would break a constraint.
     """
-    broken = {clusters[p.a] for p in apart if p.a in clusters and p.b in clusters and clusters[p.a] == clusters[p.b]}
-    if not broken:
-        return 0
+    apart = list(apart)
     forbidden: dict[str, set[str]] = defaultdict(set)
     for p in apart:
         forbidden[p.a].add(p.b)
         forbidden[p.b].add(p.a)
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for uid, key in clusters.items():
+        by_cluster[key].append(uid)
+    broken = {clusters[p.a] for p in apart if p.a in clusters and p.b in clusters and clusters[p.a] == clusters[p.b]}
+    for key, uids in by_cluster.items():
+        if len(uids) > 1 and key not in broken:
+            seen_dobs = {views[u][0] for u in uids} - {None}
+            seen_nids = {views[u][1] for u in uids} - {None}
+            if len(seen_nids) > 1 or len(seen_dobs) > 1:
+                broken.add(key)
+    if not broken:
+        return 0
     parent: dict[str, str] = {}
     members: dict[str, set[str]] = {}
+    dobs: dict[str, set[str]] = {}
+    nids: dict[str, set[str]] = {}
 
     def find(x: str) -> str:
         while parent.get(x, x) != x:
             x = parent[x]
         return x
 
-    for uid, cid in clusters.items():
-        if cid in broken:
+    def conflict(a: str, b: str) -> bool:
+        if nids[a] and nids[b] and not nids[a] & nids[b]:
+            return True
+        return bool(dobs[a] and dobs[b]) and not any(_dob_compatible(x, y) for x in dobs[a] for y in dobs[b])
+
+    for key in broken:
+        for uid in by_cluster[key]:
             members[uid] = {uid}
+            dob, nid = views[uid]
+            dobs[uid] = {dob} if dob else set()
+            nids[uid] = {nid} if nid else set()
     for e in sorted(edges, key=lambda e: (-e.weight, e.a, e.b)):
         if e.a not in members or e.b not in members:
             continue
@@ -192,10 +233,15 @@ def enforce_apart(clusters: dict[str, str], edges: list[Edge], apart: Iterable[A
         big, small = (ra, rb) if len(members[ra]) >= len(members[rb]) else (rb, ra)
         if any(forbidden[u] & members[big] for u in members[small]):
             continue
+        if not e.identifiers and conflict(big, small):
+            continue
         parent[small] = big
         members[big] |= members.pop(small)
-    for uid in list(members):
-        clusters[uid] = "apart:" + find(uid)
+        dobs[big] |= dobs.pop(small)
+        nids[big] |= nids.pop(small)
+    for key in broken:
+        for uid in by_cluster[key]:
+            clusters[uid] = "split:" + find(uid)
     return len(broken)
 
 
@@ -270,7 +316,8 @@ class BatchResolver:
         for a, b, w, p in zip(*(scored.column(i).to_pylist() for i in range(4)), strict=True):
             (edges if p >= self.realtime.upper else near).append(Edge(a, b, w, p))
         clusters = cluster(list(current), ((e.a, e.b) for e in edges))
-        summary.apart_enforced = enforce_apart(clusters, edges, apart)
+        views = {r.uid: (_dob(r), _nid(r, self.linking.default_region)) for r in records}
+        summary.reclustered = enforce_constraints(clusters, edges, apart, views)
         summary.links = len(edges)
         lap("cluster")
 

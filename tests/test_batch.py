@@ -126,7 +126,7 @@ def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphS
     summary = resolver(store, settings).run()
     got = links(store)
     # The model links the split record to the others again; the decision keeps it apart from all of them.
-    assert summary.apart_enforced >= 1
+    assert summary.reclustered >= 1
     assert got[uids[0]] not in {got[u] for u in uids[1:]}
     assert store.resolve(cid) == cid and cid in {got[u] for u in uids[1:]}
     assert store.resolve(event.new) == got[uids[0]]
@@ -172,3 +172,39 @@ def test_incremental_equals_batch_on_10k_records(tmp_path: Path) -> None:
     print(f"incremental vs batch: F1 {agreement.f1:.4f}, batch summary {summary.to_json()}")
     assert agreement.f1 >= 0.99
     assert pairwise(truth, batch).precision >= 0.99
+
+
+def test_constraints_split_only_what_conflicts() -> None:
+    """A model edge does not join different national ids or disagreeing birth dates; a shared identifier does."""
+    from c360.graph.models import ApartPair
+    from c360.resolution.batch import Edge, enforce_constraints
+
+    views = {
+        "a": ("1974-09-07", "national_id|SSN:1"),
+        "b": ("1974-07-09", None),  # day and month swapped: compatible
+        "c": ("1992-03-29", None),  # another person at the same address
+        "d": (None, "national_id|SSN:2"),
+        "e": ("1992-03-29", None),
+        "f": ("1950-01-01", None),
+        "g": ("1960-01-01", None),
+    }
+    edges = [
+        Edge("a", "b", 20.0, 0.999999),
+        Edge("b", "c", 18.0, 0.99999),
+        Edge("a", "d", 25.0, 0.999999),
+        Edge("c", "e", 19.0, 0.99999),
+        Edge("f", "g", float("inf"), 1.0, ("email|x@y.com",)),  # shared identifier: joins despite the dates
+    ]
+    clusters = {u: "k" for u in "abcde"} | {"f": "m", "g": "m"}
+    assert enforce_constraints(clusters, edges, [], views) == 2
+    assert clusters["a"] == clusters["b"] != clusters["c"] == clusters["e"]
+    assert clusters["d"] not in {clusters["a"], clusters["c"]}
+    assert clusters["f"] == clusters["g"]
+    untouched = {"x": "n", "y": "n"}
+    assert (
+        enforce_constraints(untouched, [Edge("x", "y", 20.0, 0.99999)], [], {"x": (None, None), "y": (None, None)}) == 0
+    )
+    apart = {"x": "n", "y": "n"}
+    edge = [Edge("x", "y", float("inf"), 1.0, ("phone|+1",))]
+    assert enforce_constraints(apart, edge, [ApartPair("x", "y", "split")], {"x": (None, None), "y": (None, None)}) == 1
+    assert apart["x"] != apart["y"]

@@ -117,7 +117,7 @@ def batch_cmd(
         f"batch resolution (model v{artifact.version}) {verb}: {s.records:,} records, customers "
         f"{s.customers_before:,} -> {s.customers_after:,}; {s.merges:,} merges, {s.splits:,} splits, "
         f"{s.moved_records:,} records moved, {s.review_items:,} new review items; {s.pairs_scored:,} pairs scored, "
-        f"{s.apart_enforced:,} clusters kept apart by decisions; "
+        f"{s.reclustered:,} clusters re-clustered under constraints; "
         f"{sum(s.seconds.values()):.1f}s ({', '.join(f'{k} {v}s' for k, v in s.seconds.items())})",
         highlight=False,
     )
