@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="Records stored (comma-separated).")
     parser.add_argument("--probe", type=int, default=2000, help="Records resolved one call each (and again batched).")
     parser.add_argument("--sample", type=int, default=100_000, help="Records the model is trained on.")
+    parser.add_argument("--keep", type=Path, help="Keep the data and the store in this folder (for profiling).")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,9 +154,10 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores; embedded store; probe {args.probe} records", flush=True)
     for size in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory() as tmp:
-            data, work = Path(tmp) / "data", Path(tmp) / "work"
-            work.mkdir()
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = args.keep / str(size) if args.keep else Path(scratch)
+            data, work = tmp / "data", tmp / "work"
+            work.mkdir(parents=True)
             started = time.perf_counter()
             generate(int((size + 2 * args.probe) * PERSONS_PER_RECORD) + 100, data, seed=1)
             print(f"\n{size:,} records stored (generated in {time.perf_counter() - started:.0f}s)", flush=True)

@@ -329,12 +329,27 @@ class BatchResolver:
             return summary
         progress("applying")
         with self.store.exclusive():
-            if {record_uid(s, k): cid for s, k, cid in self.store.iter_links()} != current:
-                raise ConflictError("the graph changed while the batch ran (an ingest?); nothing written, run again")
+            self._check_unchanged(current, records, apart, changes)
             self.store.apply(changes)
         summary.applied = True
         lap("apply")
         return summary
+
+    def _check_unchanged(
+        self, current: dict[str, str], records: list[SourceRecord], apart: list[ApartPair], changes: ChangeSet
+    ) -> None:
+        """Raise :class:`ConflictError` if links, decisions or the records of touched customers changed."""
+        changed = {record_uid(s, k): cid for s, k, cid in self.store.iter_links()} != current
+        changed = changed or self.store.apart(customer_ids=None) != apart
+        if not changed:
+            touched = {*changes.goldens, *(m.merged for m in changes.merges), *(m.source for m in changes.splits)}
+            read = {r.uid: r for r in records}
+            fresh = self.store.records_of(sorted(touched))
+            changed = any(read.get(r.uid) != r for recs in fresh.values() for r in recs)
+        if changed:
+            raise ConflictError(
+                "the graph changed while the batch ran (an ingest or a steward's decision); nothing written, run again"
+            )
 
     def _plan(
         self,
@@ -402,12 +417,12 @@ class BatchResolver:
             edge = best_of_record.get(uid)
             evidence = edge.evidence(uid, "batch resolution") if edge else Evidence("new", note="batch resolution")
             changes.moves.append(RecordMove(uid, target, evidence))
-            split_records[(current[uid], target)].append(uid)
+            split_records[(after_merge, target)].append(uid)
         created = {c.id for c in changes.new_customers}
         for (source, target), uids in sorted(split_records.items()):
-            if target in created:
-                note = f"batch resolution: no longer linked to the other records of {source}"
-                changes.splits.append(SplitEvent(source, target, tuple(uids), now, Evidence("batch", note=note)))
+            where = "a new customer" if target in created else f"customer {target}"
+            note = f"batch resolution: these records left {source} for {where}"
+            changes.splits.append(SplitEvent(source, target, tuple(uids), now, Evidence("batch", note=note)))
         # Golden records of every cluster whose membership changed.
         by_uid = {r.uid: r for r in records}
         touched = {final[clusters[m.record_uid]] for m in changes.moves} | set(merged_into.values())

@@ -20,6 +20,7 @@ import hashlib
 import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -327,7 +328,8 @@ class _Plan:
             forbidden.add(frozenset(sides))
         kept = [""]  # "" is the record itself
         for c in sorted(targets, key=lambda c: (c != own, c)):
-            if all(frozenset((c, k)) not in forbidden for k in kept):
+            # The record's own customer stays, even against a decision taken after they were linked.
+            if c == own or all(frozenset((c, k)) not in forbidden for k in kept):
                 kept.append(c)
         return {c: targets[c] for c in kept[1:]}
 
@@ -381,15 +383,18 @@ class _Plan:
             by_customer[self.find(w.customer_id)][w.record.uid] = w.record
         for cid in touched:
             changes.goldens[cid] = golden_record(by_customer[cid].values(), self.linker.survivorship)
-        if changes.merges:  # each merge keeps the records the merged customer brought
-            brought: dict[str, set[str]] = {m.merged: set() for m in changes.merges}
+        if changes.merges:  # each merge keeps the records the merged customer brought, earlier merges included
+            holds: dict[str, set[str]] = defaultdict(set)
             for cid, recs in stored.items():
-                if cid in brought:
-                    brought[cid].update(r.uid for r in recs)
+                holds[cid].update(r.uid for r in recs)
             for w in changes.records:
-                if w.customer_id in brought:
-                    brought[w.customer_id].add(w.record.uid)
-            changes.merges = [replace(m, records=tuple(sorted(brought[m.merged]))) for m in changes.merges]
+                holds[w.customer_id].add(w.record.uid)
+            merges = []
+            for m in changes.merges:
+                brought = holds.pop(m.merged, set())
+                holds[m.survivor] |= brought
+                merges.append(replace(m, records=tuple(sorted(brought))))
+            changes.merges = merges
         # A new customer is written with its golden record at once.
         changes.new_customers = [
             replace(c, golden=changes.goldens.pop(c.id)) if c.id in changes.goldens else c

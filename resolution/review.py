@@ -26,11 +26,23 @@ def approve(
     """Approve: the record and the candidate's customer are one customer (merged if they are not yet)."""
     with store.exclusive():
         item = _open_item(store, review_id)
-        found = store.lookup([item.record_uid], []).records.get(item.record_uid)
-        target = store.resolve(item.customer_id)
-        if found is None or target is None:
-            raise NotFoundError(f"review item {review_id} refers to a record or customer that no longer exists")
+        # Both sides as they are now (a split or a batch run may have moved them since the item was opened).
+        sides = store.lookup([item.record_uid, item.candidate_uid], []).records
+        found, candidate = sides.get(item.record_uid), sides.get(item.candidate_uid)
+        if found is None or candidate is None:
+            raise NotFoundError(f"review item {review_id} refers to a record that no longer exists")
+        target = candidate.customer_id
         if found.customer_id != target:
+            blocking = [
+                p
+                for p in store.apart(customer_ids=[found.customer_id, target])
+                if {p.customer_a, p.customer_b} == {found.customer_id, target}
+            ]
+            if blocking:
+                raise ConflictError(
+                    f"records {blocking[0].a} and {blocking[0].b} of these customers are kept apart "
+                    f"({blocking[0].reason}); reject this item, or split differently"
+                )
             survivor, merged = sorted((found.customer_id, target))  # IDs are time-ordered: the older survives
             note = f"review {review_id} approved by {by}" + (f": {reason}" if reason else "")
             evidence = Evidence("review", (), record=item.record_uid, note=note)
@@ -52,6 +64,12 @@ def reject(store: GraphStore, review_id: str, *, by: str, reason: str, now: date
         raise InvalidInputError("a rejection needs a reason (--reason)")
     with store.exclusive():
         item = _open_item(store, review_id)
+        sides = store.lookup([item.record_uid, item.candidate_uid], []).records
+        if len(sides) == 2 and len({s.customer_id for s in sides.values()}) == 1:
+            raise ConflictError(
+                f"{item.record_uid} and {item.candidate_uid} are one customer by now; "
+                f"to separate them: c360 customer split {next(iter(sides.values())).customer_id} --records ..."
+            )
         # The pair is kept apart for deterministic links and batch runs too, not only for the model.
         note = f"review {review_id} rejected by {by}: {reason.strip()}"
         store.apply(ChangeSet(apart=[ApartPair(item.record_uid, item.candidate_uid, note)]))

@@ -100,3 +100,42 @@ def test_split_refuses_bad_requests_and_changes_nothing(
     with pytest.raises(ConflictError, match="merged into"):
         store_merged = next(m.merged for m in store.history(cid) if isinstance(m, MergeEvent))
         do_split(store, store_merged, ["shop|7"])
+
+
+def test_review_decisions_respect_a_split(store: GraphStore, merged: tuple[DeterministicLinker, str]) -> None:
+    from c360.graph.models import ChangeSet, ReviewItem
+    from c360.resolution.review import approve, reject
+
+    _, cid = merged
+    now = datetime.now(UTC)
+    items = [
+        ReviewItem("R1", "web|a", "crm|1", cid, 10.0, 0.9, now),
+        ReviewItem("R2", "shop|7", "crm|1", cid, 9.0, 0.8, now),
+    ]
+    store.apply(ChangeSet(reviews=items))
+    # Both records of R2 are one customer already: rejecting it cannot separate them, a split can.
+    with pytest.raises(ConflictError, match="customer split"):
+        reject(store, "R2", by="steward", reason="no", now=now)
+    event = do_split(store, cid, ["web|a"])
+    # Approving R1 now would merge back what the split separated.
+    with pytest.raises(ConflictError, match="kept apart"):
+        approve(store, "R1", by="steward", reason=None, now=now, survivorship=SurvivorshipConfig())
+    assert links(store)["web|a"] == event.new
+    assert store.get_review("R1") is not None and store.get_review("R1").status == "open"  # type: ignore[union-attr]
+
+
+def test_merge_history_keeps_the_records_of_chained_merges(store: GraphStore) -> None:
+    linker = DeterministicLinker(store)
+    linker.ingest([rec("crm", "1", email="a@example.com")])
+    linker.ingest([rec("crm", "2", phone="+1 415 555 0101")])
+    linker.ingest([rec("crm", "3", national_id="532-44-8710", national_id_kind="ssn")])
+    a, b = links(store)["crm|1"], links(store)["crm|2"]
+    # One batch: x joins 3 into 2's customer, then y joins that into 1's.
+    linker.ingest(
+        [
+            rec("web", "x", 1, phone="4155550101", national_id="532448710", national_id_kind="ssn"),
+            rec("web", "y", 2, email="a@example.com", phone="+14155550101"),
+        ]
+    )
+    merges = {(m.survivor, m.merged): m.records for m in store.history(a) if isinstance(m, MergeEvent)}
+    assert merges[(a, b)] == ("crm|2", "crm|3", "web|x")
