@@ -45,9 +45,8 @@ def _rss_mb() -> float:
 
 def load(data: Path, work: Path, size: int, sample: int) -> dict[str, Any]:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
-    from c360.resolution.blocking import blocking_keys
+    from c360.resolution.blocking import filing
     from c360.resolution.deterministic import DeterministicLinker
-    from c360.resolution.features import features
     from c360.resolution.training import ModelRegistry, train
 
     records = _records(data)[:size]
@@ -60,7 +59,7 @@ def load(data: Path, work: Path, size: int, sample: int) -> dict[str, Any]:
     ModelRegistry(work / "models").save(settings, tf_tables, summary)
     trained = time.perf_counter() - started
     started = time.perf_counter()
-    store.replace_blocking_keys({r.uid: blocking_keys(features(r, "US")) for r in records})
+    store.replace_blocking_keys(*filing(records, "US"))
     keyed = time.perf_counter() - started
     store.close()
     return {"ingest_s": ingested, "train_s": trained, "keys_s": keyed, "peak_rss_mb": _rss_mb()}

@@ -39,7 +39,7 @@ from .models import (
 )
 from .store import GraphStore, StoreConfig
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS record_identifiers (
     PRIMARY KEY (record_uid, identifier_uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_identifiers_identifier ON record_identifiers(identifier_uid, record_uid);
 CREATE TABLE IF NOT EXISTS record_blocks (
-    key TEXT NOT NULL, record_uid TEXT NOT NULL, PRIMARY KEY (key, record_uid)) WITHOUT ROWID;
+    key TEXT NOT NULL, record_uid TEXT NOT NULL, view TEXT, PRIMARY KEY (key, record_uid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_blocks_record ON record_blocks(record_uid);
 CREATE TABLE IF NOT EXISTS review_items (
     id TEXT PRIMARY KEY, record_uid TEXT NOT NULL, candidate_uid TEXT NOT NULL, customer_id TEXT NOT NULL,
@@ -117,6 +117,10 @@ class EmbeddedConfig(StoreConfig):
     wal_autocheckpoint: int = Field(
         default=10_000, ge=0, description="WAL pages (4 KiB) after which SQLite checkpoints; 0 turns it off."
     )
+    cache_mb: int = Field(default=64, ge=1, description="SQLite page cache of the connection, in MiB.")
+    mmap_mb: int = Field(
+        default=0, ge=0, description="Bytes of the file SQLite reads through a memory map, in MiB (0: plain reads)."
+    )
     synchronous: str = Field(
         default="NORMAL",
         pattern="^(OFF|NORMAL|FULL|EXTRA)$",
@@ -139,10 +143,15 @@ class EmbeddedStore(GraphStore):
             # Checkpoint the WAL less often than the default 1,000 pages: fewer fsyncs while ingesting.
             self._db.execute(f"PRAGMA wal_autocheckpoint={config.wal_autocheckpoint}")
             self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.execute(f"PRAGMA cache_size=-{config.cache_mb * 1024}")
+            self._db.execute(f"PRAGMA mmap_size={config.mmap_mb * 1024 * 1024}")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(merges)")}
             if "records" not in columns:  # a schema-1 file: merges did not keep their records
                 self._db.execute("ALTER TABLE merges ADD COLUMN records TEXT NOT NULL DEFAULT '[]'")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(record_blocks)")}
+            if "view" not in columns:  # before schema 3 candidates were read from their records
+                self._db.execute("ALTER TABLE record_blocks ADD COLUMN view TEXT")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open embedded store at {config.path}: {exc}") from exc
@@ -276,23 +285,27 @@ class EmbeddedStore(GraphStore):
         yield from rows
 
     def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]:
+        # One range read per key, stopping at per_key (the primary key orders by record uid); the view is
+        # filed with the key, so no record is read unless it was filed without one.
         out: list[Candidate] = []
         with self._lock:
-            for chunk in _chunks(keys):
-                for data, cid in self._db.execute(
-                    "SELECT r.data, r.customer_id FROM (SELECT record_uid, row_number() OVER (PARTITION BY key) AS n "
-                    f"FROM record_blocks WHERE key IN ({_marks(len(chunk))})) b JOIN records r ON r.uid = b.record_uid "
-                    "WHERE b.n <= ?",
-                    [*chunk, per_key],
+            for key in keys:
+                for uid, view, data in self._db.execute(
+                    "SELECT b.record_uid, b.view, CASE WHEN b.view IS NULL THEN "
+                    "(SELECT data FROM records WHERE uid = b.record_uid) END "
+                    "FROM record_blocks b WHERE b.key = ? ORDER BY b.record_uid LIMIT ?",
+                    (key, per_key),
                 ):
-                    out.append(Candidate(SourceRecord.from_json(loads(data)), cid))
+                    record = SourceRecord.from_json(loads(data)) if data is not None else None
+                    out.append(Candidate(uid, (key,), view, record))
         return out
 
-    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]], views: Mapping[str, str]) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM record_blocks")
             db.executemany(
-                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)", [(k, uid) for uid, ks in keys.items() for k in ks]
+                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?, ?)",
+                [(k, uid, views.get(uid)) for uid, ks in keys.items() for k in ks],
             )
 
     _REVIEW_COLUMNS = (
@@ -485,8 +498,8 @@ class EmbeddedStore(GraphStore):
                 db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({_marks(len(chunk))})", chunk)
                 db.execute(f"DELETE FROM record_blocks WHERE record_uid IN ({_marks(len(chunk))})", chunk)
             db.executemany(
-                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?)",
-                [(k, w.record.uid) for w in changes.records for k in w.blocking_keys],
+                "INSERT OR IGNORE INTO record_blocks VALUES (?, ?, ?)",
+                [(k, w.record.uid, w.match_view) for w in changes.records for k in w.blocking_keys],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -445,6 +445,8 @@ class RecordWrite:
     document: str | None = None
     #: candidate-retrieval keys of the model in use (empty when no model is trained)
     blocking_keys: tuple[str, ...] = ()
+    #: the record's comparison view, filed with its blocking keys so that candidates read no record
+    match_view: str | None = None
     #: the record replaces a stored version, whose identifier and blocking-key links go
     update: bool = True
 
@@ -537,10 +539,16 @@ class ChangeSet:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A stored record found through a blocking key, with its current customer."""
+    """A stored record found through blocking keys, and the keys that found it.
 
-    record: SourceRecord
-    customer_id: str
+    ``view`` is the comparison view filed with the keys (opaque to the store); a record filed without one
+    comes as ``record`` instead. The customer is not read here: only the few candidates that score need it.
+    """
+
+    uid: str
+    keys: tuple[str, ...]
+    view: str | None = None
+    record: SourceRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,8 +261,8 @@ class Neo4jStore(GraphStore):
 
     def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]:
         rows = self._read(
-            "UNWIND $keys AS k MATCH (:Block {key: k})<-[:IN_BLOCK]-(r:Record)-[:BELONGS_TO]->(c:Customer) "
-            "RETURN k, r.uid AS uid, r.data AS data, c.id AS cid ORDER BY k, uid",
+            "UNWIND $keys AS k MATCH (:Block {key: k})<-[:IN_BLOCK]-(r:Record) "
+            "RETURN k, r.uid AS uid, r.view AS view, r.data AS data ORDER BY k, uid",
             keys=keys,
         )
         taken: dict[str, int] = {}
@@ -270,14 +270,22 @@ class Neo4jStore(GraphStore):
         for row in rows:  # at most per_key a key, as the embedded store does
             if taken.get(row["k"], 0) < per_key:
                 taken[row["k"]] = taken.get(row["k"], 0) + 1
-                out.append(Candidate(SourceRecord.from_json(loads(row["data"])), row["cid"]))
+                view = row["view"]
+                record = None if view is not None else SourceRecord.from_json(loads(row["data"]))
+                out.append(Candidate(row["uid"], (row["k"],), view, record))
         return out
 
-    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]], views: Mapping[str, str]) -> None:
         def work(tx: ManagedTransaction) -> None:
             tx.run("MATCH (:Record)-[e:IN_BLOCK]->(:Block) DELETE e").consume()
             tx.run("MATCH (b:Block) DELETE b").consume()
+            tx.run("MATCH (r:Record) WHERE r.view IS NOT NULL REMOVE r.view").consume()
             self._write_blocks(tx, [{"r": uid, "k": k} for uid, ks in keys.items() for k in ks])
+            self._unwind(
+                tx,
+                "UNWIND $rows AS row MATCH (r:Record {uid: row.uid}) SET r.view = row.view",
+                [{"uid": uid, "view": view} for uid, view in views.items()],
+            )
 
         with self._session() as s:
             s.execute_write(work)
@@ -517,7 +525,8 @@ class Neo4jStore(GraphStore):
             run(
                 tx,
                 "UNWIND $rows AS row MERGE (r:Record {uid: row.uid}) SET r.source = row.source, r.key = row.key, "
-                "r.data = row.data, r.hash = row.hash, r.first_lc = row.first_lc, r.last_lc = row.last_lc "
+                "r.data = row.data, r.hash = row.hash, r.first_lc = row.first_lc, r.last_lc = row.last_lc, "
+                "r.view = row.view "
                 "WITH r, row MATCH (c:Customer {id: row.cid}) CREATE (r)-[:BELONGS_TO {evidence: row.evidence}]->(c)",
                 [
                     {
@@ -530,6 +539,7 @@ class Neo4jStore(GraphStore):
                         "last_lc": w.record.last_name.casefold() if w.record.last_name else None,
                         "cid": w.customer_id,
                         "evidence": dumps(w.evidence.to_json()),
+                        "view": w.match_view,
                     }
                     for w in changes.records
                 ],

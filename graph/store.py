@@ -12,6 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, final
@@ -137,7 +138,10 @@ class GraphStore(ABC):
 
     @final
     def candidates(self, keys: Collection[str], per_key: int = 50) -> list[Candidate]:
-        """Return the records filed under any of ``keys`` (at most ``per_key`` per key), each once."""
+        """Return the records filed under any of ``keys`` (the first ``per_key`` by uid per key), each once.
+
+        Each candidate names the requested keys it was found under.
+        """
         if not keys:
             return []
         if per_key < 1:
@@ -145,13 +149,19 @@ class GraphStore(ABC):
         found = self._call("candidates", lambda: self._candidates(sorted(set(keys)), per_key))
         unique: dict[str, Candidate] = {}
         for c in found:
-            unique.setdefault(c.record.uid, c)
-        return [unique[uid] for uid in sorted(unique)]
+            seen = unique.get(c.uid)
+            unique[c.uid] = c if seen is None else replace(seen, keys=(*seen.keys, *c.keys))
+        return [replace(c, keys=tuple(sorted(set(c.keys)))) for _, c in sorted(unique.items())]
 
     @final
-    def replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None:
-        """Replace every record's blocking keys (record uid -> keys) in one transaction, as a new model needs."""
-        self._call("replace_blocking_keys", lambda: self._replace_blocking_keys(keys))
+    def replace_blocking_keys(
+        self, keys: Mapping[str, Collection[str]], views: Mapping[str, str] | None = None
+    ) -> None:
+        """Replace every record's blocking keys (record uid -> keys) in one transaction, as a new model needs.
+
+        ``views`` (record uid -> comparison view) are filed with the keys and come back with candidates.
+        """
+        self._call("replace_blocking_keys", lambda: self._replace_blocking_keys(keys, views or {}))
 
     @final
     def review_items(self, status: str | None = "open", limit: int | None = 50) -> list[ReviewItem]:
@@ -273,7 +283,7 @@ class GraphStore(ABC):
     def _candidates(self, keys: list[str], per_key: int) -> list[Candidate]: ...
 
     @abstractmethod
-    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]]) -> None: ...
+    def _replace_blocking_keys(self, keys: Mapping[str, Collection[str]], views: Mapping[str, str]) -> None: ...
 
     @abstractmethod
     def _review_items(self, status: str | None, limit: int | None) -> list[ReviewItem]: ...

@@ -6,9 +6,12 @@ rules as Splink's batch prediction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from c360.graph.models import SourceRecord
+
+from .features import features, pack_view
 from .training import PREDICTION_BLOCKING
 
 
@@ -20,3 +23,14 @@ def blocking_keys(view: Mapping[str, Any]) -> tuple[str, ...]:
         if all(v is not None for v in values):
             keys.append(f"{','.join(columns)}={'|'.join(str(v) for v in values)}")
     return tuple(keys)
+
+
+def filing(records: Iterable[SourceRecord], region: str) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Blocking keys and packed comparison views of ``records``, as ``GraphStore.replace_blocking_keys`` takes them."""
+    keys: dict[str, tuple[str, ...]] = {}
+    views: dict[str, str] = {}
+    for record in records:
+        view = features(record, region)
+        keys[record.uid] = blocking_keys(view)
+        views[record.uid] = pack_view(view)
+    return keys, views

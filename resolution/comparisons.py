@@ -37,6 +37,7 @@ class Comparison:
     column: str
     description: str
     levels: tuple[Level, ...]
+    cost: int = 0  # relative cost of testing the levels (Jaro-Winkler is the dear one)
 
     def level_of(self, left: Any, right: Any) -> int:
         """Return the index of the first level that holds for ``(left, right)``."""
@@ -108,6 +109,7 @@ def _name(column: str) -> Comparison:
             jaro_winkler_at(column, 0.8),
             else_level(),
         ),
+        cost=2,
     )
 
 
@@ -155,6 +157,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "address",
         "address: exact, Jaro-Winkler >= 0.9",
         (null_level("address"), exact("address"), jaro_winkler_at("address", 0.9), else_level()),
+        cost=2,
     ),
     Comparison(
         "postcode",

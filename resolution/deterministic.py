@@ -298,8 +298,9 @@ class _Plan:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
         keys = self.matcher.keys_of(record) if self.matcher is not None else ()
+        view = self.matcher.packed_view(record) if self.matcher is not None else None
         self.writes[uid] = RecordWrite(
-            record, h, idents, cid, evidence, document, blocking_keys=keys, update=uid in self.stored
+            record, h, idents, cid, evidence, document, blocking_keys=keys, match_view=view, update=uid in self.stored
         )
         if self.matcher is not None:
             self.matcher.planned(record, cid)

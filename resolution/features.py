@@ -6,6 +6,7 @@ model is trained and applied on the same values.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -59,6 +60,19 @@ def features(record: SourceRecord, region: str) -> dict[str, Any]:
         "city": clean_text(record.city),
         "national_id": normalize_national_id(record.national_id, record.national_id_kind),
     }
+
+
+def pack_view(view: dict[str, Any]) -> str:
+    """The comparison view as compact JSON (values in :data:`COLUMNS` order, without the uid), to file."""
+    return json.dumps([view[c] for c in COLUMNS[1:]], separators=(",", ":"))
+
+
+def unpack_view(text: str, uid: str) -> dict[str, Any]:
+    """The comparison view :func:`pack_view` filed for record ``uid``."""
+    values = json.loads(text)
+    if len(values) != len(COLUMNS) - 1:
+        raise ValueError(f"a filed comparison view has {len(values)} values, expected {len(COLUMNS) - 1}")
+    return {"unique_id": uid, **dict(zip(COLUMNS[1:], values, strict=True))}
 
 
 def feature_table(records: Iterable[SourceRecord], region: str) -> dict[str, list[Any]]:

@@ -7,6 +7,7 @@ called here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from c360.graph.store import GraphStore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .blocking import blocking_keys
-from .features import features
+from .features import features, pack_view, unpack_view
 from .scorer import Score, Scorer
 
 
@@ -73,6 +74,8 @@ class BatchMatcher:
         self.scorer = scorer
         self.config = config
         self.region = region
+        # Pairs below the lower threshold are dropped, so the scorer may stop early under its weight.
+        self._floor = -math.inf if config.lower >= 1 else math.log2(config.lower / (1 - config.lower))
         self._views: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, tuple[str, ...]] = {}
         self._customer: dict[str, str] = {}
@@ -81,11 +84,26 @@ class BatchMatcher:
         # hold two versions of one record).
         self._batch: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self._batch = {id(r): self._view(r) for r in records}
+        self._store = store
+        self._uids = [r.uid for r in records]
+        self._loaded = False  # stored candidates are read when the first record needs the model
+
+    def _load(self) -> None:
+        """Read the stored candidates of every key of the batch, and the pairs stewards rejected."""
+        self._loaded = True
         wanted = {k for _, keys in self._batch.values() for k in keys}
         # Pairs a steward said are not the same are never matched again.
-        self._rejected = store.rejected_pairs([r.uid for r in records])
-        for c in store.candidates(wanted, config.per_key):
-            self._file(c.record.uid, *self._view(c.record), c.customer_id)
+        self._rejected = self._store.rejected_pairs(self._uids)
+        for c in self._store.candidates(wanted, self.config.per_key):
+            if c.uid in self._views:  # a record planned in this batch is newer than its stored version
+                continue
+            if c.view is not None:
+                view = unpack_view(c.view, c.uid)
+            elif c.record is not None:  # filed before views were kept
+                view = features(c.record, self.region)
+            else:
+                continue
+            self._file(c.uid, view, c.keys, None)
 
     def _view(self, record: SourceRecord) -> tuple[dict[str, Any], tuple[str, ...]]:
         cached = self._batch.get(id(record))
@@ -94,12 +112,13 @@ class BatchMatcher:
         view = features(record, self.region)
         return view, blocking_keys(view)
 
-    def _file(self, uid: str, view: dict[str, Any], keys: tuple[str, ...], customer_id: str) -> None:
+    def _file(self, uid: str, view: dict[str, Any], keys: tuple[str, ...], customer_id: str | None) -> None:
         for key in self._keys.get(uid, ()):
             self._index.get(key, set()).discard(uid)
         self._views[uid] = view
         self._keys[uid] = keys
-        self._customer[uid] = customer_id
+        if customer_id is not None:
+            self._customer[uid] = customer_id
         for key in keys:
             self._index.setdefault(key, set()).add(uid)
 
@@ -107,30 +126,45 @@ class BatchMatcher:
         """The blocking keys the store keeps for ``record``."""
         return self._view(record)[1]
 
+    def packed_view(self, record: SourceRecord) -> str:
+        """The comparison view the store files with ``record``'s blocking keys."""
+        return pack_view(self._view(record)[0])
+
     def matches(self, record: SourceRecord, find: Callable[[str], str]) -> tuple[list[Match], Match | None]:
         """Return the customers that reach the upper threshold, and else the best candidate to review.
 
         Links are the customers whose best record reaches the upper threshold, best first; when there is
         none, the best candidate between the lower and upper thresholds is returned for review.
         """
+        if not self._loaded:
+            self._load()
         view, keys = self._view(record)
         seen: set[str] = set()
-        best: dict[str, Match] = {}
-        review: Match | None = None
+        scored: list[tuple[str, Score]] = []
         for key in keys:
             for uid in self._index.get(key, ()):
                 if uid == record.uid or uid in seen or frozenset((uid, record.uid)) in self._rejected:
                     continue
                 seen.add(uid)
-                score = self.scorer.score(view, self._views[uid])
-                if score.match_probability < self.config.lower:
-                    continue
-                match = Match(find(self._customer[uid]), uid, score)
-                if score.match_probability < self.config.upper:
-                    if review is None or (score.match_weight, uid) > (review.score.match_weight, review.record_uid):
-                        review = match
-                elif match.customer_id not in best or score.match_weight > best[match.customer_id].score.match_weight:
-                    best[match.customer_id] = match
+                score = self.scorer.score_at_least(view, self._views[uid], self._floor)
+                if score is not None and score.match_probability >= self.config.lower:
+                    scored.append((uid, score))
+        # Stored candidates come without their customer: read it for the few that scored.
+        unknown = [uid for uid, _ in scored if uid not in self._customer]
+        if unknown:
+            found = self._store.lookup(unknown, ()).records
+            self._customer.update({uid: r.customer_id for uid, r in found.items()})
+        best: dict[str, Match] = {}
+        review: Match | None = None
+        for uid, score in scored:
+            if uid not in self._customer:
+                continue
+            match = Match(find(self._customer[uid]), uid, score)
+            if score.match_probability < self.config.upper:
+                if review is None or (score.match_weight, uid) > (review.score.match_weight, review.record_uid):
+                    review = match
+            elif match.customer_id not in best or score.match_weight > best[match.customer_id].score.match_weight:
+                best[match.customer_id] = match
         links = sorted(best.values(), key=lambda m: (-m.score.match_weight, m.customer_id))
         return links, None if links else review
 

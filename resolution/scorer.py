@@ -23,6 +23,7 @@ from .comparisons import COMPARISONS, Comparison
 
 _CLAMP = 1e-300
 _NOT_OBSERVED = "level not observed in training dataset"
+_SLACK = 1e-9  # summation order differs from score(): never prune a pair within rounding of the floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,11 @@ class Scorer:
                     f"the model's comparison {spec.column!r} does not match this version of c360; retrain it"
                 )
             self._comparisons.append((spec, self._weights(spec, levels)))
+        # For score_at_least: comparisons cheapest first, and the most the ones after each can still add.
+        cost = {c.column: i for i, c in enumerate(sorted(COMPARISONS, key=lambda c: c.cost))}
+        self._by_cost = sorted(self._comparisons, key=lambda cw: cost[cw[0].column])
+        gains = [self._max_gain(w) for _, w in self._by_cost]
+        self._headroom = [sum(gains[i + 1 :]) for i in range(len(gains))]
 
     @staticmethod
     def _weights(spec: Comparison, levels: list[Mapping[str, Any]]) -> list[_LevelWeights]:
@@ -141,6 +147,18 @@ class Scorer:
             )
         return out
 
+    def _max_gain(self, weights: list[_LevelWeights]) -> float:
+        """The most one comparison can add to a weight: its best level with its best tf adjustment (or 0)."""
+        best = 0.0  # the null level
+        for lw in weights:
+            adjustments = [0.0]
+            table = self.tf_tables.get(lw.tf_column, {}) if lw.tf_column is not None else {}
+            if table:
+                for tf in (min(table.values()), max(table.values())):
+                    adjustments.append(lw.tf_weight * (lw.log2_u_exact - math.log2(max(tf, lw.tf_minimum, _CLAMP))))
+            best = max(best, lw.weight + max(adjustments))
+        return best
+
     def level_weights(self, column: str) -> list[float]:
         """The match weight of each level of comparison ``column`` (0 for the null level)."""
         for spec, weights in self._comparisons:
@@ -167,6 +185,32 @@ class Scorer:
             parts.append(Contribution(col, lw.label, lw.weight, tf_adj))
         probability = 1.0 / (1.0 + 2.0 ** (-total)) if total >= 0 else 2.0**total / (1.0 + 2.0**total)
         return Score(total, probability, self.prior_weight, tuple(parts))
+
+    def score_at_least(self, left: Mapping[str, Any], right: Mapping[str, Any], floor: float) -> Score | None:
+        """Score one pair, or return ``None`` early when its match weight cannot reach ``floor``.
+
+        Cheap comparisons are tested first; once the weight so far plus the most the remaining comparisons
+        could add stays below ``floor``, the expensive ones (Jaro-Winkler) are skipped. A pair that can
+        reach it gets exactly :meth:`score`.
+        """
+        total = self.prior_weight
+        for (spec, weights), headroom in zip(self._by_cost, self._headroom, strict=True):
+            col = spec.column
+            a, b = left.get(col), right.get(col)
+            lw = weights[spec.level_of(a, b)]
+            total += lw.weight
+            if lw.tf_column is not None:
+                table = self.tf_tables.get(lw.tf_column, {})
+                found = [
+                    t
+                    for v in (left.get(lw.tf_column), right.get(lw.tf_column))
+                    if v is not None and (t := table.get(v)) is not None
+                ]
+                if found:
+                    total += lw.tf_weight * (lw.log2_u_exact - math.log2(max(*found, lw.tf_minimum)))
+            if total + headroom < floor - _SLACK:
+                return None
+        return self.score(left, right)
 
 
 def term_frequencies(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> dict[str, dict[str, float]]:

@@ -11,9 +11,9 @@ from c360.connectors.files import FileSource
 from c360.connectors.synthetic import generate
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
-from c360.resolution.blocking import blocking_keys
+from c360.resolution.blocking import blocking_keys, filing
 from c360.resolution.deterministic import DeterministicLinker
-from c360.resolution.features import features
+from c360.resolution.features import features, unpack_view
 from c360.resolution.realtime import RealtimeConfig
 from c360.resolution.scorer import Scorer
 from c360.resolution.training import train
@@ -30,7 +30,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceRecord]
 
 def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> DeterministicLinker:
     DeterministicLinker(store).ingest(records)
-    store.replace_blocking_keys({r.uid: blocking_keys(features(r, "US")) for r in records})
+    store.replace_blocking_keys(*filing(records, "US"))
     return DeterministicLinker(store, scorer=scorer)
 
 
@@ -62,8 +62,10 @@ def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(
     assert profile is not None
     link = next(r.evidence for r in profile.records if r.record.uid == "kiosk|K1")
     assert link.rule == "probabilistic" and "probability" in (link.note or "")
-    # The new record is filed under its blocking keys for the records after it.
-    assert "kiosk|K1" in [c.record.uid for c in store.candidates(blocking_keys(features(twin, "US")))]
+    # The new record is filed with its comparison view: candidates read no record.
+    filed = {c.uid: c for c in store.candidates(blocking_keys(features(twin, "US")))}
+    assert filed["kiosk|K1"].view is not None and filed["kiosk|K1"].record is None
+    assert unpack_view(filed["kiosk|K1"].view, "kiosk|K1") == features(twin, "US")
 
 
 def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceRecord], Scorer]) -> None:

@@ -108,3 +108,29 @@ def test_every_comparison_has_a_null_level_first_and_else_last() -> None:
     for c in COMPARISONS:
         assert c.levels[0].null and c.levels[-1].sql == "ELSE"
         assert c.level_of(None, "x") == 0 and c.level_of("x", None) == 0
+
+
+def test_score_at_least_prunes_only_pairs_below_the_floor(
+    trained: tuple[list[SourceRecord], dict[tuple[str, str], str], Path],
+) -> None:
+    records, truth, models = trained
+    scorer = ModelRegistry(models).load().scorer()
+    rows = [features(r, "US") for r in records]
+    rng = random.Random(7)
+    # Pairs of one person (high weights) and random pairs (mostly very low), against several floors.
+    by_person: dict[str, list[dict[str, object]]] = {}
+    for r, row in zip(records, rows, strict=True):
+        by_person.setdefault(truth[(r.source, r.key)], []).append(row)
+    pairs = [(g[0], g[1]) for g in by_person.values() if len(g) > 1][:300]
+    pairs += [(rng.choice(rows), rng.choice(rows)) for _ in range(700)]
+    pruned = 0
+    for floor in (-10.0, 2.0, 16.6):
+        for a, b in pairs:
+            full = scorer.score(a, b)
+            early = scorer.score_at_least(a, b, floor)
+            if early is None:
+                pruned += 1
+                assert full.match_weight < floor
+            else:
+                assert early == full
+    assert pruned > 500  # the bound does cut work, not only stay correct

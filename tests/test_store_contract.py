@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from c360.graph.errors import ConfigError, ConflictError, NotFoundError, StoreError
@@ -171,18 +173,29 @@ def test_iter_records_returns_every_record_with_its_customer(store: GraphStore) 
 def test_blocking_keys_find_candidates_and_can_be_replaced(store: GraphStore) -> None:
     seed(store)
     record = SourceRecord("web", "9", T, first_name="Ann", last_name="Lee")
-    w = RecordWrite(record, "h9", (), "C2", Evidence("new"), blocking_keys=("fn_ln:ann|lee", "dob:1990-01-01"))
+    keys = ("fn_ln:ann|lee", "dob:1990-01-01")
+    w = RecordWrite(record, "h9", (), "C2", Evidence("new"), blocking_keys=keys, match_view='["v9"]')
     store.apply(ChangeSet(records=[w]))
     found = store.candidates(["fn_ln:ann|lee", "nope"])
-    assert [(c.record.uid, c.customer_id) for c in found] == [("web|9", "C2")]
-    store.replace_blocking_keys({"crm|1": ["fn_ln:ann|lee", "pc:x"], "crm|2": ["fn_ln:ann|lee"], "crm|3": ["pc:x"]})
-    assert [c.record.uid for c in store.candidates(["fn_ln:ann|lee"])] == ["crm|1", "crm|2"]
-    assert [c.record.uid for c in store.candidates(["fn_ln:ann|lee", "pc:x"])] == ["crm|1", "crm|2", "crm|3"]
-    assert len(store.candidates(["fn_ln:ann|lee"], per_key=1)) == 1
+    assert [(c.uid, c.keys, c.view, c.record) for c in found] == [("web|9", ("fn_ln:ann|lee",), '["v9"]', None)]
+    store.replace_blocking_keys(
+        {"crm|1": ["fn_ln:ann|lee", "pc:x"], "crm|2": ["fn_ln:ann|lee"], "crm|3": ["pc:x"]}, {"crm|1": "[1]"}
+    )
+    # A view filed with the keys comes back instead of the record; without one, the record comes.
+    filed = {c.uid: (c.view, c.record.first_name if c.record else None) for c in store.candidates(["pc:x"])}
+    assert filed == {"crm|1": ("[1]", None), "crm|3": (None, "Ann")}
+    assert [c.uid for c in store.candidates(["fn_ln:ann|lee"])] == ["crm|1", "crm|2"]
+    both = store.candidates(["pc:x", "fn_ln:ann|lee"])
+    assert [(c.uid, c.keys) for c in both] == [
+        ("crm|1", ("fn_ln:ann|lee", "pc:x")),
+        ("crm|2", ("fn_ln:ann|lee",)),
+        ("crm|3", ("pc:x",)),
+    ]
+    assert [c.uid for c in store.candidates(["fn_ln:ann|lee"], per_key=1)] == ["crm|1"]  # first by uid
     # A rewritten record files under its new keys only.
     store.apply(ChangeSet(records=[RecordWrite(record, "h9b", (), "C2", Evidence("new"), blocking_keys=("pc:x",))]))
-    assert [c.record.uid for c in store.candidates(["pc:x"])] == ["crm|1", "crm|3", "web|9"]
-    assert "web|9" not in [c.record.uid for c in store.candidates(["dob:1990-01-01"])]
+    assert [(c.uid, c.view) for c in store.candidates(["pc:x"])] == [("crm|1", "[1]"), ("crm|3", None), ("web|9", None)]
+    assert "web|9" not in [c.uid for c in store.candidates(["dob:1990-01-01"])]
     assert store.candidates([]) == []
 
 
@@ -224,3 +237,27 @@ def test_registry_rejects_unknown_backend_and_bad_config(tmp_path: object) -> No
         open_store("oracle", {})
     with pytest.raises(ConfigError, match="invalid embedded store config"):
         open_store("embedded", {"path": "x.db", "colour": "blue"})
+
+
+def test_embedded_store_opens_a_file_of_an_older_schema(tmp_path: Path) -> None:
+    """A schema-2 file (no views with blocking keys, no records on merges) opens and still finds candidates."""
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+
+    path = tmp_path / "old.db"
+    store = EmbeddedStore(EmbeddedConfig(path=path))
+    seed(store)
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE record_blocks; CREATE TABLE record_blocks (key TEXT NOT NULL, record_uid TEXT NOT NULL, "
+        "PRIMARY KEY (key, record_uid)) WITHOUT ROWID; INSERT INTO record_blocks VALUES ('k', 'crm|1');"
+        "ALTER TABLE merges DROP COLUMN records;"
+    )
+    db.close()
+    store = EmbeddedStore(EmbeddedConfig(path=path))
+    try:
+        [c] = store.candidates(["k"])
+        assert c.uid == "crm|1" and c.view is None and c.record is not None and c.record.first_name == "Ann"
+        assert all(isinstance(e.records, tuple) for e in store.history("C1"))
+    finally:
+        store.close()

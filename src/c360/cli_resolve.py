@@ -16,10 +16,9 @@ from rich.table import Table
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
 from c360.resolution.batch import BatchResolver
-from c360.resolution.blocking import blocking_keys
+from c360.resolution.blocking import filing
 from c360.resolution.deterministic import CustomerIdFactory
 from c360.resolution.explain import explain
-from c360.resolution.features import features
 from c360.resolution.training import train
 
 from .deps import build_store, model_registry
@@ -52,7 +51,7 @@ def train_cmd(
         artifact = model_registry(settings).save(model, tf_tables, summary)
         # The real-time path finds candidates through the blocking keys of the model in use.
         region = settings.linking.default_region
-        store.replace_blocking_keys({r.uid: blocking_keys(features(r, region)) for r in records})
+        store.replace_blocking_keys(*filing(records, region))
     finally:
         store.close()
     out.print(
