@@ -7,7 +7,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from .models import (
     Candidate,
     ChangeSet,
     Customer,
+    DeadLetter,
     Evidence,
     ExistingRecord,
     HistoryEvent,
@@ -30,9 +31,11 @@ from .models import (
     ReviewItem,
     SourceRecord,
     SplitEvent,
+    StoredEvent,
     StoreStats,
     assemble_profile,
     dumps,
+    event_time,
     golden_from_json,
     golden_to_json,
     loads,
@@ -83,6 +86,14 @@ CREATE INDEX IF NOT EXISTS splits_new ON splits(new);
 CREATE TABLE IF NOT EXISTS apart (
     a TEXT NOT NULL, b TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS apart_b ON apart(b, a);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, occurred_at TEXT NOT NULL, data TEXT NOT NULL,
+    record_uid TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_record ON events(record_uid, occurred_at, id) WHERE record_uid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, received_at TEXT NOT NULL, source TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL,
+    status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_status ON dead_letters(status, received_at);
 """
 
 _TABLES = (
@@ -95,6 +106,8 @@ _TABLES = (
     "splits",
     "apart",
     "review_items",
+    "events",
+    "dead_letters",
 )
 
 # SQLite allows 32766 host parameters; stay far below for IN lists.
@@ -104,6 +117,10 @@ _CHUNK = 900
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
+
+
+def _parse_event_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _marks(n: int) -> str:
@@ -403,6 +420,61 @@ class EmbeddedStore(GraphStore):
             )
         return out
 
+    def _seen_events(self, event_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(event_ids):
+            out.update(r[0] for r in self._all(f"SELECT id FROM events WHERE id IN ({_marks(len(chunk))})", chunk))
+        return out
+
+    def _timeline(
+        self, customer_id: str, limit: int, before: tuple[str, str] | None, types: list[str] | None
+    ) -> list[StoredEvent]:
+        where, params = "", []
+        if before is not None:
+            where += " AND (e.occurred_at < ? OR (e.occurred_at = ? AND e.id < ?))"
+            params += [before[0], before[0], before[1]]
+        if types is not None:
+            where += f" AND e.type IN ({_marks(len(types))})"
+            params += types
+        rows = self._all(
+            "SELECT e.id, e.type, e.occurred_at, e.data, e.record_uid FROM records r "
+            f"JOIN events e ON e.record_uid = r.uid WHERE r.customer_id = ?{where} "
+            "ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?",
+            [customer_id, *params, limit],
+        )
+        return [StoredEvent(i, t, _parse_event_time(at), d, r) for i, t, at, d, r in rows]
+
+    def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status) for d in letters],
+            )
+
+    @staticmethod
+    def _letter(row: Sequence[Any]) -> DeadLetter:
+        lid, at, source, reason, payload, status = row
+        return DeadLetter(lid, datetime.fromisoformat(at), reason, payload, source, status)
+
+    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]:
+        where = "WHERE status = ?" if status else ""
+        rows = self._all(
+            f"SELECT id, received_at, source, reason, payload, status FROM dead_letters {where} "
+            "ORDER BY received_at, id LIMIT ?",
+            [*([status] if status else []), -1 if limit is None else limit],
+        )
+        return [self._letter(r) for r in rows]
+
+    def _get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        rows = self._all(
+            "SELECT id, received_at, source, reason, payload, status FROM dead_letters WHERE id = ?", (letter_id,)
+        )
+        return self._letter(rows[0]) if rows else None
+
+    def _mark_replayed(self, letter_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE dead_letters SET status = 'replayed' WHERE id = ?", (letter_id,))
+
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._all("SELECT kind, value, flag_reason FROM identifiers WHERE flagged = 1 ORDER BY uid")
         return [(Identifier(k, v), reason or "") for k, v, reason in rows]
@@ -559,4 +631,9 @@ class EmbeddedStore(GraphStore):
             db.executemany(
                 "UPDATE customers SET golden = ? WHERE id = ?",
                 [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
+            )
+            # Idempotent by event id: an event applied before changes nothing.
+            db.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
+                [(e.id, e.type, event_time(e.occurred_at), e.data, e.record_uid) for e in changes.events],
             )

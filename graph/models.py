@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import orjson
@@ -491,12 +491,63 @@ class ReviewItem:
         }
 
 
+def event_time(at: datetime) -> str:
+    """A time as the stores keep event times: UTC, fixed width, so text order is time order."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An accepted event as the graph keeps it: the key of idempotency and, for journey events, the record.
+
+    ``id`` is ``source|event_id``; ``record_uid`` names the source record the event is about (journey
+    events: orders, transactions, web activity), so the event follows that record through merges and splits.
+    """
+
+    id: str
+    type: str
+    occurred_at: datetime
+    data: str  # the event as JSON text
+    record_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    """One page of a customer's timeline, newest first, and the cursor of the next page (None: the last)."""
+
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that could not be applied, kept with the reason until it is replayed."""
+
+    id: str
+    received_at: datetime
+    reason: str
+    payload: str
+    source: str | None = None
+    status: Literal["open", "replayed"] = "open"
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON."""
+        return {
+            "id": self.id,
+            "received_at": self.received_at.isoformat(),
+            "source": self.source,
+            "reason": self.reason,
+            "status": self.status,
+            "payload": self.payload,
+        }
+
+
 @dataclass(slots=True)
 class ChangeSet:
     """Everything one ingest batch changes, applied by the store in one transaction.
 
     Order of application: identifiers, new customers, merges (in list order), records, record moves,
-    splits, apart pairs, golden records, review items.
+    splits, apart pairs, golden records, review items, events.
     """
 
     identifiers: list[IdentifierState] = field(default_factory=list)
@@ -508,6 +559,7 @@ class ChangeSet:
     moves: list[RecordMove] = field(default_factory=list)
     splits: list[SplitEvent] = field(default_factory=list)
     apart: list[ApartPair] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
 
     def final_targets(self) -> dict[str, str]:
         """Map each customer merged in this change set to the survivor it ends up in (chains followed)."""
@@ -534,6 +586,7 @@ class ChangeSet:
             or self.moves
             or self.splits
             or self.apart
+            or self.events
         )
 
 

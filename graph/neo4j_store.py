@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import neo4j
@@ -31,6 +31,7 @@ from .models import (
     Candidate,
     ChangeSet,
     Customer,
+    DeadLetter,
     Evidence,
     ExistingRecord,
     HistoryEvent,
@@ -42,9 +43,11 @@ from .models import (
     ReviewItem,
     SourceRecord,
     SplitEvent,
+    StoredEvent,
     StoreStats,
     assemble_profile,
     dumps,
+    event_time,
     golden_from_json,
     golden_to_json,
     loads,
@@ -65,6 +68,10 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX c360_record_last IF NOT EXISTS FOR (r:Record) ON (r.last_lc)",
     "CREATE INDEX c360_record_first IF NOT EXISTS FOR (r:Record) ON (r.first_lc)",
     "CREATE INDEX c360_identifier_flagged IF NOT EXISTS FOR (i:Identifier) ON (i.flagged)",
+    "CREATE CONSTRAINT c360_event_id IF NOT EXISTS FOR (e:Event) REQUIRE e.id IS UNIQUE",
+    "CREATE INDEX c360_event_record IF NOT EXISTS FOR (e:Event) ON (e.record_uid)",
+    "CREATE CONSTRAINT c360_dead_letter_id IF NOT EXISTS FOR (d:DeadLetter) REQUIRE d.id IS UNIQUE",
+    "CREATE INDEX c360_dead_letter_status IF NOT EXISTS FOR (d:DeadLetter) ON (d.status)",
 )
 
 _BATCH = 2000
@@ -405,6 +412,92 @@ class Neo4jStore(GraphStore):
         unique = {(at, kind, seq): e for at, kind, seq, e in events}  # a self-loop would be found twice
         return [unique[k] for k in sorted(unique)]
 
+    def _seen_events(self, event_ids: list[str]) -> set[str]:
+        rows = self._read("UNWIND $ids AS id MATCH (e:Event {id: id}) RETURN e.id AS id", ids=event_ids)
+        return {r["id"] for r in rows}
+
+    def _timeline(
+        self, customer_id: str, limit: int, before: tuple[str, str] | None, types: list[str] | None
+    ) -> list[StoredEvent]:
+        where = []
+        if before is not None:
+            where.append("(e.at < $at OR (e.at = $at AND e.id < $eid))")
+        if types is not None:
+            where.append("e.type IN $types")
+        rows = self._read(
+            "MATCH (:Customer {id: $cid})<-[:BELONGS_TO]-(r:Record) MATCH (e:Event {record_uid: r.uid}) "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "RETURN e.id AS id, e.type AS type, e.at AS at, e.data AS data, e.record_uid AS record_uid "
+            "ORDER BY at DESC, id DESC LIMIT $limit",
+            cid=customer_id,
+            at=before[0] if before else None,
+            eid=before[1] if before else None,
+            types=types,
+            limit=limit,
+        )
+        return [
+            StoredEvent(
+                r["id"],
+                r["type"],
+                datetime.strptime(r["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
+                r["data"],
+                r["record_uid"],
+            )
+            for r in rows
+        ]
+
+    _LETTER_FIELDS = (
+        "d.id AS id, d.received_at AS received_at, d.source AS source, d.reason AS reason, d.payload AS payload, "
+        "d.status AS status"
+    )
+
+    @staticmethod
+    def _letter(r: dict[str, Any]) -> DeadLetter:
+        at = datetime.fromisoformat(r["received_at"])
+        return DeadLetter(r["id"], at, r["reason"], r["payload"], r["source"], r["status"])
+
+    def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
+        rows = [
+            {
+                "id": d.id,
+                "received_at": d.received_at.isoformat(),
+                "source": d.source,
+                "reason": d.reason,
+                "payload": d.payload,
+                "status": d.status,
+            }
+            for d in letters
+        ]
+
+        def work(tx: ManagedTransaction) -> None:
+            self._unwind(
+                tx,
+                "UNWIND $rows AS row CREATE (:DeadLetter {id: row.id, received_at: row.received_at, "
+                "source: row.source, reason: row.reason, payload: row.payload, status: row.status})",
+                rows,
+            )
+
+        with self._session() as s:
+            s.execute_write(work)
+
+    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]:
+        where = "WHERE d.status = $status" if status else ""
+        cap = "" if limit is None else "LIMIT $limit"
+        rows = self._read(
+            f"MATCH (d:DeadLetter) {where} RETURN {self._LETTER_FIELDS} ORDER BY received_at, id {cap}",
+            status=status,
+            limit=limit,
+        )
+        return [self._letter(r) for r in rows]
+
+    def _get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        rows = self._read(f"MATCH (d:DeadLetter {{id: $id}}) RETURN {self._LETTER_FIELDS}", id=letter_id)
+        return self._letter(rows[0]) if rows else None
+
+    def _mark_replayed(self, letter_id: str) -> None:
+        with self._session() as s:
+            s.run("MATCH (d:DeadLetter {id: $id}) SET d.status = 'replayed'", id=letter_id).consume()
+
     def _flagged(self) -> list[tuple[Identifier, str]]:
         rows = self._read(
             "MATCH (i:Identifier) WHERE i.flagged = true "
@@ -431,7 +524,7 @@ class Neo4jStore(GraphStore):
 
     def _reset(self) -> None:
         with self._session() as s:
-            for label in ("Record", "Identifier", "Customer", "Block", "Review"):
+            for label in ("Record", "Identifier", "Customer", "Block", "Review", "Event", "DeadLetter"):
                 s.run(f"MATCH (n:{label}) DETACH DELETE n").consume()
 
     def _apply(self, changes: ChangeSet) -> None:
@@ -606,4 +699,20 @@ class Neo4jStore(GraphStore):
             tx,
             "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",
             [{"id": cid, "golden": golden_to_json(g)} for cid, g in changes.goldens.items()],
+        )
+        # Idempotent by event id: an event applied before changes nothing.
+        run(
+            tx,
+            "UNWIND $rows AS row MERGE (e:Event {id: row.id}) ON CREATE SET e.type = row.type, e.at = row.at, "
+            "e.data = row.data, e.record_uid = row.record_uid",
+            [
+                {
+                    "id": e.id,
+                    "type": e.type,
+                    "at": event_time(e.occurred_at),
+                    "data": e.data,
+                    "record_uid": e.record_uid,
+                }
+                for e in changes.events
+            ],
         )

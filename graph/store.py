@@ -19,19 +19,23 @@ from typing import Any, ClassVar, TypeVar, final
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import C360Error, ConfigError, ConflictError, NotFoundError, StoreError
+from .errors import C360Error, ConfigError, ConflictError, InvalidInputError, NotFoundError, StoreError
 from .models import (
     ApartPair,
     Candidate,
     ChangeSet,
     Customer,
+    DeadLetter,
     HistoryEvent,
     Identifier,
     Lookup,
     Profile,
     ReviewItem,
     SourceRecord,
+    StoredEvent,
     StoreStats,
+    TimelinePage,
+    event_time,
 )
 
 T = TypeVar("T")
@@ -220,6 +224,66 @@ class GraphStore(ABC):
         return self._call("history", lambda: self._history(customer_id))
 
     @final
+    def seen_events(self, event_ids: Collection[str]) -> set[str]:
+        """Return which of these event ids (``source|event_id``) the graph has already applied."""
+        if not event_ids:
+            return set()
+        return self._call("seen_events", lambda: self._seen_events(sorted(set(event_ids))))
+
+    @final
+    def timeline(
+        self, customer_id: str, *, first: int = 20, after: str | None = None, types: Collection[str] | None = None
+    ) -> TimelinePage:
+        """A customer's journey events, newest first, ``first`` at a time from cursor ``after``.
+
+        The events of every record the customer holds now (a merged-away ID reads its survivor's).
+        """
+        if not 1 <= first <= 1000:
+            raise InvalidInputError("first must be between 1 and 1000")
+        cursor: tuple[str, str] | None = None
+        if after is not None:
+            at, sep, eid = after.partition("~")
+            if not sep or not at or not eid:
+                raise InvalidInputError(f"not a timeline cursor: {after!r}")
+            cursor = (at, eid)
+        active = self.resolve(customer_id)
+        if active is None:
+            raise NotFoundError(f"no customer {customer_id}")
+        wanted = sorted(set(types)) if types is not None else None
+        rows = self._call("timeline", lambda: self._timeline(active, first + 1, cursor, wanted))
+        more = len(rows) > first
+        rows = rows[:first]
+        nxt = f"{event_time(rows[-1].occurred_at)}~{rows[-1].id}" if more and rows else None
+        return TimelinePage(rows, nxt)
+
+    @final
+    def add_dead_letters(self, letters: Collection[DeadLetter]) -> None:
+        """Keep events that could not be applied, with their reasons (in one transaction)."""
+        if letters:
+            self._call("add_dead_letters", lambda: self._add_dead_letters(list(letters)))
+
+    @final
+    def dead_letters(self, status: str | None = "open", limit: int | None = 50) -> list[DeadLetter]:
+        """Dead letters, oldest first, of one status (None: all)."""
+        return self._call("dead_letters", lambda: self._dead_letters(status, limit))
+
+    @final
+    def get_dead_letter(self, letter_id: str) -> DeadLetter:
+        """One dead letter; NotFoundError if there is none."""
+        found = self._call("get_dead_letter", lambda: self._get_dead_letter(letter_id))
+        if found is None:
+            raise NotFoundError(f"no dead letter {letter_id}")
+        return found
+
+    @final
+    def mark_replayed(self, letter_id: str) -> None:
+        """Mark a dead letter replayed; ConflictError if it already was."""
+        letter = self.get_dead_letter(letter_id)
+        if letter.status != "open":
+            raise ConflictError(f"dead letter {letter_id} was already {letter.status}")
+        self._call("mark_replayed", lambda: self._mark_replayed(letter_id))
+
+    @final
     def flagged_identifiers(self) -> list[tuple[Identifier, str]]:
         """Return identifiers that stopped linking (merge protection) with the reason."""
         return self._call("flagged_identifiers", lambda: self._flagged())
@@ -305,6 +369,26 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _history(self, customer_id: str) -> list[HistoryEvent]: ...
+
+    @abstractmethod
+    def _seen_events(self, event_ids: list[str]) -> set[str]: ...
+
+    @abstractmethod
+    def _timeline(
+        self, customer_id: str, limit: int, before: tuple[str, str] | None, types: list[str] | None
+    ) -> list[StoredEvent]: ...
+
+    @abstractmethod
+    def _add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
+
+    @abstractmethod
+    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]: ...
+
+    @abstractmethod
+    def _get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    @abstractmethod
+    def _mark_replayed(self, letter_id: str) -> None: ...
 
     @abstractmethod
     def _flagged(self) -> list[tuple[Identifier, str]]: ...

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from c360.graph.errors import ConfigError, ConflictError, NotFoundError, StoreError
+from c360.graph.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, StoreError
 from c360.graph.models import (
     ApartPair,
     ChangeSet,
     Customer,
+    DeadLetter,
     Evidence,
     GoldenValue,
     Identifier,
@@ -22,6 +24,7 @@ from c360.graph.models import (
     ReviewItem,
     SourceRecord,
     SplitEvent,
+    StoredEvent,
 )
 from c360.graph.store import GraphStore, open_store, store_names
 
@@ -75,6 +78,59 @@ def test_merges_move_records_and_compress_redirects(store: GraphStore) -> None:
     assert profile.merged_ids == ("C2", "C3")
     assert [(m.survivor, m.merged) for m in store.history("C2")] == [("C2", "C3"), ("C1", "C2")]
     assert store.stats().customers == 1 and store.stats().merged_customers == 2
+
+
+def _event(eid: str, record: str | None, minutes: int, kind: str = "order") -> StoredEvent:
+    return StoredEvent(eid, kind, T + timedelta(minutes=minutes), f'{{"n": "{eid}"}}', record)
+
+
+def test_events_are_idempotent_and_timelines_follow_records(store: GraphStore) -> None:
+    seed(store)
+    events = [
+        _event("s|o1", "crm|1", 1),
+        _event("s|t1", "crm|2", 2, "transaction"),
+        _event("s|w1", "crm|1", 3, "web_activity"),
+        _event("s|p1", None, 4, "product"),
+        _event("s|o2", "crm|1", 3),  # same time as w1: the id breaks the tie
+    ]
+    store.apply(ChangeSet(events=events))
+    assert store.seen_events(["s|o1", "s|p1", "s|nope"]) == {"s|o1", "s|p1"}
+    # A redelivered event changes nothing, even when its payload differs.
+    store.apply(ChangeSet(events=[replace(events[0], data='{"n": "changed"}')]))
+    page = store.timeline("C1")
+    assert [e.id for e in page.events] == ["s|w1", "s|o2", "s|o1"] and page.next_cursor is None
+    assert page.events[-1].data == '{"n": "s|o1"}' and page.events[-1].occurred_at == T + timedelta(minutes=1)
+    first = store.timeline("C1", first=2)
+    assert [e.id for e in first.events] == ["s|w1", "s|o2"] and first.next_cursor is not None
+    rest = store.timeline("C1", first=2, after=first.next_cursor)
+    assert [e.id for e in rest.events] == ["s|o1"] and rest.next_cursor is None
+    assert [e.id for e in store.timeline("C1", types=["order"]).events] == ["s|o2", "s|o1"]
+    # A merge brings the merged customer's timeline along; the old ID reads the survivor's.
+    store.apply(ChangeSet(merges=[MergeEvent("C1", "C2", T, Evidence("deterministic", (PHONE.uid,)))]))
+    assert [e.id for e in store.timeline("C2").events] == ["s|w1", "s|o2", "s|t1", "s|o1"]
+    with pytest.raises(NotFoundError):
+        store.timeline("C404")
+    with pytest.raises(InvalidInputError):
+        store.timeline("C1", after="garbage")
+    with pytest.raises(InvalidInputError):
+        store.timeline("C1", first=0)
+
+
+def test_dead_letters_are_kept_listed_and_replayed_once(store: GraphStore) -> None:
+    letters = [
+        DeadLetter("D2", T + timedelta(seconds=1), "bad email", '{"x": 2}', "partner"),
+        DeadLetter("D1", T, "not JSON", "{oops"),
+    ]
+    store.add_dead_letters(letters)
+    assert [d.id for d in store.dead_letters()] == ["D1", "D2"]
+    assert store.get_dead_letter("D2") == letters[0]
+    store.mark_replayed("D1")
+    assert [d.id for d in store.dead_letters()] == ["D2"]
+    assert [d.id for d in store.dead_letters(status=None)] == ["D1", "D2"]
+    with pytest.raises(ConflictError):
+        store.mark_replayed("D1")
+    with pytest.raises(NotFoundError):
+        store.get_dead_letter("D9")
 
 
 def test_moves_splits_and_apart_pairs(store: GraphStore) -> None:
