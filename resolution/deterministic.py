@@ -39,6 +39,7 @@ from c360.graph.models import (
     RecordWrite,
     ReviewItem,
     SourceRecord,
+    StoredEvent,
 )
 from c360.graph.store import GraphStore
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,6 +151,10 @@ class IngestResult:
     probabilistic: int = 0
     #: review items opened (uncertain pairs)
     reviews: int = 0
+    #: events (and their records) skipped because the graph had applied them before
+    duplicates: int = 0
+    #: ids of the events applied by this ingest
+    events: list[str] = field(default_factory=list)
     flagged: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
@@ -162,6 +167,8 @@ class IngestResult:
         self.merges += other.merges
         self.probabilistic += other.probabilistic
         self.reviews += other.reviews
+        self.duplicates += other.duplicates
+        self.events.extend(other.events)
         self.flagged.extend(other.flagged)
 
 
@@ -441,15 +448,46 @@ class DeterministicLinker:
             return None
         return BatchMatcher(self.scorer, self.realtime, self.store, self.config.default_region, records)
 
-    def ingest_batch(self, records: Sequence[SourceRecord]) -> IngestResult:
-        """Link one batch of records and apply the result in one transaction."""
-        if not records:
+    def ingest_batch(
+        self,
+        records: Sequence[SourceRecord],
+        *,
+        events: Sequence[StoredEvent] = (),
+        record_events: Sequence[str] | None = None,
+    ) -> IngestResult:
+        """Link one batch of records and apply the result in one transaction.
+
+        ``events`` are stored in the same transaction, idempotently: an event the graph has applied before
+        (or an earlier one of the batch with the same id) is skipped, and so is each record whose event id
+        (``record_events``, one per record) was, so a redelivered or replayed batch changes nothing.
+        """
+        if record_events is not None and len(record_events) != len(records):
+            raise ValueError("record_events must name one event per record")
+        if not records and not events:
             return IngestResult()
         with self.store.exclusive():
+            duplicates = 0
+            if events:
+                seen = self.store.seen_events([e.id for e in events])
+                kept: list[StoredEvent] = []
+                for e in events:
+                    if e.id in seen:
+                        duplicates += 1
+                    else:
+                        seen.add(e.id)
+                        kept.append(e)
+                if record_events is not None:
+                    applied = {e.id for e in kept}
+                    records = [r for r, eid in zip(records, record_events, strict=True) if eid in applied]
+                events = kept
             plan = _Plan(self, records)
             for record, idents in zip(records, plan.record_idents, strict=True):
                 plan.add(record, idents)
-            self.store.apply(plan.finish())
+            changes = plan.finish()
+            changes.events.extend(events)
+            self.store.apply(changes)
+        plan.result.duplicates = duplicates
+        plan.result.events = [e.id for e in events]
         return plan.result
 
     def ingest(
