@@ -31,6 +31,7 @@ from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
 from .cli_review import review_app, who
+from .cli_streams import dlq_app, events_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -47,6 +48,8 @@ app.add_typer(export_app, name="export")
 app.add_typer(resolve_app, name="resolve")
 app.command("explain")(explain_cmd)
 app.add_typer(review_app, name="review")
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -241,6 +244,31 @@ def customer_history(ctx: typer.Context, customer_id: Annotated[str, typer.Argum
             raise NotFoundError(f"no customer {customer_id}")
         events = store.history(customer_id)
     _print_json([event.to_json() for event in events])
+
+
+@customer_app.command("timeline")
+def customer_timeline(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(metavar="ID")],
+    first: Annotated[int, typer.Option(min=1, max=1000, help="Events per page.")] = 20,
+    after: Annotated[str | None, typer.Option(help="Cursor of the page to read (printed by the last page).")] = None,
+    types: Annotated[str | None, typer.Option(help="Only these types, e.g. order,transaction,web_activity.")] = None,
+) -> None:
+    """Print a customer's orders, transactions and web activity, newest first, one page (JSON)."""
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    with _store(ctx) as store:
+        page = store.timeline(customer_id, first=first, after=after, types=wanted)
+        active = store.resolve(customer_id)
+    _print_json(
+        {
+            "customer": active,
+            "events": [
+                {"id": e.id, "type": e.type, "occurred_at": e.occurred_at.isoformat(), **json.loads(e.data)}
+                for e in page.events
+            ],
+            "next_cursor": page.next_cursor,
+        }
+    )
 
 
 @customer_app.command("split")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from c360.graph.store import GraphStore, open_store
 from c360.resolution.deterministic import DeterministicLinker
 from c360.resolution.training import ModelRegistry
+from c360.streams.pipeline import Pipeline
 
 from .settings import Settings
 
@@ -26,3 +27,8 @@ def build_linker(settings: Settings, store: GraphStore) -> DeterministicLinker:
     return DeterministicLinker(
         store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime
     )
+
+
+def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
+    """The event pipeline over ``store``, with the configured linker."""
+    return Pipeline(store, build_linker(settings, store))

@@ -1,0 +1,147 @@
+"""``c360 events`` and ``c360 dlq``: send events through the in-process pipeline, work the dead letters."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from c360.graph.errors import InvalidInputError
+from c360.streams.events import export_schemas
+
+from .deps import build_pipeline, build_store
+
+events_app = typer.Typer(help="Event schemas and sending events through the pipeline.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter store: events that could not be applied.", no_args_is_help=True)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@events_app.command("schema")
+def events_schema(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the JSON Schemas to.")]) -> None:
+    """Write the JSON Schema of every event type (versioned file names)."""
+    for path in export_schemas(out_dir):
+        out.print(str(path))
+
+
+def _read_events(path: Path) -> list[Any]:
+    """A JSON array or JSON lines; a line that is not JSON stays text, so it becomes a dead letter."""
+    if str(path) != "-" and not path.is_file():
+        raise InvalidInputError(f"no such file: {path}")
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{path}: not a JSON array: {exc}") from exc
+        return list(data)
+    payloads: list[Any] = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                payloads.append(json.loads(line))
+            except json.JSONDecodeError:
+                payloads.append(line)
+    return payloads
+
+
+@events_app.command("send")
+def events_send(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="JSON array or JSON lines of events ('-' reads stdin).")],
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per transaction.")] = 500,
+) -> None:
+    """Apply events through the in-process pipeline (as partners' HTTP posts and the Faust agents do).
+
+    Exits 1 when any event was rejected; rejected events are in the dead-letter store (c360 dlq list).
+    """
+    payloads = _read_events(path)
+    store = build_store(ctx.obj.settings)
+    accepted = duplicates = rejected = 0
+    try:
+        pipeline = build_pipeline(ctx.obj.settings, store)
+        for i in range(0, len(payloads), batch_size):
+            outcome = pipeline.process(payloads[i : i + batch_size])
+            accepted += len(outcome.accepted)
+            duplicates += outcome.duplicates
+            rejected += len(outcome.rejected)
+            for r in outcome.rejected:
+                err.print(f"rejected event {i + r.index} ({r.event_id or 'no id'}): {r.reason} -> {r.dead_letter}")
+    finally:
+        store.close()
+    out.print(f"{len(payloads):,} events: {accepted:,} applied, {duplicates:,} seen before, {rejected:,} rejected")
+    if rejected:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Replayed ones too.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Most to show.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List dead letters, oldest first."""
+    store = build_store(ctx.obj.settings)
+    try:
+        letters = store.dead_letters(None if all_ else "open", limit)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps([d.to_json() for d in letters], indent=2) + "\n")
+        return
+    table = Table("id", "received", "source", "status", "reason")
+    for d in letters:
+        table.add_row(d.id, d.received_at.isoformat(timespec="seconds"), d.source or "-", d.status, d.reason)
+    out.print(table if letters else "no dead letters")
+
+
+@dlq_app.command("show")
+def dlq_show(ctx: typer.Context, letter_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Print one dead letter with its payload (JSON)."""
+    store = build_store(ctx.obj.settings)
+    try:
+        sys.stdout.write(json.dumps(store.get_dead_letter(letter_id).to_json(), indent=2) + "\n")
+    finally:
+        store.close()
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ctx: typer.Context,
+    letter_id: Annotated[str, typer.Argument(metavar="ID")],
+    payload_file: Annotated[
+        Path | None, typer.Option("--payload", help="A corrected payload (JSON file) to apply instead.")
+    ] = None,
+) -> None:
+    """Apply a dead letter again (after the cause was fixed, or with a corrected payload) and mark it replayed.
+
+    If it is still invalid nothing is written and the letter stays open.
+    """
+    store = build_store(ctx.obj.settings)
+    try:
+        letter = store.get_dead_letter(letter_id)
+        if letter.status != "open":
+            raise InvalidInputError(f"dead letter {letter_id} was already {letter.status}")
+        text = payload_file.read_text(encoding="utf-8") if payload_file else letter.payload
+        try:
+            payload: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"dead letter {letter_id} is still not JSON: {exc}") from exc
+        pipeline = build_pipeline(ctx.obj.settings, store)
+        _, rejected, _ = pipeline.validate([payload])
+        if rejected:
+            raise InvalidInputError(f"dead letter {letter_id} is still invalid: {rejected[0].reason}")
+        outcome = pipeline.process([payload])
+        store.mark_replayed(letter_id)
+    finally:
+        store.close()
+    done = "applied" if outcome.accepted else "already applied before (nothing changed)"
+    out.print(f"dead letter {letter_id} replayed: {done}")
