@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -133,8 +133,13 @@ class Pipeline:
         self.clock = clock
         self.new_letter_id = new_letter_id
 
-    def validate(self, payloads: Sequence[Any]) -> tuple[list[tuple[int, Event]], list[Rejection], list[DeadLetter]]:
-        """Split raw payloads into events and rejections (with the dead letters that keep them)."""
+    def validate(
+        self, payloads: Sequence[Any], *, sources: Collection[str] | None = None
+    ) -> tuple[list[tuple[int, Event]], list[Rejection], list[DeadLetter]]:
+        """Split raw payloads into events and rejections (with the dead letters that keep them).
+
+        With ``sources``, an event of any other source is rejected (a partner sends as itself only).
+        """
         events: list[tuple[int, Event]] = []
         rejected: list[Rejection] = []
         letters: list[DeadLetter] = []
@@ -148,7 +153,11 @@ class Pipeline:
                 reason = f"event larger than {MAX_EVENT_BYTES} bytes"
             else:
                 try:
-                    events.append((i, parse_event(payload)))
+                    event = parse_event(payload)
+                    if sources is not None and event.source not in sources:
+                        reason = f"source {event.source!r} is not one this sender may send as"
+                    else:
+                        events.append((i, event))
                 except ValidationError as exc:
                     reason = _reason(exc)
             if reason is not None:
@@ -163,9 +172,9 @@ class Pipeline:
                 rejected.append(Rejection(i, event_id if isinstance(event_id, str) else None, reason, letter.id))
         return events, rejected, letters
 
-    def process(self, payloads: Sequence[Any]) -> Outcome:
+    def process(self, payloads: Sequence[Any], *, sources: Collection[str] | None = None) -> Outcome:
         """Apply one batch: valid events in one transaction, invalid ones to the dead-letter store."""
-        events, rejected, letters = self.validate(payloads)
+        events, rejected, letters = self.validate(payloads, sources=sources)
         # Dead letters first: if applying the rest fails, the caller redelivers, and nothing is lost.
         self.store.add_dead_letters(letters)
         outcome = Outcome(rejected=rejected)

@@ -31,7 +31,7 @@ from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
 from .cli_review import review_app, who
-from .cli_streams import dlq_app, events_app
+from .cli_streams import dlq_app, events_app, partner_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -50,6 +50,7 @@ app.command("explain")(explain_cmd)
 app.add_typer(review_app, name="review")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(partner_app, name="partner")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -361,6 +362,22 @@ def export_links(ctx: typer.Context, output: Annotated[Path, typer.Option(help="
                 writer.writerow(row)
                 n += 1
     out.print(f"wrote {n} links to {output}", highlight=False)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8360,
+) -> None:
+    """Serve the HTTP API (partner events, health) with uvicorn until stopped."""
+    import uvicorn
+
+    from .deps import build_app
+
+    with _store(ctx) as store:
+        err.print(f"c360 serving on http://{host}:{port} (store: {store.name})")
+        uvicorn.run(build_app(ctx.obj.settings, store), host=host, port=port, log_level="warning")
 
 
 @app.command("generate")

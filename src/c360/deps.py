@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from c360.graph.store import GraphStore, open_store
+from c360.graphql.app import InProcessSink, create_app
+from c360.graphql.partners import PartnerKeys
 from c360.resolution.deterministic import DeterministicLinker
 from c360.resolution.training import ModelRegistry
 from c360.streams.pipeline import Pipeline
@@ -32,3 +36,13 @@ def build_linker(settings: Settings, store: GraphStore) -> DeterministicLinker:
 def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
     """The event pipeline over ``store``, with the configured linker."""
     return Pipeline(store, build_linker(settings, store))
+
+
+def partner_keys(settings: Settings) -> PartnerKeys:
+    """The partner API keys of the data directory (stored hashed)."""
+    return PartnerKeys(settings.data_dir / "partners.json")
+
+
+def build_app(settings: Settings, store: GraphStore) -> FastAPI:
+    """The FastAPI app over ``store``: partner events run through the in-process pipeline."""
+    return create_app(store=store, sink=InProcessSink(build_pipeline(settings, store)), partners=partner_keys(settings))
