@@ -380,6 +380,28 @@ def serve(
         uvicorn.run(build_app(ctx.obj.settings, store), host=host, port=port, log_level="warning")
 
 
+@app.command()
+def worker(
+    ctx: typer.Context,
+    loglevel: Annotated[str, typer.Option(help="Faust log level (warning, info, debug).")] = "warning",
+) -> None:
+    """Run a Faust worker: consume the event topics from Kafka (streams.brokers) into the graph."""
+    from c360.streams.app import build_app as build_faust_app
+    from c360.streams.app import run_worker
+
+    from .deps import build_pipeline
+
+    settings: Settings = ctx.obj.settings
+    if not settings.streams.brokers:
+        raise InvalidInputError("no Kafka configured: set C360_STREAMS__BROKERS (e.g. kafka://127.0.0.1:9092)")
+    store = build_store(settings)
+    try:
+        err.print(f"c360 worker: {settings.streams.brokers}, group {settings.streams.app_id}, store {store.name}")
+        run_worker(build_faust_app(settings.streams, lambda: build_pipeline(settings, store)), loglevel=loglevel)
+    finally:
+        store.close()
+
+
 @app.command("generate")
 def generate_cmd(
     customers: Annotated[int, typer.Option(min=1, help="Number of distinct persons.")],

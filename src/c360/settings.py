@@ -24,6 +24,7 @@ from c360.graph.neo4j_store import Neo4jConfig
 from c360.resolution.deterministic import LinkingConfig
 from c360.resolution.realtime import RealtimeConfig
 from c360.resolution.survivorship import SurvivorshipConfig
+from c360.streams.app import StreamsConfig
 
 
 class GraphSettings(BaseModel):
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden records.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest batching.")
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig, description="Real-time probabilistic matching.")
+    streams: StreamsConfig = Field(default_factory=StreamsConfig, description="Kafka and the Faust worker.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,0 +1,112 @@
+"""The Faust app: one Kafka topic per event type, agents that run the same pipeline as the in-process path.
+
+Topics are keyed by the event's identity (``source|customer_key``), so the events of one person stay in
+one partition, in order. An agent takes a batch of up to ``batch_size`` messages (or what arrived within
+``batch_within`` seconds), applies it through :class:`~c360.streams.pipeline.Pipeline` in one
+transaction and only then acknowledges it: a worker killed mid-batch gets the batch again, and the
+pipeline's idempotency by event id makes the redelivery change nothing. Invalid events go to the
+dead-letter store and, with their reason, to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from pydantic import BaseModel, ConfigDict, Field
+
+from .pipeline import Pipeline
+
+EVENT_TYPES = ("profile_update", "order", "transaction", "web_activity", "product", "brand")
+
+
+class StreamsConfig(BaseModel):
+    """Kafka and the Faust worker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    brokers: str | None = Field(
+        default=None, description="Kafka bootstrap servers, e.g. kafka://127.0.0.1:9092; unset: embedded mode."
+    )
+    app_id: str = Field(default="c360", description="Faust app id: the consumer group of the workers.")
+    topic_prefix: str = Field(default="c360.events.", description="Topic name = prefix + event type.")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the topics Faust declares.")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events an agent applies at once.")
+    batch_within: float = Field(default=0.2, gt=0, le=60, description="Seconds an agent waits to fill a batch.")
+    max_poll_interval: float = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="Seconds a worker may take between polls; a rebalance waits this long for a crashed worker.",
+    )
+    session_timeout: float = Field(
+        default=30, ge=3, le=300, description="Seconds after which the group drops a silent (crashed) worker."
+    )
+
+    def topic(self, event_type: str) -> str:
+        """The topic of one event type."""
+        return f"{self.topic_prefix}{event_type}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where rejected events go, with their reasons."""
+        return f"{self.topic_prefix}dead-letter"
+
+
+def decode(value: bytes | str | None) -> Any:
+    """A message value as the pipeline takes it: parsed JSON, or the raw text when it is not JSON."""
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_app(config: StreamsConfig, pipeline: Callable[[], Pipeline]) -> faust.App:
+    """The Faust app with one agent per event type; ``pipeline`` builds the pipeline once, in the worker."""
+    if not config.brokers:
+        raise ValueError("streams.brokers is not set: configure Kafka to run a worker")
+    app = faust.App(
+        config.app_id,
+        broker=config.brokers,
+        store="memory://",
+        web_enabled=False,  # no web server: several workers share a machine
+        topic_partitions=config.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.session_timeout,
+        broker_max_poll_interval=config.max_poll_interval,
+        broker_heartbeat_interval=min(3.0, config.session_timeout / 3),
+    )
+    dead = app.topic(config.dead_letter_topic, key_type=str, value_serializer="json")
+    built: list[Pipeline] = []
+
+    def the_pipeline() -> Pipeline:
+        if not built:
+            built.append(pipeline())
+        return built[0]
+
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take(config.batch_size, within=config.batch_within):
+            payloads = [decode(v) for v in batch]
+            outcome = await asyncio.to_thread(the_pipeline().process, payloads)
+            for r in outcome.rejected:
+                await dead.send(
+                    key=r.event_id or r.dead_letter,
+                    value={"reason": r.reason, "dead_letter": r.dead_letter, "payload": payloads[r.index]},
+                )
+
+    for event_type in EVENT_TYPES:
+        topic = app.topic(config.topic(event_type), key_type=str, value_type=bytes, value_serializer="raw")
+        app.agent(topic, name=f"c360.agent.{event_type}")(consume)
+    return app
+
+
+def run_worker(app: faust.App, *, loglevel: str = "warning") -> None:
+    """Run a Faust worker for ``app`` until it is stopped (SIGTERM / Ctrl-C)."""
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
