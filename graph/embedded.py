@@ -447,7 +447,7 @@ class EmbeddedStore(GraphStore):
     def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
                 [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status) for d in letters],
             )
 

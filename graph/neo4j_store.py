@@ -472,8 +472,8 @@ class Neo4jStore(GraphStore):
         def work(tx: ManagedTransaction) -> None:
             self._unwind(
                 tx,
-                "UNWIND $rows AS row CREATE (:DeadLetter {id: row.id, received_at: row.received_at, "
-                "source: row.source, reason: row.reason, payload: row.payload, status: row.status})",
+                "UNWIND $rows AS row MERGE (d:DeadLetter {id: row.id}) ON CREATE SET d.received_at = row.received_at, "
+                "d.source = row.source, d.reason = row.reason, d.payload = row.payload, d.status = row.status",
                 rows,
             )
 

@@ -258,7 +258,10 @@ class GraphStore(ABC):
 
     @final
     def add_dead_letters(self, letters: Collection[DeadLetter]) -> None:
-        """Keep events that could not be applied, with their reasons (in one transaction)."""
+        """Keep events that could not be applied, with their reasons (in one transaction).
+
+        A letter whose id is kept already is not added again (a redelivered bad event stays one letter).
+        """
         if letters:
             self._call("add_dead_letters", lambda: self._add_dead_letters(list(letters)))
 

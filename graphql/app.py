@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
-from c360.streams.pipeline import Pipeline
+from c360.streams.pipeline import Pipeline, letter_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -144,4 +143,5 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
 
 
 def _letter(body: bytes, reason: str, source: str) -> DeadLetter:
-    return DeadLetter(f"D{uuid.uuid4().hex[:16]}", datetime.now(UTC), reason, body.decode("utf-8", "replace"), source)
+    text = body.decode("utf-8", "replace")
+    return DeadLetter(letter_id(text), datetime.now(UTC), reason, text, source)

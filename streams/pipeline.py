@@ -8,8 +8,8 @@ real-time scorer) and every valid event is stored, all in one transaction and id
 
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -117,6 +117,11 @@ def _payload_text(payload: Any) -> str:
         return repr(payload)
 
 
+def letter_id(payload: str) -> str:
+    """A dead letter's id: from its content, so that a redelivered bad event is kept once."""
+    return "D" + hashlib.sha256(payload.encode("utf-8", "replace")).hexdigest()[:20]
+
+
 class Pipeline:
     """Validates, resolves and stores batches of events."""
 
@@ -126,12 +131,10 @@ class Pipeline:
         linker: DeterministicLinker,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        new_letter_id: Callable[[], str] = lambda: f"D{uuid.uuid4().hex[:16]}",
     ) -> None:
         self.store = store
         self.linker = linker
         self.clock = clock
-        self.new_letter_id = new_letter_id
 
     def validate(
         self, payloads: Sequence[Any], *, sources: Collection[str] | None = None
@@ -162,7 +165,7 @@ class Pipeline:
                     reason = _reason(exc)
             if reason is not None:
                 letter = DeadLetter(
-                    self.new_letter_id(),
+                    letter_id(text),
                     now,
                     reason,
                     text,

@@ -122,7 +122,8 @@ def test_dead_letters_are_kept_listed_and_replayed_once(store: GraphStore) -> No
         DeadLetter("D1", T, "not JSON", "{oops"),
     ]
     store.add_dead_letters(letters)
-    assert [d.id for d in store.dead_letters()] == ["D1", "D2"]
+    store.add_dead_letters([replace(letters[1], reason="again")])  # a redelivered bad event: kept once
+    assert [(d.id, d.reason) for d in store.dead_letters()] == [("D1", "not JSON"), ("D2", "bad email")]
     assert store.get_dead_letter("D2") == letters[0]
     store.mark_replayed("D1")
     assert [d.id for d in store.dead_letters()] == ["D2"]
