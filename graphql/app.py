@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -64,7 +65,19 @@ _STATUS = {NotFoundError: 404, ConflictError: 409, InvalidInputError: 400, Store
 
 def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> FastAPI:
     """Build the app over a store, an event sink and the partner keys."""
-    app = FastAPI(title="c360", summary="One trustworthy profile per customer.", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        start, stop = getattr(sink, "start", None), getattr(sink, "stop", None)
+        if start is not None:
+            await start()
+        try:
+            yield
+        finally:
+            if stop is not None:
+                await stop()
+
+    app = FastAPI(title="c360", summary="One trustworthy profile per customer.", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -202,3 +202,59 @@ def test_worker_refuses_to_start_without_kafka(tmp_path: Path) -> None:
 
     proc = c360("worker", cwd=tmp_path, ok=False)
     assert proc.returncode != 0 and "C360_STREAMS__BROKERS" in proc.stderr
+
+
+def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: str, tmp_path: Path) -> None:
+    import httpx
+    from test_cli import c360
+    from test_http_events import _free_port
+
+    key = c360("partner", "add", "crm", cwd=tmp_path).stdout.strip()
+    group = f"c360-test-http-{time.monotonic_ns()}"
+    worker = _worker(tmp_path, broker, group)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    env["C360_STREAMS__BROKERS"] = f"kafka://{broker}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "c360", "serve", "--port", str(port)], cwd=tmp_path, env=env, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return server.poll() is not None
+
+        _wait(up, 30, "c360 serve")
+        assert server.poll() is None
+        batch = [
+            profile("h1", "h1", 1, first_name="Hal", email="hal@example.com"),
+            order("ho1", "h1", 2),
+            {**order("ho2", "h1", 3), "currency": "dollars"},
+        ]
+        started = time.monotonic()
+        answer = httpx.post(f"{url}/v1/events", json=batch, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["queued"] is True and body["event_ids"] == ["crm|h1", "crm|ho1"]
+        assert [r["index"] for r in body["rejected"]] == [2]
+        db = tmp_path / ".c360" / "graph.db"
+        _wait(lambda: _counts(db)["events"] >= 2, 30, "the worker to apply the posted events")
+        seconds = time.monotonic() - started
+        store = EmbeddedStore(EmbeddedConfig(path=db))
+        try:
+            cid = {f"{s}|{k}": c for s, k, c in store.iter_links()}["crm|h1"]
+            assert [e.id for e in store.timeline(cid).events] == ["crm|ho1"]
+            assert [d.source for d in store.dead_letters()] == ["crm"]
+        finally:
+            store.close()
+        assert seconds < 30
+    finally:
+        for proc in (server, worker):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

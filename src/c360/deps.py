@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from c360.graph.store import GraphStore, open_store
-from c360.graphql.app import InProcessSink, create_app
+from c360.graphql.app import EventSink, InProcessSink, create_app
 from c360.graphql.partners import PartnerKeys
 from c360.resolution.deterministic import DeterministicLinker
 from c360.resolution.training import ModelRegistry
@@ -44,5 +44,13 @@ def partner_keys(settings: Settings) -> PartnerKeys:
 
 
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
-    """The FastAPI app over ``store``: partner events run through the in-process pipeline."""
-    return create_app(store=store, sink=InProcessSink(build_pipeline(settings, store)), partners=partner_keys(settings))
+    """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
+    pipeline = build_pipeline(settings, store)
+    sink: EventSink
+    if settings.streams.brokers:
+        from c360.streams.producer import KafkaSink
+
+        sink = KafkaSink(settings.streams, pipeline)
+    else:
+        sink = InProcessSink(pipeline)
+    return create_app(store=store, sink=sink, partners=partner_keys(settings))
