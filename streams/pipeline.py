@@ -90,6 +90,20 @@ def to_record(update: ProfileUpdate) -> SourceRecord:
     )
 
 
+def profile_payload(record: SourceRecord, event_id: str) -> dict[str, Any]:
+    """A ``profile_update`` payload carrying ``record`` (how a file or table row becomes an event)."""
+    data = record.to_json()
+    profile = {k: v for k, v in data.items() if k not in ("source", "key", "observed_at")}
+    observed = record.observed_at if record.observed_at.tzinfo else record.observed_at.replace(tzinfo=UTC)
+    return {
+        "event_id": event_id,
+        "type": "profile_update",
+        "source": record.source,
+        "occurred_at": observed.isoformat(),
+        "profile": {"customer_key": record.key, **profile},
+    }
+
+
 def to_stored(event: Event) -> StoredEvent:
     """The event as the graph keeps it; journey events name the record they are about."""
     key = getattr(event, "customer_key", None) if event.type in JOURNEY_TYPES else None

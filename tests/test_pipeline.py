@@ -125,3 +125,22 @@ def test_event_envelope_is_strict(bad: dict[str, Any]) -> None:
 
     with pytest.raises(ValidationError):
         parse_event({**order("o", "1", 1), **bad})
+
+
+def test_profile_payload_round_trips_a_source_record() -> None:
+    from datetime import UTC, date, datetime
+
+    from c360.graph.models import SourceRecord
+    from c360.streams.pipeline import profile_payload, to_record
+
+    record = SourceRecord(
+        "crm",
+        "42",
+        datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        first_name="Zoë",
+        date_of_birth=date(1990, 5, 6),
+        email="z@example.com",
+        attributes={"tier": "gold"},
+    )
+    event = parse_event(profile_payload(record, "e42"))
+    assert to_record(event) == record  # type: ignore[arg-type]
