@@ -63,7 +63,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             raise RuntimeError(f"noida-db did not start: {(data / 'broker.log').read_text()}")
         time.sleep(0.1)
-    asyncio.run(_create_topics(bootstrap))
     yield bootstrap
     proc.send_signal(signal.SIGTERM)
     try:
@@ -74,12 +73,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log.close()
 
 
-async def _create_topics(bootstrap: str) -> None:
-    """Provision the topics as an operator would (4 partitions each)."""
+async def _create_topics(bootstrap: str, prefix: str) -> None:
+    """Provision one test's topics as an operator would (4 partitions each)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from c360.streams.app import EVENT_TYPES, StreamsConfig
 
-    config = StreamsConfig()
+    config = StreamsConfig(topic_prefix=prefix)
     names = [config.topic(t) for t in EVENT_TYPES] + [config.dead_letter_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -103,13 +102,18 @@ async def _produce(bootstrap: str, messages: list[tuple[str, str, bytes]], pause
         await producer.stop()
 
 
+def _env(bootstrap: str, prefix: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    env.update({"C360_STREAMS__BROKERS": f"kafka://{bootstrap}", "C360_STREAMS__TOPIC_PREFIX": prefix})
+    return env
+
+
 def _worker(home: Path, bootstrap: str, group: str) -> subprocess.Popen[bytes]:
     # A stable instance id (static membership): the restarted worker takes its partitions back at once.
     # Without one, noida-db 0.2.3 keeps a SIGKILLed member in the group and the restart waits in JoinGroup.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    env = _env(bootstrap, f"{group}.")
     env.update(
         {
-            "C360_STREAMS__BROKERS": f"kafka://{bootstrap}",
             "C360_STREAMS__APP_ID": group,
             "C360_STREAMS__INSTANCE_ID": f"{group}-worker-1",
             "C360_STREAMS__BATCH_SIZE": "50",
@@ -147,13 +151,13 @@ def _counts(db: Path) -> dict[str, int]:
         store.close()
 
 
-def _messages(n: int, start: int = 0) -> list[tuple[str, str, bytes]]:
+def _messages(prefix: str, n: int, start: int = 0) -> list[tuple[str, str, bytes]]:
     out: list[tuple[str, str, bytes]] = []
     for i in range(start, start + n):
         p = profile(f"p{i}", str(i), i % 60, first_name=f"Person{i}", email=f"person{i}@example.com")
         o = order(f"o{i}", str(i), i % 60)
-        out.append(("c360.events.profile_update", f"crm|{i}", json.dumps(p).encode()))
-        out.append(("c360.events.order", f"crm|{i}", json.dumps(o).encode()))
+        out.append((f"{prefix}profile_update", f"crm|{i}", json.dumps(p).encode()))
+        out.append((f"{prefix}order", f"crm|{i}", json.dumps(o).encode()))
     return out
 
 
@@ -163,9 +167,11 @@ def test_worker_applies_every_event_exactly_once_across_a_restart(
 ) -> None:
     db = tmp_path / ".c360" / "graph.db"
     group = f"c360-test-{stop.name.lower()}-{time.monotonic_ns()}"
-    first = _messages(300)
-    second = _messages(300, start=300)
-    bad = [("c360.events.order", "crm|x", b"{broken"), ("c360.events.order", "crm|y", b'{"type": "order"}')]
+    prefix = f"{group}."  # each test its own topics
+    asyncio.run(_create_topics(broker, prefix))
+    first = _messages(prefix, 300)
+    second = _messages(prefix, 300, start=300)
+    bad = [(f"{prefix}order", "crm|x", b"{broken"), (f"{prefix}order", "crm|y", b'{"type": "order"}')]
     worker = _worker(tmp_path, broker, group)
     try:
         asyncio.run(_produce(broker, first[:300]))
@@ -211,10 +217,10 @@ def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: 
 
     key = c360("partner", "add", "crm", cwd=tmp_path).stdout.strip()
     group = f"c360-test-http-{time.monotonic_ns()}"
+    asyncio.run(_create_topics(broker, f"{group}."))
     worker = _worker(tmp_path, broker, group)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-    env["C360_STREAMS__BROKERS"] = f"kafka://{broker}"
+    env = _env(broker, f"{group}.")
     server = subprocess.Popen(
         [sys.executable, "-m", "c360", "serve", "--port", str(port)], cwd=tmp_path, env=env, stderr=subprocess.PIPE
     )
@@ -241,7 +247,17 @@ def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: 
         assert body["queued"] is True and body["event_ids"] == ["crm|h1", "crm|ho1"]
         assert [r["index"] for r in body["rejected"]] == [2]
         db = tmp_path / ".c360" / "graph.db"
-        _wait(lambda: _counts(db)["events"] >= 2, 30, "the worker to apply the posted events")
+
+        def applied() -> bool:
+            if not db.exists():
+                return False
+            store = EmbeddedStore(EmbeddedConfig(path=db))
+            try:
+                return store.seen_events(["crm|h1", "crm|ho1"]) == {"crm|h1", "crm|ho1"}
+            finally:
+                store.close()
+
+        _wait(applied, 30, "the worker to apply the posted events")
         seconds = time.monotonic() - started
         store = EmbeddedStore(EmbeddedConfig(path=db))
         try:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from c360.graph.store import GraphStore, open_store
-from c360.graphql.app import EventSink, InProcessSink, create_app
-from c360.graphql.partners import PartnerKeys
 from c360.resolution.deterministic import DeterministicLinker
 from c360.resolution.training import ModelRegistry
 from c360.streams.pipeline import Pipeline
 
 from .settings import Settings
+
+if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
+    from fastapi import FastAPI
+
+    from c360.graphql.partners import PartnerKeys
 
 
 def build_store(settings: Settings) -> GraphStore:
@@ -40,11 +43,15 @@ def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
 
 def partner_keys(settings: Settings) -> PartnerKeys:
     """The partner API keys of the data directory (stored hashed)."""
+    from c360.graphql.partners import PartnerKeys
+
     return PartnerKeys(settings.data_dir / "partners.json")
 
 
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
+    from c360.graphql.app import EventSink, InProcessSink, create_app
+
     pipeline = build_pipeline(settings, store)
     sink: EventSink
     if settings.streams.brokers:
