@@ -144,3 +144,37 @@ def test_profile_payload_round_trips_a_source_record() -> None:
     )
     event = parse_event(profile_payload(record, "e42"))
     assert to_record(event) == record  # type: ignore[arg-type]
+
+
+def test_timelines_merge_with_customers_and_follow_records_on_a_split(store: GraphStore) -> None:
+    from datetime import UTC, datetime
+
+    from c360.resolution.deterministic import CustomerIdFactory
+    from c360.resolution.survivorship import SurvivorshipConfig
+    from c360.resolution.undo import split
+
+    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline.process([profile("a", "1", 0, first_name="Ann"), order("o1", "1", 1)])
+    pipeline.process([{**profile("b", "w9", 2, first_name="Ann"), "source": "web"}, click("c1", "w9", 3)])
+    links = {f"{s}|{k}": c for s, k, c in store.iter_links()}
+    assert links["crm|1"] != links["web|w9"]
+    # The same email arrives for both: their customers merge, and so do their timelines.
+    pipeline.process([profile("a2", "1", 4, first_name="Ann", email="ann@example.com")])
+    pipeline.process([{**profile("b2", "w9", 5, first_name="Ann", email="ann@example.com"), "source": "web"}])
+    links = {f"{s}|{k}": c for s, k, c in store.iter_links()}
+    survivor = links["crm|1"]
+    assert links["web|w9"] == survivor
+    assert [e.id for e in store.timeline(survivor).events] == ["web|c1", "crm|o1"]
+    # A steward splits the web record out: its click goes with it.
+    event = split(
+        store,
+        survivor,
+        ["web|w9"],
+        by="steward",
+        reason="different people",
+        now=datetime.now(UTC),
+        new_id=CustomerIdFactory(),
+        survivorship=SurvivorshipConfig(),
+    )
+    assert [e.id for e in store.timeline(event.new).events] == ["web|c1"]
+    assert [e.id for e in store.timeline(survivor).events] == ["crm|o1"]
