@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
@@ -199,8 +200,31 @@ def test_worker_applies_every_event_exactly_once_across_a_restart(
             assert [e.id for e in store.timeline(links[f"crm|{i}"]).events] == [f"crm|o{i}"]
         reasons = sorted(d.reason for d in store.dead_letters(limit=None))
         assert any("JSON" in r or "json" in r for r in reasons) and any("Field required" in r for r in reasons)
+        letter_ids = {d.id for d in store.dead_letters(limit=None)}
     finally:
         store.close()
+    # The dead-letter topic got them too, with their reasons (at least once: a redelivery may repeat one).
+    on_topic = asyncio.run(_read_all(broker, f"{prefix}dead-letter"))
+    assert {m["dead_letter"] for m in on_topic} == letter_ids
+    assert all(m["reason"] and "payload" in m for m in on_topic)
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches and out:
+                break
+            out += [json.loads(m.value) for msgs in batches.values() for m in msgs]
+        return out
+    finally:
+        await consumer.stop()
 
 
 def test_worker_refuses_to_start_without_kafka(tmp_path: Path) -> None:
