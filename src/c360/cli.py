@@ -402,6 +402,23 @@ def worker(
         store.close()
 
 
+audit_app = typer.Typer(help="The audit trail of profile reads and changes.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit trail's hash chain; name the first entry altered or removed (exit 1 if any)."""
+    from c360.graphql.audit import AuditLog
+
+    log = AuditLog(ctx.obj.settings.data_dir / "audit.log")
+    result = log.verify()
+    if not result.ok:
+        fail(f"audit trail broken at entry {result.broken_at}: {result.problem} ({result.entries} entries intact)")
+    last = log.last_hash()
+    out.print(f"audit trail intact: {result.entries:,} entries; last hash {last}", highlight=False)
+
+
 @app.command("generate")
 def generate_cmd(
     customers: Annotated[int, typer.Option(min=1, help="Number of distinct persons.")],

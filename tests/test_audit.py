@@ -1,0 +1,62 @@
+"""The audit trail's hash chain: intact, altered, removed, reordered; and ``c360 audit verify``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from c360.graphql.audit import GENESIS, AuditLog
+from test_cli import c360
+
+
+def _log(path: Path, n: int = 5) -> AuditLog:
+    log = AuditLog(path)
+    for i in range(n):
+        log.append(actor=f"u{i}", role="data_steward", action="read_profile", target=f"C{i}", outcome="ok")
+    return log
+
+
+def test_an_intact_chain_verifies_and_continues_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    assert AuditLog(path).verify().entries == 0 and AuditLog(path).last_hash() == GENESIS
+    _log(path, 3)
+    again = AuditLog(path)  # a new process continues the chain
+    entry = again.append(actor="x", role="admin", action="split", target="C1", outcome="denied", detail="403")
+    assert entry["seq"] == 4
+    result = again.verify()
+    assert result.ok and result.entries == 4
+    assert again.last_hash() == entry["hash"]
+
+
+def test_verify_names_the_first_altered_or_removed_entry(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    _log(path, 5)
+    lines = path.read_text().splitlines()
+    # Altered: entry 3's outcome rewritten.
+    tampered = json.loads(lines[2])
+    tampered["outcome"] = "denied"
+    path.write_text("\n".join([*lines[:2], json.dumps(tampered), *lines[3:]]) + "\n")
+    result = AuditLog(path).verify()
+    assert (result.broken_at, result.entries) == (3, 2) and "altered" in (result.problem or "")
+    # Removed: entry 2 deleted.
+    path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    result = AuditLog(path).verify()
+    assert result.broken_at == 2 and "missing" in (result.problem or "")
+    # Re-hashed after a change: the next entry no longer follows it.
+    forged = json.loads(lines[1])
+    forged["actor"] = "someone else"
+    from c360.graphql.audit import _digest
+
+    forged["hash"] = _digest(forged)
+    path.write_text("\n".join([lines[0], json.dumps(forged), *lines[2:]]) + "\n")
+    assert AuditLog(path).verify().broken_at == 3
+
+
+def test_cli_audit_verify(tmp_path: Path) -> None:
+    path = tmp_path / ".c360" / "audit.log"
+    _log(path, 3)
+    assert "intact: 3 entries" in c360("audit", "verify", cwd=tmp_path).stdout
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[2]]) + "\n")
+    bad = c360("audit", "verify", cwd=tmp_path, ok=False)
+    assert bad.returncode == 1 and "entry 2" in bad.stderr
