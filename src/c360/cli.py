@@ -31,7 +31,7 @@ from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
 from .cli_review import review_app, who
-from .cli_streams import dlq_app, events_app, partner_app
+from .cli_streams import dlq_app, events_app, partner_app, pull_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -51,6 +51,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
+app.add_typer(pull_app, name="pull")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
