@@ -31,29 +31,15 @@ def approve(
         found, candidate = sides.get(item.record_uid), sides.get(item.candidate_uid)
         if found is None or candidate is None:
             raise NotFoundError(f"review item {review_id} refers to a record that no longer exists")
-        target = candidate.customer_id
-        if found.customer_id != target:
-            blocking = [
-                p
-                for p in store.apart(customer_ids=[found.customer_id, target])
-                if {p.customer_a, p.customer_b} == {found.customer_id, target}
-            ]
-            if blocking:
-                raise ConflictError(
-                    f"records {blocking[0].a} and {blocking[0].b} of these customers are kept apart "
-                    f"({blocking[0].reason}); reject this item, or split differently"
-                )
-            survivor, merged = sorted((found.customer_id, target))  # IDs are time-ordered: the older survives
+        if found.customer_id != candidate.customer_id:
             note = f"review {review_id} approved by {by}" + (f": {reason}" if reason else "")
-            evidence = Evidence("review", (), record=item.record_uid, note=note)
-            records = store.records_of([survivor, merged])
-            everything = records.get(survivor, []) + records.get(merged, [])
-            brought = tuple(sorted(r.uid for r in records.get(merged, [])))
-            store.apply(
-                ChangeSet(
-                    merges=[MergeEvent(survivor, merged, now, evidence, brought)],
-                    goldens={survivor: golden_record(everything, survivorship)},
-                )
+            _merge(
+                store,
+                found.customer_id,
+                candidate.customer_id,
+                Evidence("review", (), record=item.record_uid, note=note),
+                now,
+                survivorship,
             )
         return store.decide_review(review_id, "approved", by, reason, now)
 
@@ -74,3 +60,44 @@ def reject(store: GraphStore, review_id: str, *, by: str, reason: str, now: date
         note = f"review {review_id} rejected by {by}: {reason.strip()}"
         store.apply(ChangeSet(apart=[ApartPair(item.record_uid, item.candidate_uid, note)]))
         return store.decide_review(review_id, "rejected", by, reason.strip(), now)
+
+
+def _merge(
+    store: GraphStore, a: str, b: str, evidence: Evidence, now: datetime, survivorship: SurvivorshipConfig
+) -> MergeEvent:
+    """Merge two active customers (inside ``exclusive``) unless records of theirs are kept apart."""
+    blocking = [p for p in store.apart(customer_ids=[a, b]) if {p.customer_a, p.customer_b} == {a, b}]
+    if blocking:
+        raise ConflictError(
+            f"records {blocking[0].a} and {blocking[0].b} of these customers are kept apart "
+            f"({blocking[0].reason}); split differently or leave them apart"
+        )
+    survivor, merged = sorted((a, b))  # IDs are time-ordered: the older survives
+    records = store.records_of([survivor, merged])
+    everything = records.get(survivor, []) + records.get(merged, [])
+    brought = tuple(sorted(r.uid for r in records.get(merged, [])))
+    event = MergeEvent(survivor, merged, now, evidence, brought)
+    store.apply(ChangeSet(merges=[event], goldens={survivor: golden_record(everything, survivorship)}))
+    return event
+
+
+def merge_customers(
+    store: GraphStore, a: str, b: str, *, by: str, reason: str, now: datetime, survivorship: SurvivorshipConfig
+) -> MergeEvent:
+    """A steward's merge of two customers: the older ID survives, the other redirects to it.
+
+    Raises ConflictError when one of them was merged away already or their records are kept apart.
+    """
+    if not reason or not reason.strip():
+        raise InvalidInputError("a merge needs a reason")
+    if a == b:
+        raise InvalidInputError("a customer cannot be merged with itself")
+    with store.exclusive():
+        for cid in (a, b):
+            active = store.resolve(cid)
+            if active is None:
+                raise NotFoundError(f"no customer {cid}")
+            if active != cid:
+                raise ConflictError(f"customer {cid} was merged into {active} already")
+        evidence = Evidence("manual", (), note=f"merged by {by}: {reason.strip()}")
+        return _merge(store, a, b, evidence, now, survivorship)

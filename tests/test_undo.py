@@ -139,3 +139,31 @@ def test_merge_history_keeps_the_records_of_chained_merges(store: GraphStore) ->
     )
     merges = {(m.survivor, m.merged): m.records for m in store.history(a) if isinstance(m, MergeEvent)}
     assert merges[(a, b)] == ("crm|2", "crm|3", "web|x")
+
+
+def test_manual_merge_redirects_and_respects_splits(store: GraphStore, merged: tuple[DeterministicLinker, str]) -> None:
+    from c360.resolution.review import merge_customers
+
+    def do_merge(a: str, b: str, reason: str = "same person, confirmed by phone") -> MergeEvent:
+        return merge_customers(
+            store, a, b, by="steward", reason=reason, now=datetime.now(UTC), survivorship=SurvivorshipConfig()
+        )
+
+    linker, cid = merged
+    linker.ingest([rec("pos", "9", first_name="Bo", last_name="Kim", email="bo@example.com")])
+    other = links(store)["pos|9"]
+    with pytest.raises(InvalidInputError):
+        do_merge(cid, other, reason=" ")
+    with pytest.raises(NotFoundError):
+        do_merge(cid, "C404")
+    event = do_merge(other, cid)
+    survivor = min(cid, other)
+    assert (event.survivor, event.merged) == (survivor, max(cid, other))
+    assert set(links(store).values()) == {survivor} and store.resolve(max(cid, other)) == survivor
+    assert "same person" in (event.evidence.note or "") and event.evidence.rule == "manual"
+    with pytest.raises(ConflictError, match="merged into"):
+        do_merge(survivor, max(cid, other))
+    # A split keeps records apart; merging the parts back is refused.
+    split_off = do_split(store, survivor, ["web|a"])
+    with pytest.raises(ConflictError, match="kept apart"):
+        do_merge(survivor, split_off.new)
