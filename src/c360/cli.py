@@ -439,39 +439,78 @@ def generate_cmd(
 @app.command()
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=1, help="Number of synthetic persons.")] = 1000,
+    customers: Annotated[int, typer.Option(min=10, max=200_000, help="Number of synthetic persons.")] = 1000,
     show: Annotated[int, typer.Option(min=0, help="Profiles to print.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
 ) -> None:
-    """Generate a synthetic customer set, ingest it and print a few unified profiles."""
+    """Generate a retail company's customers and journeys, stream them in, train, resolve, and show profiles."""
+    from .demo import describe_event, run_demo, showcase
+
     settings: Settings = ctx.obj.settings
-    data = settings.data_dir / "demo-data"
-    ds = generate(customers, data)
-    out.print(f"generated {ds.records} records of {ds.persons} persons into {data}", highlight=False)
     with _store(ctx) as store:
-        ingest_dataset(settings, store, ds)
-        _print_stats(store)
-        # Show the customers with the most source records: the interesting ones.
-        counts: dict[str, int] = {}
-        for _, _, cid in store.iter_links():
-            counts[cid] = counts.get(cid, 0) + 1
-        for cid in sorted(counts, key=lambda c: (-counts[c], c))[:show]:
+        with err.status("demo") as status:
+            report = run_demo(settings, store, customers=customers, seed=seed, progress=status.update)
+        ds, p, r, b = report.dataset, report.profiles, report.retail, report.batch
+        out.print(
+            f"generated {ds.records:,} customer records of {ds.persons:,} persons in {len(ds.sources)} sources "
+            f"({', '.join(s.source for s in ds.sources)}) into {ds.root}",
+            highlight=False,
+        )
+        out.print(
+            f"profiles: {p.events:,} events, {p.accepted:,} applied, {p.duplicates:,} seen before, {p.rejected:,} "
+            f"rejected ({p.rate:,.0f} events/s with real-time resolution)",
+            highlight=False,
+        )
+        counts = ", ".join(f"{n:,} {t}" for t, n in report.retail_counts.items())
+        out.print(
+            f"journey: {r.events:,} events ({counts}): {r.accepted:,} applied, {r.duplicates:,} seen before, "
+            f"{r.rejected:,} rejected ({r.rate:,.0f} events/s)",
+            highlight=False,
+        )
+        out.print(
+            f"model v{report.model_version} trained; batch resolution: {b.merges:,} merges, {b.splits:,} splits, "
+            f"{b.review_items:,} new review items",
+            highlight=False,
+        )
+        out.rule("report")
+        out.print(
+            f"records {report.records:,} | customers {report.customers:,} | merged away {report.merged_away:,} | "
+            f"open review items {report.review_open:,}",
+            highlight=False,
+        )
+        for label, acc in (("real-time rules", report.accuracy_realtime), ("after Splink", report.accuracy)):
+            if acc is not None:
+                out.print(
+                    f"accuracy against the ground truth, {label}: pairwise precision {acc.precision:.3f}, "
+                    f"recall {acc.recall:.3f}, F1 {acc.f1:.3f}",
+                    highlight=False,
+                )
+        for cid in showcase(store, show):
             profile = store.get_profile(cid)
             if profile is None:
                 continue
             g = profile.customer.golden
             name = " ".join(str(g[f].value) for f in ("first_name", "last_name") if f in g)
             out.rule(f"{cid}  {name}")
-            for field, gv in g.items():
+            for name_, gv in g.items():
                 out.print(
-                    f"  {field:16} {gv.to_json()['value']!s:32} from {gv.source}/{gv.source_key}",
+                    f"  {name_:16} {gv.to_json()['value']!s:32} from {gv.source}/{gv.source_key}", highlight=False
+                )
+            for rec in profile.records:
+                out.print(
+                    f"  record {rec.record.uid:22} linked by {rec.evidence.rule} {', '.join(rec.evidence.identifiers)}",
                     highlight=False,
                 )
-            for r in profile.records:
+            page = store.timeline(cid, first=5)
+            for event in page.events:
                 out.print(
-                    f"  record {r.record.uid:22} linked by {r.evidence.rule} {', '.join(r.evidence.identifiers)}",
+                    f"  {event.occurred_at.isoformat(timespec='minutes')}  {describe_event(event.data)}",
                     highlight=False,
                 )
-    out.print("Look one up: c360 customer get ID", highlight=False)
+    out.print(
+        "Look one up: c360 customer get ID | c360 customer timeline ID | c360 review list | c360 serve",
+        highlight=False,
+    )
 
 
 def main() -> None:
