@@ -60,3 +60,46 @@ def test_cli_audit_verify(tmp_path: Path) -> None:
     path.write_text("\n".join([lines[0], lines[2]]) + "\n")
     bad = c360("audit", "verify", cwd=tmp_path, ok=False)
     assert bad.returncode == 1 and "entry 2" in bad.stderr
+
+
+def test_concurrent_appends_share_fsyncs_and_keep_one_chain(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+
+    def work(n: int) -> None:
+        for i in range(50):
+            log.append(actor=f"t{n}", role="marketer", action="read_profile", target=f"C{i}", outcome="ok")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def more() -> list[dict[str, object]]:
+        return await asyncio.gather(
+            *(log.record(actor="a", role="admin", action="merge", target=None, outcome="ok") for _ in range(20))
+        )
+
+    entries = asyncio.run(more())
+    assert sorted(int(str(e["seq"])) for e in entries) == list(range(401, 421))
+    log.close()
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries == 420
+    assert len(path.read_text().splitlines()) == 420
+
+
+def test_a_failed_write_fails_its_entries_and_the_chain_goes_on(tmp_path: Path) -> None:
+    import pytest
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    log = AuditLog(blocker / "audit.log")  # its folder cannot be created
+    with pytest.raises(OSError):
+        log.append(actor="a", role="admin", action="read_profile", target="C1", outcome="ok")
+    log.path = tmp_path / "audit.log"
+    entry = log.append(actor="a", role="admin", action="read_profile", target="C1", outcome="ok")
+    assert entry["seq"] == 1 and AuditLog(log.path).verify().ok
