@@ -232,11 +232,19 @@ class EmbeddedStore(GraphStore):
         return dict(out)
 
     def _resolve(self, customer_id: str) -> str | None:
-        rows = self._all("SELECT status, merged_into FROM customers WHERE id = ?", (customer_id,))
-        if not rows:
-            return None
-        status, merged_into = rows[0]
-        return customer_id if status == "active" else merged_into  # chains are compressed on merge
+        return self._resolve_many([customer_id]).get(customer_id)
+
+    def _resolve_many(self, customer_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._lock:
+            for chunk in _chunks(customer_ids):
+                for cid, status, merged_into in self._db.execute(
+                    f"SELECT id, status, merged_into FROM customers WHERE id IN ({_marks(len(chunk))})", chunk
+                ):
+                    active = cid if status == "active" else merged_into  # chains are compressed on merge
+                    if active is not None:
+                        out[cid] = active
+        return out
 
     def _customer(self, row: Sequence[Any]) -> Customer:
         cid, created_at, status, merged_into, golden = row
@@ -248,30 +256,63 @@ class EmbeddedStore(GraphStore):
         )
         return self._customer(rows[0]) if rows else None
 
-    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None:
+    def _get_profiles(self, targets: Mapping[str, str]) -> dict[str, Profile]:
+        # Four reads a chunk of 900 active ids plus one for their history, whatever the number of ids.
+        actives = sorted(set(targets.values()))
+        customers: dict[str, Customer] = {}
+        identifier_rows: dict[str, list[tuple[str, IdentifierState]]] = defaultdict(list)
+        record_rows: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        merged: dict[str, list[str]] = defaultdict(list)
         with self._lock:
-            customer = self._get_customer(active_id)
-            if customer is None:
-                return None
-            identifier_rows = [
-                (ruid, IdentifierState(Identifier(kind, value), joined, bool(flagged), reason))
-                for ruid, kind, value, joined, flagged, reason in self._db.execute(
-                    "SELECT ri.record_uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
+            for chunk in _chunks(actives):
+                marks = _marks(len(chunk))
+                for row in self._db.execute(
+                    f"SELECT id, created_at, status, merged_into, golden FROM customers WHERE id IN ({marks})", chunk
+                ):
+                    customers[row[0]] = self._customer(row)
+                for cid, ruid, kind, value, joined, flagged, reason in self._db.execute(
+                    "SELECT r.customer_id, ri.record_uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
                     "FROM records r JOIN record_identifiers ri ON ri.record_uid = r.uid "
-                    "JOIN identifiers i ON i.uid = ri.identifier_uid WHERE r.customer_id = ?",
-                    (active_id,),
-                )
-            ]
-            record_rows = self._db.execute(
-                "SELECT uid, data, evidence FROM records WHERE customer_id = ? ORDER BY uid", (active_id,)
-            ).fetchall()
-            merged = [
-                r[0]
-                for r in self._db.execute("SELECT id FROM customers WHERE merged_into = ? ORDER BY id", (active_id,))
-            ]
-            return assemble_profile(
-                customer, identifier_rows, record_rows, merged, self._history(active_id), requested_id
+                    f"JOIN identifiers i ON i.uid = ri.identifier_uid WHERE r.customer_id IN ({marks})",
+                    chunk,
+                ):
+                    identifier_rows[cid].append(
+                        (ruid, IdentifierState(Identifier(kind, value), joined, bool(flagged), reason))
+                    )
+                for cid, uid, data, evidence in self._db.execute(
+                    f"SELECT customer_id, uid, data, evidence FROM records WHERE customer_id IN ({marks}) "
+                    "ORDER BY customer_id, uid",
+                    chunk,
+                ):
+                    record_rows[cid].append((uid, data, evidence))
+                for into, mid in self._db.execute(
+                    f"SELECT merged_into, id FROM customers WHERE merged_into IN ({marks}) ORDER BY merged_into, id",
+                    chunk,
+                ):
+                    merged[into].append(mid)
+            histories = self._histories(actives)
+        return {
+            rid: assemble_profile(
+                customers[active],
+                identifier_rows[active],
+                record_rows[active],
+                merged[active],
+                histories[active],
+                rid,
             )
+            for rid, active in targets.items()
+            if active in customers
+        }
+
+    def _list_customers(self, limit: int, after: str | None) -> list[str]:
+        # Keyset pagination on the primary key: a range read from the cursor, never an offset.
+        if after is None:
+            rows = self._all("SELECT id FROM customers WHERE status = 'active' ORDER BY id LIMIT ?", (limit,))
+        else:
+            rows = self._all(
+                "SELECT id FROM customers WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?", (after, limit)
+            )
+        return [r[0] for r in rows]
 
     def _find_by_identifier(self, identifier_uid: str) -> list[str]:
         rows = self._all(
@@ -402,22 +443,35 @@ class EmbeddedStore(GraphStore):
             yield SourceRecord.from_json(loads(data)), cid
 
     def _history(self, customer_id: str) -> list[HistoryEvent]:
-        rows = self._all(
-            "SELECT 0 AS k, seq, survivor, merged, records, at, evidence FROM merges WHERE survivor = ? OR merged = ? "
-            "UNION ALL SELECT 1, seq, source, new, records, at, evidence FROM splits WHERE source = ? OR new = ? "
-            "ORDER BY at, k, seq",
-            (customer_id,) * 4,
-        )
-        out: list[HistoryEvent] = []
-        for kind, _, one, other, records, at, ev in rows:
+        return self._histories([customer_id])[customer_id]
+
+    def _histories(self, customer_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """Each customer's merges and splits (either side), oldest first: one read a chunk of 900 ids."""
+        rows: dict[tuple[int, int], tuple[str, str, str, str, str]] = {}  # (kind, seq): an event found once
+        with self._lock:
+            for chunk in _chunks(customer_ids):
+                marks = _marks(len(chunk))
+                for kind, seq, one, other, records, at, ev in self._db.execute(
+                    "SELECT 0, seq, survivor, merged, records, at, evidence FROM merges "
+                    f"WHERE survivor IN ({marks}) OR merged IN ({marks}) "
+                    "UNION ALL SELECT 1, seq, source, new, records, at, evidence FROM splits "
+                    f"WHERE source IN ({marks}) OR new IN ({marks})",
+                    [*chunk, *chunk, *chunk, *chunk],
+                ):
+                    rows[(kind, seq)] = (one, other, records, at, ev)
+        wanted = set(customer_ids)
+        out: dict[str, list[HistoryEvent]] = {cid: [] for cid in customer_ids}
+        for (kind, _), (one, other, records, at, ev) in sorted(rows.items(), key=lambda kv: (kv[1][3], *kv[0])):
             evidence = Evidence.from_json(loads(ev))
             recs = tuple(loads(records))
             when = datetime.fromisoformat(at)
-            out.append(
+            event: HistoryEvent = (
                 MergeEvent(one, other, when, evidence, recs)
                 if kind == 0
                 else SplitEvent(one, other, recs, when, evidence)
             )
+            for cid in {one, other} & wanted:  # a set: an event of a customer with itself counts once
+                out[cid].append(event)
         return out
 
     def _seen_events(self, event_ids: list[str]) -> set[str]:

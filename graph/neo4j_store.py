@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,13 +169,19 @@ class Neo4jStore(GraphStore):
         return dict(out)
 
     def _resolve(self, customer_id: str) -> str | None:
-        rows = self._read(
-            "MATCH (c:Customer {id: $id}) RETURN c.status AS status, c.merged_into AS merged_into",
-            id=customer_id,
-        )
-        if not rows:
-            return None
-        return customer_id if rows[0]["status"] == "active" else rows[0]["merged_into"]
+        return self._resolve_many([customer_id]).get(customer_id)
+
+    def _resolve_many(self, customer_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for row in self._read(
+            "UNWIND $ids AS cid MATCH (c:Customer {id: cid}) "
+            "RETURN c.id AS id, c.status AS status, c.merged_into AS merged_into",
+            ids=customer_ids,
+        ):
+            active = row["id"] if row["status"] == "active" else row["merged_into"]
+            if active is not None:
+                out[row["id"]] = active
+        return out
 
     @staticmethod
     def _customer(row: dict[str, Any]) -> Customer:
@@ -195,37 +201,74 @@ class Neo4jStore(GraphStore):
         rows = self._read(f"MATCH (c:Customer {{id: $id}}) RETURN {self._CUSTOMER_FIELDS}", id=customer_id)
         return self._customer(rows[0]) if rows else None
 
-    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None:
-        customer = self._get_customer(active_id)
-        if customer is None:
-            return None
-        identifier_rows = [
-            (
-                row["ruid"],
-                IdentifierState(
-                    Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
-                ),
+    def _get_profiles(self, targets: Mapping[str, str]) -> dict[str, Profile]:
+        # One read transaction (a consistent view) of eight statements, whatever the number of ids.
+        with self._session() as s:
+            return s.execute_read(self._load_profiles, dict(targets))
+
+    def _load_profiles(self, tx: ManagedTransaction, targets: dict[str, str]) -> dict[str, Profile]:
+        def read(query: str, **params: Any) -> list[dict[str, Any]]:
+            return [r.data() for r in tx.run(query, **params)]
+
+        actives = sorted(set(targets.values()))
+        customers = {
+            row["id"]: self._customer(row)
+            for row in read(
+                f"UNWIND $ids AS cid MATCH (c:Customer {{id: cid}}) RETURN {self._CUSTOMER_FIELDS}", ids=actives
             )
-            for row in self._read(
-                "MATCH (c:Customer {id: $id})<-[:BELONGS_TO]-(r:Record)-[:HAS_IDENTIFIER]->(i:Identifier) "
-                "RETURN r.uid AS ruid, i.kind AS kind, i.value AS value, i.joined AS joined, "
-                "i.flagged AS flagged, i.flag_reason AS reason",
-                id=active_id,
+        }
+        identifier_rows: dict[str, list[tuple[str, IdentifierState]]] = defaultdict(list)
+        for row in read(
+            "UNWIND $ids AS cid MATCH (:Customer {id: cid})<-[:BELONGS_TO]-(r:Record)"
+            "-[:HAS_IDENTIFIER]->(i:Identifier) "
+            "RETURN cid, r.uid AS ruid, i.kind AS kind, i.value AS value, i.joined AS joined, "
+            "i.flagged AS flagged, i.flag_reason AS reason",
+            ids=actives,
+        ):
+            identifier_rows[row["cid"]].append(
+                (
+                    row["ruid"],
+                    IdentifierState(
+                        Identifier(row["kind"], row["value"]), row["joined"], bool(row["flagged"]), row["reason"]
+                    ),
+                )
             )
-        ]
-        record_rows = [
-            (row["uid"], row["data"], row["evidence"])
-            for row in self._read(
-                "MATCH (c:Customer {id: $id})<-[b:BELONGS_TO]-(r:Record) "
-                "RETURN r.uid AS uid, r.data AS data, b.evidence AS evidence ORDER BY uid",
-                id=active_id,
+        record_rows: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for row in read(
+            "UNWIND $ids AS cid MATCH (:Customer {id: cid})<-[b:BELONGS_TO]-(r:Record) "
+            "RETURN cid, r.uid AS uid, r.data AS data, b.evidence AS evidence ORDER BY cid, uid",
+            ids=actives,
+        ):
+            record_rows[row["cid"]].append((row["uid"], row["data"], row["evidence"]))
+        merged: dict[str, list[str]] = defaultdict(list)
+        for row in read(
+            "UNWIND $ids AS cid MATCH (c:Customer {merged_into: cid}) RETURN cid, c.id AS mid ORDER BY cid, mid",
+            ids=actives,
+        ):
+            merged[row["cid"]].append(row["mid"])
+        histories = self._histories(actives, read)
+        return {
+            rid: assemble_profile(
+                customers[active],
+                identifier_rows[active],
+                record_rows[active],
+                merged[active],
+                histories[active],
+                rid,
             )
-        ]
-        merged = [
-            row["id"]
-            for row in self._read("MATCH (c:Customer {merged_into: $id}) RETURN c.id AS id ORDER BY id", id=active_id)
-        ]
-        return assemble_profile(customer, identifier_rows, record_rows, merged, self._history(active_id), requested_id)
+            for rid, active in targets.items()
+            if active in customers
+        }
+
+    def _list_customers(self, limit: int, after: str | None) -> list[str]:
+        # Keyset pagination on the unique id: a range from the cursor, never a SKIP.
+        rows = self._read(
+            "MATCH (c:Customer) WHERE c.status = 'active'"
+            f"{'' if after is None else ' AND c.id > $after'} RETURN c.id AS id ORDER BY id LIMIT $limit",
+            after=after,
+            limit=limit,
+        )
+        return [r["id"] for r in rows]
 
     def _find_by_identifier(self, identifier_uid: str) -> list[str]:
         rows = self._read(
@@ -389,16 +432,21 @@ class Neo4jStore(GraphStore):
             yield SourceRecord.from_json(loads(row["data"])), row["cid"]
 
     def _history(self, customer_id: str) -> list[HistoryEvent]:
-        events: list[tuple[str, int, int, HistoryEvent]] = []
+        return self._histories([customer_id], self._read)[customer_id]
+
+    @staticmethod
+    def _histories(customer_ids: list[str], read: Callable[..., list[dict[str, Any]]]) -> dict[str, list[HistoryEvent]]:
+        """Each customer's merges and splits (either side), oldest first: four reads, whatever the number of ids."""
+        found: dict[str, dict[tuple[str, int, int], HistoryEvent]] = {cid: {} for cid in customer_ids}
         for kind, rel in ((0, "MERGED_INTO"), (1, "SPLIT_FROM")):
             for direction in (
-                "(x:Customer {id: $id})-[e:%s]->(y:Customer)",
-                "(x:Customer)-[e:%s]->(y:Customer {id: $id})",
+                "(x:Customer {id: cid})-[e:%s]->(y:Customer)",
+                "(x:Customer)-[e:%s]->(y:Customer {id: cid})",
             ):
-                for r in self._read(
-                    f"MATCH {direction % rel} RETURN x.id AS x, y.id AS y, e.at AS at, e.evidence AS evidence, "
-                    "e.records AS records, e.seq AS seq",
-                    id=customer_id,
+                for r in read(
+                    f"UNWIND $ids AS cid MATCH {direction % rel} RETURN cid, x.id AS x, y.id AS y, e.at AS at, "
+                    "e.evidence AS evidence, e.records AS records, e.seq AS seq",
+                    ids=customer_ids,
                 ):
                     at = datetime.fromisoformat(r["at"])
                     evidence = Evidence.from_json(loads(r["evidence"]))
@@ -408,9 +456,9 @@ class Neo4jStore(GraphStore):
                         if kind == 0
                         else SplitEvent(r["y"], r["x"], records, at, evidence)
                     )
-                    events.append((r["at"], kind, r["seq"], event))
-        unique = {(at, kind, seq): e for at, kind, seq, e in events}  # a self-loop would be found twice
-        return [unique[k] for k in sorted(unique)]
+                    # Keyed, so that a self-loop, found from both sides, counts once.
+                    found[r["cid"]][(r["at"], kind, r["seq"])] = event
+        return {cid: [events[k] for k in sorted(events)] for cid, events in found.items()}
 
     def _seen_events(self, event_ids: list[str]) -> set[str]:
         rows = self._read("UNWIND $ids AS id MATCH (e:Event {id: id}) RETURN e.id AS id", ids=event_ids)

@@ -40,6 +40,9 @@ from .models import (
 
 T = TypeVar("T")
 
+#: The most customer ids one batched read (:meth:`GraphStore.get_profiles`) or page takes.
+MAX_BATCH = 1000
+
 
 class StoreConfig(BaseModel):
     """Base of every backend's configuration; unknown keys are errors."""
@@ -119,7 +122,47 @@ class GraphStore(ABC):
         active = self.resolve(customer_id)
         if active is None:
             return None
-        return self._call("get_profile", lambda: self._get_profile(active, customer_id))
+        return self._call("get_profile", lambda: self._get_profiles({customer_id: active})).get(customer_id)
+
+    @final
+    def get_profiles(self, customer_ids: Collection[str]) -> dict[str, Profile]:
+        """Return the unified profile of each known id of ``customer_ids``, keyed by the id as requested.
+
+        Each profile is the one :meth:`get_profile` returns for its id: a merged-away id maps to its
+        survivor's profile with ``requested_id`` set to it (two ids merged into one survivor get one each).
+        Unknown ids are absent; the keys keep the order of their first request. The whole batch costs a
+        fixed number of store round trips, however many ids it holds, at most ``MAX_BATCH`` (1000) ids.
+        """
+        if isinstance(customer_ids, str):
+            raise InvalidInputError("get_profiles takes a collection of customer ids, not one id")
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        if len(ids) > MAX_BATCH:
+            raise InvalidInputError(f"get_profiles takes at most {MAX_BATCH} ids, not {len(ids)}")
+        if not all(isinstance(i, str) for i in ids):
+            raise InvalidInputError("customer ids are strings")
+        targets = self._call("get_profiles", lambda: self._resolve_many(ids))
+        if not targets:
+            return {}
+        found = self._call("get_profiles", lambda: self._get_profiles(targets))
+        return {rid: found[rid] for rid in ids if rid in found}
+
+    @final
+    def list_customers(self, first: int = 50, after: str | None = None) -> tuple[list[str], str | None]:
+        """Active customer ids in id order, ``first`` at a time after cursor ``after`` (keyset pagination).
+
+        Returns the page (ids greater than ``after``) and the cursor of the next page, which is the
+        page's last id, or ``None`` when no active customer follows.
+        """
+        if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_BATCH:
+            raise InvalidInputError(f"first must be between 1 and {MAX_BATCH}")
+        if after is not None and not isinstance(after, str):
+            raise InvalidInputError(f"not a customer cursor: {after!r}")
+        ids = self._call("list_customers", lambda: self._list_customers(first + 1, after))
+        more = len(ids) > first
+        ids = ids[:first]
+        return ids, (ids[-1] if more and ids else None)
 
     @final
     def find_by_identifier(self, identifier: Identifier) -> list[str]:
@@ -335,7 +378,19 @@ class GraphStore(ABC):
     def _get_customer(self, customer_id: str) -> Customer | None: ...
 
     @abstractmethod
-    def _get_profile(self, active_id: str, requested_id: str) -> Profile | None: ...
+    def _resolve_many(self, customer_ids: list[str]) -> dict[str, str]:
+        """Map each known id of ``customer_ids`` to its active customer (itself, or its survivor)."""
+
+    @abstractmethod
+    def _get_profiles(self, targets: Mapping[str, str]) -> dict[str, Profile]:
+        """Profiles of requested id -> active id ``targets``, keyed by requested id, in a fixed number of reads.
+
+        An active id that no longer exists is absent.
+        """
+
+    @abstractmethod
+    def _list_customers(self, limit: int, after: str | None) -> list[str]:
+        """The first ``limit`` active customer ids greater than ``after`` (all, if ``None``), in id order."""
 
     @abstractmethod
     def _find_by_identifier(self, identifier_uid: str) -> list[str]: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -316,5 +317,126 @@ def test_embedded_store_opens_a_file_of_an_older_schema(tmp_path: Path) -> None:
         [c] = store.candidates(["k"])
         assert c.uid == "crm|1" and c.view is None and c.record is not None and c.record.first_name == "Ann"
         assert all(isinstance(e.records, tuple) for e in store.history("C1"))
+    finally:
+        store.close()
+
+
+def _customer_with_records(cid: str, n: int) -> ChangeSet:
+    """Customer ``cid`` with ``n`` records, each with an e-mail of its own and a phone shared by all."""
+    phone = Identifier("phone", f"+1415555{int(cid[1:]) % 10_000:04d}")
+    emails = [Identifier("email", f"{cid.lower()}.{k}@x.com") for k in range(n)]
+    return ChangeSet(
+        identifiers=[IdentifierState(i) for i in (phone, *emails)],
+        new_customers=[Customer(cid, T)],
+        records=[write(f"{cid}-{k}", cid, emails[k], phone) for k in range(n)],
+    )
+
+
+def _merge(survivor: str, merged: str, minutes: int = 0) -> ChangeSet:
+    return ChangeSet(merges=[MergeEvent(survivor, merged, T + timedelta(minutes=minutes), Evidence("deterministic"))])
+
+
+def test_get_profiles_are_the_profiles_get_profile_returns(store: GraphStore) -> None:
+    seed(store)  # C1 (email), C2 (phone), C3 (no identifier)
+    store.apply(_customer_with_records("C4", 2))
+    store.apply(_customer_with_records("C5", 1))
+    store.apply(_merge("C1", "C2", 1))
+    store.apply(_merge("C1", "C4", 2))
+    later = T + timedelta(days=1)
+    split_ev = Evidence("split", record="crm|C4-1")
+    store.apply(
+        ChangeSet(
+            new_customers=[Customer("C6", later)],
+            moves=[RecordMove("crm|C4-1", "C6", split_ev)],
+            splits=[SplitEvent("C1", "C6", ("crm|C4-1",), later, split_ev)],
+        )
+    )
+    asked = ["C5", "C2", "C404", "C1", "C4", "C3", "C6", "C2"]
+    profiles = store.get_profiles(asked)
+    # Known ids only, each once, in the order first asked; each equal to its get_profile.
+    assert list(profiles) == ["C5", "C2", "C1", "C4", "C3", "C6"]
+    assert profiles == {cid: store.get_profile(cid) for cid in profiles}
+    # Two merged-away ids read their survivor's profile, each under its own id.
+    c1, c2, c4 = profiles["C1"], profiles["C2"], profiles["C4"]
+    assert (c2.customer.id, c2.requested_id, c2.redirected) == ("C1", "C2", True)
+    assert (c4.customer.id, c4.requested_id, c4.redirected) == ("C1", "C4", True)
+    assert (c1.customer.id, c1.requested_id, c1.redirected) == ("C1", "C1", False)
+    assert c1.records == c2.records == c4.records and c1.merged_ids == ("C2", "C4")
+    assert [r.record.key for r in c1.records] == ["1", "2", "C4-0"]
+    assert [type(e).__name__ for e in c1.history] == ["MergeEvent", "MergeEvent", "SplitEvent"]
+    assert [r.record.key for r in profiles["C6"].records] == ["C4-1"] and len(profiles["C6"].history) == 1
+    assert profiles["C3"].identifiers == () and [s.identifier for s in profiles["C5"].identifiers] == sorted(
+        [Identifier("phone", "+14155550005"), Identifier("email", "c5.0@x.com")]
+    )
+    assert store.get_profiles(["C404"]) == {} and store.get_profiles([]) == {}
+    assert store.get_profiles({"C3"}) == {"C3": store.get_profile("C3")}
+
+
+def test_get_profiles_rejects_too_many_ids_or_one_bare_id(store: GraphStore) -> None:
+    seed(store)
+    assert len(store.get_profiles(["C1"] * 1001)) == 1  # duplicates count once
+    assert store.get_profiles([f"C{n}" for n in range(1000)]).keys() == {"C1", "C2", "C3"}
+    with pytest.raises(InvalidInputError):
+        store.get_profiles([f"C{n}" for n in range(1001)])
+    with pytest.raises(InvalidInputError):
+        store.get_profiles("C1")
+
+
+def test_list_customers_pages_through_active_customers_by_id(store: GraphStore) -> None:
+    assert store.list_customers() == ([], None)
+    seed(store)
+    for cid in ("C4", "C5"):
+        store.apply(_customer_with_records(cid, 1))
+    store.apply(_merge("C1", "C3"))
+    pages, after = [], None
+    while True:
+        page, after = store.list_customers(first=2, after=after)
+        pages.append(page)
+        if after is None:
+            break
+    # Every active customer once, the merged-away C3 never; a full last page says there is no more.
+    assert pages == [["C1", "C2"], ["C4", "C5"]]
+    assert store.list_customers() == (["C1", "C2", "C4", "C5"], None)
+    assert store.list_customers(first=3) == (["C1", "C2", "C4"], "C4")
+    assert store.list_customers(first=3, after="C4") == (["C5"], None)
+    # A cursor need not be an active id: the page starts after it in id order.
+    assert store.list_customers(after="C3") == (["C4", "C5"], None)
+    assert store.list_customers(after="C5") == ([], None)
+    for bad in (0, 1001, -1):
+        with pytest.raises(InvalidInputError):
+            store.list_customers(first=bad)
+
+
+def test_embedded_batched_reads_cost_a_fixed_number_of_statements(tmp_path: Path) -> None:
+    """50 profiles read in as many SQL statements as one profile: no statement per customer."""
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
+    try:
+        ids = [f"C{n:03d}" for n in range(60)]
+        for cid in ids:
+            store.apply(_customer_with_records(cid, 2))
+        for n in range(0, 20, 2):  # ten merged away: their requests redirect
+            store.apply(_merge(ids[n], ids[n + 1], n))
+        statements: list[str] = []
+
+        def count(call: Callable[[], object]) -> int:
+            statements.clear()
+            store._db.set_trace_callback(statements.append)
+            try:
+                call()
+            finally:
+                store._db.set_trace_callback(None)
+            return len(statements)
+
+        asked = ids[:50]
+        one = count(lambda: store.get_profile(asked[0]))
+        batch = count(lambda: store.get_profiles(asked))
+        assert one <= 12 and batch == one
+        profiles = store.get_profiles(asked)
+        assert len(profiles) == 50 and sum(p.redirected for p in profiles.values()) == 10
+        assert profiles == {cid: store.get_profile(cid) for cid in asked}
+        assert count(lambda: store.get_profiles([])) == 0
+        assert count(lambda: store.list_customers(first=50)) == 1
     finally:
         store.close()
