@@ -1,7 +1,13 @@
-"""The FastAPI app: health, readiness and partner events (``POST /v1/events``).
+"""The FastAPI app: GraphQL, REST profile reads, partner events, health, readiness and metrics.
 
-Errors answer ``application/problem+json`` (RFC 9457) and never carry a stack trace. The profile API
-(GraphQL, REST reads, roles) builds on this app.
+- ``/graphql``: the strawberry schema (GraphiQL in dev mode);
+- ``GET /v1/customers/{id}``, ``GET /v1/customers?email=|phone=``: the profile document, the fast path;
+- ``POST /v1/events``: partner events (the in-process pipeline, or Kafka);
+- ``/healthz``, ``/readyz`` (the store answers), ``/metrics`` (Prometheus), ``/openapi.json``, ``/docs``.
+
+Callers authenticate with a bearer JWT (verified against the configured keys: issuer, audience, expiry)
+or a partner API key (``c360_...``, stored hashed; rate limited per partner). Errors answer
+``application/problem+json`` (RFC 9457), GraphQL errors carry a code; neither ever carries a stack trace.
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,18 +26,27 @@ from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFo
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
 from c360.streams.pipeline import Pipeline, letter_id
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
+from strawberry.fastapi import GraphQLRouter
 
+from .audit import AuditLog
+from .auth import AuthError, ForbiddenError, Principal, TokenVerifier, bearer_token
 from .partners import Partner, PartnerKeys
+from .policy import Policy, load_policy
+from .ratelimit import RateLimiter, retry_after
+from .schema import ApiContext, build_schema, error_code
+from .service import ProfileService
 
 log = logging.getLogger(__name__)
 
 #: Most events in one POST, and most bytes of its body.
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 8 * 1024 * 1024
+PARTNER_KEY_PREFIX = "c360_"
 
 
 class EventSink(Protocol):
@@ -60,11 +77,90 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
-_STATUS = {NotFoundError: 404, ConflictError: 409, InvalidInputError: 400, StoreUnavailableError: 503}
+_STATUS: tuple[tuple[type[C360Error], int], ...] = (
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidInputError, 400),
+    (StoreUnavailableError, 503),
+)
 
 
-def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> FastAPI:
-    """Build the app over a store, an event sink and the partner keys."""
+class RateLimited(C360Error):
+    """A partner key sent more than its rate (HTTP 429 with Retry-After)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many requests; retry in {retry_after(wait)} s")
+        self.wait = wait
+
+
+@dataclass(slots=True)
+class ApiOptions:
+    """What the profile API needs beyond the store: keys, policy, audit, limits."""
+
+    policy: Policy
+    audit: AuditLog
+    verifier: TokenVerifier | None = None
+    dev_mode: bool = False
+    partner_limiter: RateLimiter | None = None
+    service: ProfileService | None = None
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry) and the pure ASGI middleware that records them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "c360_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "c360_http_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+
+    def middleware(self, app: Any) -> Callable[..., Awaitable[None]]:
+        """Wrap an ASGI app."""
+
+        async def wrapped(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = [500]
+
+            async def send_status(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                matched = scope.get("route")
+                # a mounted router (GraphQL) has an empty route path: its fixed mount path is the label
+                route = "unmatched" if matched is None else (getattr(matched, "path", "") or scope["path"])
+                self.requests.labels(scope["method"], route, str(status[0])).inc()
+                self.latency.labels(route).observe(time.perf_counter() - start)
+
+        return wrapped
+
+
+def create_app(
+    *, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions | None = None
+) -> FastAPI:
+    """Build the app over a store, an event sink, the partner keys and the API options."""
+    if options is None:
+        raise InvalidInputError("create_app needs ApiOptions (policy and audit log)")
+    opts = options
+    service = opts.service or ProfileService(store, opts.policy, opts.audit)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -76,8 +172,23 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
         finally:
             if stop is not None:
                 await stop()
+            opts.audit.close()
 
-    app = FastAPI(title="c360", summary="One trustworthy profile per customer.", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="c360",
+        summary="One trustworthy profile per customer.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if opts.dev_mode else None,
+        redoc_url=None,
+    )
+    metrics = Metrics()
+
+    def _graphql_error(request: Request, status: int, exc: BaseException, message: str) -> JSONResponse | None:
+        if request.url.path.rstrip("/") != "/graphql":
+            return None
+        body = {"data": None, "errors": [{"message": message, "extensions": {"code": error_code(exc)}}]}
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
@@ -88,14 +199,67 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
         return problem(422, "Invalid request", "; ".join(str(e.get("msg")) for e in exc.errors()[:5]))
 
     @app.exception_handler(C360Error)
-    async def _domain(_: Request, exc: C360Error) -> JSONResponse:
-        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
-        return problem(status, type(exc).__name__, str(exc) if status < 500 else "the service failed")
+    async def _domain(request: Request, exc: C360Error) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            return problem(429, "Too many requests", str(exc), headers={"Retry-After": retry_after(exc.wait)})
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        message = str(exc) if status < 500 or status == 503 else "the service failed; the error is logged"
+        if status == 500:
+            log.error("unexpected c360 error", exc_info=exc)
+        headers: dict[str, str] | None = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        as_graphql = _graphql_error(request, status, exc, message)
+        if as_graphql is not None:
+            if headers:
+                as_graphql.headers.update(headers)
+            return as_graphql
+        return problem(status, type(exc).__name__, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "Internal error", "the service failed; the error is logged")
+
+    def _partner_key(request: Request) -> str | None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token and token.startswith(PARTNER_KEY_PREFIX):
+            return token
+        return request.headers.get("x-api-key") or None
+
+    def _limit(partner: Partner) -> None:
+        if opts.partner_limiter is not None:
+            wait = opts.partner_limiter.acquire(partner.name)
+            if wait > 0:
+                raise RateLimited(wait)
+
+    def authenticate(request: Request) -> Principal:
+        """The caller: a partner key, or a verified bearer JWT; AuthError (401) otherwise."""
+        key = _partner_key(request)
+        if key is not None:
+            partner = partners.verify(key)
+            if partner is None:
+                raise AuthError("unknown or revoked API key")
+            _limit(partner)
+            return Principal(partner.name, "partner", "partner", partner.name, tuple(partner.sources))
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise AuthError("send credentials: Authorization: Bearer <token>")
+        if opts.verifier is None:
+            raise AuthError("no token verification is configured (api.jwks_url, api.key_file or api.dev_mode)")
+        return opts.verifier.verify(token)
+
+    async def graphql_context(request: Request) -> ApiContext:
+        ide_page = request.method == "GET" and "query" not in request.query_params
+        if ide_page and opts.dev_mode and "authorization" not in request.headers:
+            return ApiContext(Principal("anonymous", "anonymous", "user"), service)  # GraphiQL's page only
+        return ApiContext(authenticate(request), service)
+
+    graphql = GraphQLRouter(
+        build_schema(),
+        context_getter=graphql_context,
+        graphql_ide="graphiql" if opts.dev_mode else None,
+        allow_queries_via_get=False,
+    )
+    app.include_router(graphql, prefix="/graphql", include_in_schema=False)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -111,16 +275,45 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
             return problem(503, "Not ready", str(exc))
         return {"status": "ready", "store": store.name}
 
-    def _partner(request: Request) -> Partner | None:
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-        return partners.verify(key) if key else None
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics: requests and latency by route."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _auth_responses: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No or invalid credentials"},
+        403: {"description": "The role may not do this"},
+        404: {"description": "No such customer"},
+    }
+
+    @app.get("/v1/customers/{customer_id}", tags=["profiles"], responses=_auth_responses)
+    async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
+        """The customer's unified profile as the caller's role may see it (a merged-away ID gives the survivor)."""
+        return await service.profile(authenticate(request), customer_id)
+
+    @app.get("/v1/customers", tags=["profiles"], responses=_auth_responses)
+    async def find_customers(
+        request: Request,
+        email: str | None = Query(default=None, max_length=320),
+        phone: str | None = Query(default=None, max_length=40),
+    ) -> dict[str, Any]:
+        """Look customers up by email or phone (exactly one): their profiles as the caller's role may see them."""
+        who = authenticate(request)
+        ident = service.identifier_of(email=email, phone=phone)
+        ids = await service.audited(
+            who, "search_customers", None, lambda: service.run(lambda: store.find_by_identifier(ident))
+        )
+        return {"customers": [await service.profile(who, cid) for cid in ids[:20]]}
 
     @app.post(
         "/v1/events",
         tags=["events"],
         response_model=None,
-        responses={401: {"description": "No or unknown API key"}, 413: {"description": "Too many events"}},
+        responses={
+            401: {"description": "No or unknown API key"},
+            413: {"description": "Too many events"},
+            429: {"description": "Rate limited"},
+        },
     )
     async def post_events(request: Request) -> dict[str, Any] | JSONResponse:
         """Accept a JSON array of events (or ``{"events": [...]}``) from a partner.
@@ -128,14 +321,13 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
         The answer lists how many were accepted, those seen before, and each rejected one with its
         index and reason; rejected events are kept in the dead-letter store.
         """
-        partner = _partner(request)
+        key = _partner_key(request)
+        partner = partners.verify(key) if key else None
         if partner is None:
-            return problem(
-                401,
-                "Unauthenticated",
-                "send a partner API key: Authorization: Bearer <key>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise AuthError("send a partner API key: Authorization: Bearer <key>")
+        _limit(partner)
+        if not opts.policy.can("partner", "post_events"):
+            raise ForbiddenError("the policy does not let partners post events")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return problem(413, "Too large", f"a request body may hold at most {MAX_BODY_BYTES} bytes")
@@ -152,7 +344,21 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys) -> 
             return problem(413, "Too many events", f"send at most {MAX_EVENTS} events per request")
         return await sink.submit(events, partner.sources)
 
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+class _MetricsMiddleware:
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self._call = metrics.middleware(app)
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        await self._call(scope, receive, send)
+
+
+def default_options(audit: AuditLog, policy: Policy | None = None) -> ApiOptions:
+    """Options with the bundled policy and no token verification (partner keys only)."""
+    return ApiOptions(policy=policy or load_policy(), audit=audit)
 
 
 def _letter(body: bytes, reason: str, source: str) -> DeadLetter:

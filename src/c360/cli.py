@@ -370,15 +370,57 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8360,
+    dev: Annotated[bool, typer.Option("--dev", help="Dev mode: local tokens (c360 auth token), GraphiQL.")] = False,
 ) -> None:
-    """Serve the HTTP API (partner events, health) with uvicorn until stopped."""
+    """Serve the API with uvicorn until stopped: /graphql, /v1 (REST, partner events), /healthz, /readyz, /metrics."""
     import uvicorn
 
     from .deps import build_app
 
+    settings: Settings = ctx.obj.settings
+    if dev:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"dev_mode": True})})
     with _store(ctx) as store:
-        err.print(f"c360 serving on http://{host}:{port} (store: {store.name})")
-        uvicorn.run(build_app(ctx.obj.settings, store), host=host, port=port, log_level="warning")
+        mode = "dev mode: GraphiQL on /graphql, tokens from c360 auth token" if settings.api.dev_mode else "production"
+        err.print(f"c360 serving on http://{host}:{port} (store: {store.name}; {mode})")
+        uvicorn.run(build_app(settings, store), host=host, port=port, log_level="warning")
+
+
+auth_app = typer.Typer(help="Local tokens for dev mode.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
+graphql_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
+app.add_typer(graphql_app, name="graphql")
+
+
+@auth_app.command("token")
+def auth_token(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="Role of the token (see the policy): data_steward, marketer, ...")],
+    subject: Annotated[str, typer.Option(help="Who the token speaks for (the audit trail's actor).")] = "dev",
+    ttl: Annotated[int, typer.Option(min=60, max=86_400 * 30, help="Lifetime in seconds.")] = 3600,
+    dev: Annotated[bool, typer.Option("--dev", help="Dev mode for this command (as c360 serve --dev).")] = False,
+) -> None:
+    """Issue a local HS256 token (dev mode only: set api.dev_mode, or pass --dev to both commands)."""
+    from c360.graphql.auth import issue_dev_token
+    from c360.graphql.policy import load_policy
+
+    from .deps import auth_config
+
+    settings: Settings = ctx.obj.settings
+    if dev:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"dev_mode": True})})
+    if not settings.api.dev_mode:
+        fail("local tokens exist in dev mode only: pass --dev (and run c360 serve --dev) or set C360_API__DEV_MODE=1")
+    policy = load_policy(settings.api.policy_file)
+    out.print(issue_dev_token(auth_config(settings), role, subject, ttl, roles=policy.roles), highlight=False)
+
+
+@graphql_app.command("schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from c360.graphql.schema import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
 
 
 @app.command()

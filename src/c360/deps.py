@@ -14,6 +14,7 @@ from .settings import Settings
 if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
     from fastapi import FastAPI
 
+    from c360.graphql.auth import AuthConfig
     from c360.graphql.partners import PartnerKeys
 
 
@@ -48,9 +49,30 @@ def partner_keys(settings: Settings) -> PartnerKeys:
     return PartnerKeys(settings.data_dir / "partners.json")
 
 
+def auth_config(settings: Settings) -> AuthConfig:
+    """How bearer tokens are verified (and, in dev mode, issued)."""
+    from c360.graphql.auth import AuthConfig
+
+    api = settings.api
+    return AuthConfig(
+        issuer=api.issuer,
+        audience=api.audience,
+        jwks_url=api.jwks_url,
+        key_file=api.key_file,
+        dev_mode=api.dev_mode,
+        dev_key_file=settings.data_dir / "dev-signing.key" if api.dev_mode else None,
+        role_claim=api.role_claim,
+    )
+
+
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
-    from c360.graphql.app import EventSink, InProcessSink, create_app
+    from c360.graphql.app import ApiOptions, EventSink, InProcessSink, create_app
+    from c360.graphql.audit import AuditLog
+    from c360.graphql.auth import TokenVerifier
+    from c360.graphql.policy import load_policy
+    from c360.graphql.ratelimit import RateLimiter
+    from c360.graphql.service import ProfileService
 
     pipeline = build_pipeline(settings, store)
     sink: EventSink
@@ -60,4 +82,26 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         sink = KafkaSink(settings.streams, pipeline)
     else:
         sink = InProcessSink(pipeline)
-    return create_app(store=store, sink=sink, partners=partner_keys(settings))
+    api = settings.api
+    policy = load_policy(api.policy_file)
+    audit = AuditLog(settings.data_dir / "audit.log")
+    config = auth_config(settings)
+    verifier = TokenVerifier(config, policy.roles) if api.jwks_url or api.key_file or api.dev_mode else None
+    registry = model_registry(settings)
+    service = ProfileService(
+        store,
+        policy,
+        audit,
+        linking=settings.linking,
+        survivorship=settings.survivorship,
+        scorer=lambda: registry.load().scorer() if registry.versions() else None,
+    )
+    options = ApiOptions(
+        policy=policy,
+        audit=audit,
+        verifier=verifier,
+        dev_mode=api.dev_mode,
+        partner_limiter=RateLimiter(api.partner_rate, api.partner_burst),
+        service=service,
+    )
+    return create_app(store=store, sink=sink, partners=partner_keys(settings), options=options)

@@ -51,6 +51,24 @@ class IngestSettings(BaseModel):
     batch_size: int = Field(default=2000, ge=1, le=100_000, description="Records per transaction.")
 
 
+class ApiSettings(BaseModel):
+    """The profile API: authentication, the role policy, limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dev_mode: bool = Field(
+        default=False, description="Local HS256 tokens (c360 auth token) and GraphiQL; never in production."
+    )
+    issuer: str = Field(default="c360-dev", description="The iss every token must carry.")
+    audience: str = Field(default="c360", description="The aud every token must carry.")
+    jwks_url: str | None = Field(default=None, description="The identity provider's JWKS URL (keys are cached).")
+    key_file: Path | None = Field(default=None, description="A PEM public key or JWKS JSON file to verify tokens.")
+    role_claim: str = Field(default="role", description="The claim that holds the role (a string or a list).")
+    policy_file: Path | None = Field(default=None, description="Roles, permissions and masking; default: bundled.")
+    partner_rate: float = Field(default=20.0, gt=0, description="Requests per second a partner key may sustain.")
+    partner_burst: int = Field(default=40, ge=1, description="Requests a partner key may send at once.")
+
+
 class Settings(BaseSettings):
     """All of c360's settings."""
 
@@ -63,6 +81,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest batching.")
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig, description="Real-time probabilistic matching.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="Kafka and the Faust worker.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The profile API.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

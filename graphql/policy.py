@@ -1,0 +1,442 @@
+"""Roles, permissions and field masking, read from a YAML policy (by default the bundled ``policy.yaml``).
+
+The policy names the roles, the actions, which role may do which, and per role a masking rule for every
+profile field: ``full``, ``range`` (age and annual income only), ``hash`` (SHA-256 of the normalised
+value), ``partial`` (a recognisable fragment) or ``deny``. The file is validated strictly when loaded;
+every mistake is an :class:`~c360.graph.errors.InvalidInputError` naming its place in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import pairwise
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import yaml
+from c360.graph.errors import InvalidInputError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .auth import ForbiddenError, Principal
+
+Rule = Literal["full", "range", "hash", "partial", "deny"]
+RULES: tuple[Rule, ...] = get_args(Rule)
+
+#: The profile fields a policy masks (the canonical fields, derived ``age``, and ``annual_income``).
+FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "age",
+    "gender",
+    "email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "postcode",
+    "state",
+    "country",
+    "national_id",
+    "national_id_kind",
+    "customer_number",
+    "annual_income",
+)
+#: The pseudo-field for source columns without a canonical field.
+ATTRIBUTES = "attributes"
+DEFAULT = "default"
+
+_RANGE_FIELDS = frozenset({"age", "annual_income"})
+_PARTIAL_FIELDS = frozenset(
+    {"first_name", "last_name", "date_of_birth", "email", "phone", "postcode", "national_id", "customer_number"}
+)
+_ATTRIBUTE_RULES: frozenset[Rule] = frozenset({"full", "hash", "deny"})
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+BUNDLED_POLICY = Path(__file__).resolve().with_name("policy.yaml")
+
+
+def _allowed(name: str) -> frozenset[Rule]:
+    """The rules that apply to a field."""
+    if name == ATTRIBUTES:
+        return _ATTRIBUTE_RULES
+    rules: set[Rule] = {"full", "hash", "deny"}
+    if name in _RANGE_FIELDS:
+        rules.add("range")
+    if name in _PARTIAL_FIELDS:
+        rules.add("partial")
+    return frozenset(rules)
+
+
+# -- the file's shape ------------------------------------------------------------------------------
+
+
+class _RoleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    actions: list[str] | str  # "*": every action
+    fields: dict[str, Rule]
+
+
+class _PolicyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1]
+    hash_salt: str = ""
+    income_bands: list[int]
+    passthrough: list[str] = []
+    actions: dict[str, str]
+    roles: dict[str, _RoleModel]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, Hashable):
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+# -- masking helpers -------------------------------------------------------------------------------
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def age_on(born: date, today: date) -> int:
+    """Whole years from ``born`` to ``today``."""
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _age(value: Any, today: date) -> int | None:
+    """An age in years from an age (int or digits) or a birth date (date or ISO string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        years = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        years = int(value.strip())
+    else:
+        born = _as_date(value)
+        if born is None:
+            return None
+        years = age_on(born, today)
+    return years if 0 <= years < 150 else None
+
+
+def age_band(age: int) -> str:
+    """The decade of an age: 34 -> ``"30-39"``."""
+    low = age // 10 * 10
+    return f"{low}-{low + 9}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip().replace(",", "").replace("_", ""))
+        except ValueError:
+            return None
+    return None
+
+
+def _thousands(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def normalise(value: Any) -> str:
+    """The form a value is hashed in: dates as ``YYYY-MM-DD``, text stripped and case-folded."""
+    if isinstance(value, datetime):
+        value = value.date()
+    text = value.isoformat() if isinstance(value, date) else str(value)
+    return text.strip().casefold()
+
+
+def _keep_last(text: str, keep: int = 4) -> str:
+    """Stars for all but the last ``keep`` letters or digits (all stars when there are no more)."""
+    chars = [c for c in text if c.isalnum()]
+    if len(chars) <= keep:
+        return "*" * max(len(chars), 3)
+    return "*" * (len(chars) - keep) + "".join(chars[-keep:])
+
+
+def _partial(name: str, value: Any) -> str | None:
+    """The recognisable fragment of a value (see policy.yaml)."""
+    if name == "date_of_birth":
+        born = _as_date(value)
+        return str(born.year) if born else None
+    text = str(value).strip()
+    if not text:
+        return None
+    if name == "email":
+        local, at, domain = text.rpartition("@")
+        return f"{local[0]}***@{domain}" if at and local and domain else "***"
+    if name == "phone":
+        return _keep_last("".join(c for c in text if c.isdigit()))
+    if name in ("national_id", "customer_number"):
+        return _keep_last(text)
+    if name == "postcode":
+        text = text.upper()
+        outward, space, _ = text.partition(" ")
+        if space:
+            return f"{outward} ***"
+        return text[:3] + "*" * (len(text) - 3) if len(text) > 3 else "*" * len(text)
+    return f"{text[0]}***"  # first_name, last_name
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A loaded, validated policy: who may do what, and how each role sees each field."""
+
+    roles: tuple[str, ...]
+    actions: tuple[str, ...]
+    grants: Mapping[str, frozenset[str]]
+    #: role -> field (and ``attributes``) -> the rule in force (``default`` resolved)
+    rules: Mapping[str, Mapping[str, Rule]]
+    income_bands: tuple[int, ...]
+    passthrough: frozenset[str] = frozenset()
+    hash_salt: str = ""
+    fields: tuple[str, ...] = FIELDS
+    source: Path | None = field(default=None, compare=False)
+
+    def can(self, role: str, action: str) -> bool:
+        """Whether ``role`` may do ``action``; an unknown role may do nothing, an unknown action is a bug."""
+        if action not in self.actions:
+            raise InvalidInputError(f"unknown action {action!r}; the policy knows: {', '.join(self.actions)}")
+        return action in self.grants.get(role, frozenset())
+
+    def require(self, principal_or_role: Principal | str, action: str) -> None:
+        """Raise :class:`~c360.graphql.auth.ForbiddenError` unless the role may do ``action``."""
+        role = principal_or_role if isinstance(principal_or_role, str) else principal_or_role.role
+        if not self.can(role, action):
+            raise ForbiddenError(f"role {role} may not {action}")
+
+    def rule(self, role: str, name: str) -> Rule:
+        """The rule by which ``role`` sees field ``name`` (or the ``attributes`` pseudo-field)."""
+        rules = self.rules.get(role)
+        if rules is None:
+            raise InvalidInputError(f"unknown role {role!r}; the policy knows: {', '.join(self.roles)}")
+        found = rules.get(name)
+        if found is None:
+            raise InvalidInputError(f"unknown field {name!r}; the policy masks: {', '.join(self.fields)}")
+        return found
+
+    def hash(self, value: Any) -> str:
+        """Lowercase hex SHA-256 of the salt and the normalised value (as the ``hash`` rule shows it)."""
+        return hashlib.sha256((self.hash_salt + normalise(value)).encode()).hexdigest()
+
+    def income_band(self, value: Any) -> str | None:
+        """The band of an income (a number or numeric text), or None when it is not a number."""
+        amount = _number(value)
+        if amount is None:
+            return None
+        bands = self.income_bands
+        if amount < bands[0]:
+            return f"<{_thousands(bands[0])}"
+        for low, high in pairwise(bands):
+            if amount < high:
+                return f"{_thousands(low)}-{_thousands(high)}"
+        return f"{_thousands(bands[-1])}+"
+
+    def mask(self, role: str, name: str, value: Any, *, today: date | None = None) -> Any:
+        """``value`` of field ``name`` as ``role`` may see it; None when denied (or absent).
+
+        ``age`` may be given as an age or as a birth date; it is then computed as of ``today``.
+        """
+        rule = self.rule(role, name)
+        if value is None or rule == "deny":
+            return None
+        if name == "age":
+            value = _age(value, today or date.today())
+            if value is None:
+                return None
+        if rule == "full":
+            return value
+        if rule == "hash":
+            return self.hash(value)
+        if rule == "range":
+            return age_band(value) if name == "age" else self.income_band(value)
+        return _partial(name, value)
+
+    def mask_golden(self, role: str, golden: Mapping[str, Any], *, today: date | None = None) -> dict[str, Any]:
+        """A golden record (field -> plain value) as ``role`` may see it.
+
+        Denied fields are left out; so is any key that is neither a field nor listed under
+        ``passthrough``. ``age`` is added from ``date_of_birth`` unless the role's age rule is deny.
+        """
+        return self._mask_mapping(role, golden, today or date.today())
+
+    def mask_record(self, role: str, record: Mapping[str, Any], *, today: date | None = None) -> dict[str, Any]:
+        """A source record (``SourceRecord.to_json()`` shape) as ``role`` may see it.
+
+        As :meth:`mask_golden`; keys such as ``source``, ``key`` and ``observed_at`` pass through. In
+        ``attributes``, ``annual_income`` follows its field's rule and the others the ``attributes`` rule.
+        """
+        return self._mask_mapping(role, record, today or date.today())
+
+    def _mask_mapping(self, role: str, data: Mapping[str, Any], today: date) -> dict[str, Any]:
+        rules = self.rules.get(role)
+        if rules is None:
+            raise InvalidInputError(f"unknown role {role!r}; the policy knows: {', '.join(self.roles)}")
+        out: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == ATTRIBUTES:
+                attributes = self._mask_attributes(role, value or {}, today)
+                if attributes:
+                    out[name] = attributes
+            elif name in rules:
+                masked = self.mask(role, name, value, today=today)
+                if masked is not None:
+                    out[name] = masked
+            elif name in self.passthrough:
+                out[name] = value
+        if "age" not in data and data.get("date_of_birth") is not None and rules["age"] != "deny":
+            age = self.mask(role, "age", data["date_of_birth"], today=today)
+            if age is not None:
+                out["age"] = age
+        return out
+
+    def _mask_attributes(self, role: str, attributes: Mapping[str, Any], today: date) -> dict[str, Any]:
+        rule = self.rule(role, ATTRIBUTES)
+        out: dict[str, Any] = {}
+        for name, value in attributes.items():
+            if name == "annual_income":
+                masked = self.mask(role, name, value, today=today)
+            elif value is None or rule == "deny":
+                masked = None
+            else:
+                masked = value if rule == "full" else self.hash(value)
+            if masked is not None:
+                out[name] = masked
+        return out
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _build(model: _PolicyModel, path: Path) -> Policy:
+    def fail(where: str, problem: str) -> InvalidInputError:
+        return InvalidInputError(f"{path.name}: {where}: {problem}")
+
+    for action in model.actions:
+        if not _ID.match(action):
+            raise fail(f"actions.{action}", "an action id is lower-case letters, digits and '_'")
+    if not model.roles:
+        raise fail("roles", "the policy defines no roles")
+    bands = tuple(model.income_bands)
+    if not bands or any(b <= 0 for b in bands) or any(a >= b for a, b in pairwise(bands)):
+        raise fail("income_bands", "give positive band edges in increasing order, e.g. [25000, 50000]")
+    clash = set(model.passthrough) & ({*FIELDS, ATTRIBUTES})
+    if clash:
+        raise fail("passthrough", f"{', '.join(sorted(clash))} are masked fields; they cannot pass through")
+
+    grants: dict[str, frozenset[str]] = {}
+    rules: dict[str, Mapping[str, Rule]] = {}
+    for role, spec in model.roles.items():
+        if not _ID.match(role):
+            raise fail(f"roles.{role}", "a role id is lower-case letters, digits and '_'")
+        if spec.actions == "*":
+            grants[role] = frozenset(model.actions)
+        elif isinstance(spec.actions, str):
+            raise fail(f"roles.{role}.actions", f'give a list of actions, or "*" for all (got {spec.actions!r})')
+        else:
+            unknown = [a for a in spec.actions if a not in model.actions]
+            if unknown:
+                raise fail(
+                    f"roles.{role}.actions",
+                    f"unknown action {unknown[0]!r} (known: {', '.join(model.actions)})",
+                )
+            grants[role] = frozenset(spec.actions)
+        if DEFAULT not in spec.fields:
+            raise fail(f"roles.{role}.fields", "needs a 'default' rule for the fields it does not list")
+        unknown = [f for f in spec.fields if f not in (*FIELDS, ATTRIBUTES, DEFAULT)]
+        if unknown:
+            raise fail(f"roles.{role}.fields", f"unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
+        resolved: dict[str, Rule] = {}
+        for name in (*FIELDS, ATTRIBUTES):
+            listed = name in spec.fields
+            rule = spec.fields[name] if listed else spec.fields[DEFAULT]
+            allowed = _allowed(name)
+            if rule not in allowed:
+                where = f"roles.{role}.fields.{name if listed else DEFAULT}"
+                hint = "" if listed else f"; list a rule for {name}"
+                raise fail(
+                    where,
+                    f"rule {rule!r} does not apply to {name} (it may be {', '.join(sorted(allowed))}){hint}",
+                )
+            resolved[name] = rule
+        rules[role] = MappingProxyType(resolved)
+    return Policy(
+        roles=tuple(model.roles),
+        actions=tuple(model.actions),
+        grants=MappingProxyType(grants),
+        rules=MappingProxyType(rules),
+        income_bands=bands,
+        passthrough=frozenset(model.passthrough),
+        hash_salt=model.hash_salt,
+        source=path,
+    )
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy file (None: the bundled ``policy.yaml``)."""
+    path = path or BUNDLED_POLICY
+    origin = path.name
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the policy {path}: {exc.strerror}") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInputError(f"{origin}: not valid YAML{at}: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{origin}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{origin}: the policy must be a mapping (version, actions, roles, ...)")
+    try:
+        model = _PolicyModel.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        got = first.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str | int | float) and first["type"] != "missing" else ""
+        more = f"; and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
+        raise InvalidInputError(f"{origin}: {_where(first['loc'])}: {first['msg']}{shown}{more}") from exc
+    return _build(model, path)

@@ -1,0 +1,283 @@
+"""The profile service behind GraphQL and REST: permission checks, masking, audit, then the store.
+
+Both front doors call this one layer, so a role sees the same fields the same way whichever it uses,
+and every profile read and every change leaves one audit entry (who, what, target, outcome). Store
+calls run in worker threads: the event loop never waits on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
+from c360.graph.models import HistoryEvent, Identifier, MergeEvent, Profile, ReviewItem, SplitEvent
+from c360.graph.store import GraphStore
+from c360.resolution.deterministic import CustomerIdFactory, LinkingConfig
+from c360.resolution.explain import explain
+from c360.resolution.normalize import normalize_email, normalize_phone
+from c360.resolution.review import approve, merge_customers, reject
+from c360.resolution.scorer import Scorer
+from c360.resolution.survivorship import SurvivorshipConfig
+from c360.resolution.undo import split
+
+from .audit import AuditLog
+from .auth import ForbiddenError, Principal
+from .policy import Policy
+
+T = TypeVar("T")
+
+#: which field's rule masks an identifier of each kind
+IDENTIFIER_FIELD = {
+    "email": "email",
+    "phone": "phone",
+    "national_id": "national_id",
+    "customer_number": "customer_number",
+}
+#: most items one page may hold
+MAX_PAGE = 100
+
+
+def encode_cursor(value: str) -> str:
+    """An opaque cursor."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The value of an opaque cursor; BAD_USER_INPUT when it is not one of ours."""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError(f"not a valid cursor: {cursor!r}") from None
+
+
+def check_first(first: int) -> int:
+    """A page size within 1..MAX_PAGE."""
+    if not 1 <= first <= MAX_PAGE:
+        raise InvalidInputError(f"first must be between 1 and {MAX_PAGE}")
+    return first
+
+
+@dataclass(slots=True)
+class ProfileService:
+    """Reads and changes profiles on behalf of a principal."""
+
+    store: GraphStore
+    policy: Policy
+    audit: AuditLog
+    linking: LinkingConfig = field(default_factory=LinkingConfig)
+    survivorship: SurvivorshipConfig = field(default_factory=SurvivorshipConfig)
+    scorer: Callable[[], Scorer | None] = lambda: None
+    today: Callable[[], date] = date.today
+    new_id: Callable[[], str] = field(default_factory=CustomerIdFactory)
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Call the store in a worker thread."""
+        return await asyncio.to_thread(fn)
+
+    async def audited(
+        self,
+        who: Principal,
+        action: str,
+        target: str | None,
+        work: Callable[[], Awaitable[T]],
+        *,
+        detail: str | None = None,
+    ) -> T:
+        """Check the permission, await ``work``, and audit the outcome either way."""
+        if not self.policy.can(who.role, action):
+            await self.record(who, action, target, "denied")
+            raise ForbiddenError(f"role {who.role} may not {action.replace('_', ' ')}")
+        try:
+            result = await work()
+        except NotFoundError:
+            await self.record(who, action, target, "not_found", detail)
+            raise
+        except C360Error as exc:
+            await self.record(who, action, target, "refused", f"{type(exc).__name__}: {exc}")
+            raise
+        except Exception:
+            await self.record(who, action, target, "error", detail)
+            raise
+        await self.record(who, action, target, "ok", detail)
+        return result
+
+    async def record(
+        self, who: Principal, action: str, target: str | None, outcome: str, detail: str | None = None
+    ) -> None:
+        """One audit entry, durable before this returns."""
+        await self.audit.record(
+            actor=who.subject, role=who.role, action=action, target=target, outcome=outcome, detail=detail
+        )
+
+    def require(self, who: Principal, action: str) -> None:
+        """ForbiddenError unless the principal's role may ``action``."""
+        if not self.policy.can(who.role, action):
+            raise ForbiddenError(f"role {who.role} may not {action.replace('_', ' ')}")
+
+    # -- masking ------------------------------------------------------------------------------------
+
+    def mask_identifier(self, role: str, uid: str) -> str | None:
+        """``kind|value`` with the value as ``role`` may see it; None when the role may not see it."""
+        kind, _, value = uid.partition("|")
+        masked = self.policy.mask(role, IDENTIFIER_FIELD.get(kind, "customer_number"), value)
+        return None if masked is None else f"{kind}|{masked}"
+
+    def _mask_evidence(self, role: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(evidence)
+        if "identifiers" in out:
+            out["identifiers"] = [m for uid in out["identifiers"] if (m := self.mask_identifier(role, uid))]
+        return out
+
+    def document(self, role: str, profile: Profile, *, history: bool | None = None) -> dict[str, Any]:
+        """The profile document (``Profile.to_json`` shape) as ``role`` may see it.
+
+        Golden values are masked field by field (``age`` is derived from the date of birth, and
+        ``annual_income`` comes from the newest record that has one); identifiers, source records and
+        link evidence likewise. History is included only for roles that may read it.
+        """
+        today = self.today()
+        doc = profile.to_json()
+        golden: dict[str, Any] = {}
+        for name, gv in doc["golden"].items():
+            masked = self.policy.mask(role, name, gv["value"], today=today)
+            if masked is not None:
+                golden[name] = {**gv, "value": masked}
+        dob = doc["golden"].get("date_of_birth")
+        if dob is not None:
+            age = self.policy.mask(role, "age", dob["value"], today=today)
+            if age is not None:
+                golden["age"] = {**dob, "value": age, "rule": "derived from date_of_birth"}
+        incomes = [r for r in doc["records"] if (r.get("attributes") or {}).get("annual_income") not in (None, "")]
+        if incomes:
+            newest = max(incomes, key=lambda r: r["observed_at"])
+            income = self.policy.mask(role, "annual_income", newest["attributes"]["annual_income"], today=today)
+            if income is not None:
+                source = {"source": newest["source"], "source_key": newest["key"], "rule": "most_recent"}
+                golden["annual_income"] = {"value": income, **source}
+        doc["golden"] = golden
+        doc["identifiers"] = [
+            {**i, "value": masked.partition("|")[2]}
+            for i in doc["identifiers"]
+            if (masked := self.mask_identifier(role, f"{i['kind']}|{i['value']}")) is not None
+        ]
+        records = []
+        for r in doc["records"]:
+            masked_record = self.policy.mask_record(role, r, today=today)
+            masked_record["identifiers"] = [m for uid in r["identifiers"] if (m := self.mask_identifier(role, uid))]
+            masked_record["link"] = self._mask_evidence(role, r["link"])
+            records.append(masked_record)
+        doc["records"] = records
+        if history is None:
+            history = self.policy.can(role, "read_history")
+        if history:
+            doc["history"] = [{**h, "evidence": self._mask_evidence(role, h["evidence"])} for h in doc["history"]]
+        else:
+            doc.pop("history")
+        return doc
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def profile(self, who: Principal, customer_id: str) -> dict[str, Any]:
+        """One customer's masked profile document (a merged-away ID gives the survivor's, flagged)."""
+
+        def load() -> Profile:
+            found = self.store.get_profile(customer_id)
+            if found is None:
+                raise NotFoundError(f"no customer {customer_id}")
+            return found
+
+        profile = await self.audited(who, "read_profile", customer_id, lambda: self.run(load))
+        return self.document(who.role, profile)
+
+    def identifier_of(self, email: str | None = None, phone: str | None = None) -> Identifier:
+        """The normalised identifier to look up; BAD_USER_INPUT when it is not a valid one."""
+        if (email is None) == (phone is None):
+            raise InvalidInputError("give exactly one of email or phone")
+        if email is not None:
+            value = normalize_email(email)
+            if value is None:
+                raise InvalidInputError("not a valid email address")
+            return Identifier("email", value)
+        value = normalize_phone(phone or "", self.linking.default_region)
+        if value is None:
+            raise InvalidInputError("not a valid phone number")
+        return Identifier("phone", value)
+
+    def search_ids(self, text: str) -> list[str]:
+        """Active customers matching ``text``: an email, a phone number, or 'First Last' / a last name."""
+        text = text.strip()
+        if not text or len(text) > 200:
+            raise InvalidInputError("search must be 1 to 200 characters")
+        if "@" in text:
+            return self.store.find_by_identifier(self.identifier_of(email=text))
+        if sum(c.isdigit() for c in text) >= 6:
+            return self.store.find_by_identifier(self.identifier_of(phone=text))
+        parts = text.split()
+        return self.store.find_by_name(parts[0] if len(parts) > 1 else None, parts[-1], limit=1000)
+
+    def review_items(
+        self, *, status: str | None = "open", first: int, after: str | None
+    ) -> tuple[list[ReviewItem], str | None]:
+        """A page of review items, oldest first."""
+        check_first(first)
+        offset = int(decode_cursor(after)) if after else 0
+        items = self.store.review_items(status, limit=offset + first + 1)
+        page = items[offset : offset + first]
+        more = len(items) > offset + first
+        return page, encode_cursor(str(offset + first)) if more else None
+
+    def history_json(self, role: str, events: Sequence[HistoryEvent]) -> list[dict[str, Any]]:
+        """Merge and split events as JSON with masked evidence."""
+        return [{**e.to_json(), "evidence": self._mask_evidence(role, e.evidence.to_json())} for e in events]
+
+    def explanation(self, role: str, a: str, b: str) -> dict[str, Any]:
+        """The evidence between two records, or a record and a customer, masked for ``role``."""
+        found = explain(self.store, a, b, linking=self.linking, scorer=self.scorer()).to_json()
+        deterministic = found.get("deterministic") or {}
+        if deterministic.get("identifiers"):
+            masked = [m for uid in deterministic["identifiers"] if (m := self.mask_identifier(role, uid))]
+            found["deterministic"] = {**deterministic, "identifiers": masked}
+        for side in ("left", "right"):
+            if side in found and "link" in found[side]:
+                found[side] = {**found[side], "link": self._mask_evidence(role, found[side]["link"])}
+        return found
+
+    # -- changes ------------------------------------------------------------------------------------
+
+    def approve(self, who: Principal, review_id: str, reason: str | None) -> ReviewItem:
+        """Approve a review item: its two customers become one."""
+        return approve(
+            self.store, review_id, by=who.subject, reason=reason, now=datetime.now(UTC), survivorship=self.survivorship
+        )
+
+    def reject(self, who: Principal, review_id: str, reason: str) -> ReviewItem:
+        """Reject a review item: the pair is kept apart from now on."""
+        return reject(self.store, review_id, by=who.subject, reason=reason, now=datetime.now(UTC))
+
+    def merge(self, who: Principal, a: str, b: str, reason: str) -> MergeEvent:
+        """Merge two customers by hand."""
+        return merge_customers(
+            self.store, a, b, by=who.subject, reason=reason, now=datetime.now(UTC), survivorship=self.survivorship
+        )
+
+    def split(self, who: Principal, customer_id: str, records: Sequence[str], reason: str) -> SplitEvent:
+        """Move records out of a customer into a new one, kept apart from the rest."""
+        if len(records) > 1000:
+            raise InvalidInputError("split at most 1000 records at once")
+        return split(
+            self.store,
+            customer_id,
+            list(records),
+            by=who.subject,
+            reason=reason,
+            now=datetime.now(UTC),
+            new_id=self.new_id,
+            survivorship=self.survivorship,
+        )
