@@ -26,7 +26,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 
 from .auth import AuthError, ForbiddenError, Principal
-from .service import ProfileService, check_first, decode_cursor, encode_cursor
+from .service import ProfileService, check_first, decode_cursor, decode_offset, encode_cursor
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class Customer:
     def history(self, info: Info) -> list[HistoryEntry]:
         if "history" not in self.doc:
             raise ForbiddenError(f"role {info.context.principal.role} may not read history")
-        return [HistoryEntry(kind=h["kind"], at=datetime.fromisoformat(h["at"]), data=h) for h in self.doc["history"]]
+        return [HistoryEntry(kind=h["event"], at=datetime.fromisoformat(h["at"]), data=h) for h in self.doc["history"]]
 
     @strawberry.field(description="Journey events, newest first.")
     async def timeline(
@@ -403,7 +403,7 @@ class Query:
             ids, cursor = await service.run(lambda: service.store.list_customers(first, start))
             next_cursor = encode_cursor(cursor) if cursor else None
         else:
-            offset = int(decode_cursor(after)) if after else 0
+            offset = decode_offset(after)
             found = await service.audited(
                 who, "search_customers", None, lambda: service.run(lambda: service.search_ids(search))
             )
@@ -511,13 +511,21 @@ class ErrorCodes(SchemaExtension):
         result.errors = out  # type: ignore[union-attr]
 
 
-def build_schema() -> strawberry.Schema:
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Log only what is unexpected: a NOT_FOUND or FORBIDDEN is the client's business, not an incident."""
+        unexpected = [e for e in errors if error_code(e.original_error) == "INTERNAL_SERVER_ERROR"]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def build_schema(*, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     """The schema with its limits: query depth, aliases, tokens, and page sizes (first ≤ 100)."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             ErrorCodes,  # a class: one instance per operation

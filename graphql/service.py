@@ -50,9 +50,22 @@ def encode_cursor(value: str) -> str:
 def decode_cursor(cursor: str) -> str:
     """The value of an opaque cursor; BAD_USER_INPUT when it is not one of ours."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise InvalidInputError(f"not a valid cursor: {cursor!r}") from None
+    if not value:
+        raise InvalidInputError(f"not a valid cursor: {cursor!r}")
+    return value
+
+
+def decode_offset(cursor: str | None) -> int:
+    """The offset an offset cursor (search results, the review queue) stands for; 0 without one."""
+    if cursor is None:
+        return 0
+    value = decode_cursor(cursor)
+    if not value.isdigit():
+        raise InvalidInputError(f"not a valid cursor: {cursor!r}")
+    return int(value)
 
 
 def check_first(first: int) -> int:
@@ -227,7 +240,7 @@ class ProfileService:
     ) -> tuple[list[ReviewItem], str | None]:
         """A page of review items, oldest first."""
         check_first(first)
-        offset = int(decode_cursor(after)) if after else 0
+        offset = decode_offset(after)
         items = self.store.review_items(status, limit=offset + first + 1)
         page = items[offset : offset + first]
         more = len(items) > offset + first
