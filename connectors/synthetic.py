@@ -121,6 +121,15 @@ class Person:
     ssn: str
 
 
+def _income(p: Person) -> str:
+    """The person's yearly income as the CRM holds it (kept as a free attribute: no canonical field).
+
+    Drawn from its own seeded stream, so adding it changed none of the other generated values.
+    """
+    rng = random.Random(f"income:{p.entity_id}")
+    return str(int(round(rng.lognormvariate(10.9, 0.55), -3)))
+
+
 @dataclass(frozen=True, slots=True)
 class SourceFile:
     """One generated source: its name, data file and mapping file."""
@@ -331,6 +340,7 @@ class Generator:
                 "zip": p.postcode,
                 "soc_sec_id": p.ssn,
                 "customer_no": f"CRM{key[4:]}",
+                "annual_income": _income(p),
                 "updated_at": when.strftime("%Y-%m-%d %H:%M:%S"),
             },
             ("date_of_birth", "phone_number", "email_address", "soc_sec_id", "address_2"),

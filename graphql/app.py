@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
@@ -286,10 +287,10 @@ def create_app(
         404: {"description": "No such customer"},
     }
 
-    @app.get("/v1/customers/{customer_id}", tags=["profiles"], responses=_auth_responses)
-    async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
+    @app.get("/v1/customers/{customer_id}", tags=["profiles"], responses=_auth_responses, response_class=JSONBytes)
+    async def get_customer(customer_id: str, request: Request) -> JSONBytes:
         """The customer's unified profile as the caller's role may see it (a merged-away ID gives the survivor)."""
-        return await service.profile(authenticate(request), customer_id)
+        return JSONBytes(await service.profile(authenticate(request), customer_id))
 
     @app.get("/v1/customers", tags=["profiles"], responses=_auth_responses)
     async def find_customers(
@@ -301,7 +302,7 @@ def create_app(
         who = authenticate(request)
         ident = service.identifier_of(email=email, phone=phone)
         ids = await service.audited(
-            who, "search_customers", None, lambda: service.run(lambda: store.find_by_identifier(ident))
+            who, "search_customers", None, lambda: service.read(lambda: store.find_by_identifier(ident))
         )
         return {"customers": [await service.profile(who, cid) for cid in ids[:20]]}
 
@@ -346,6 +347,16 @@ def create_app(
 
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+class JSONBytes(Response):
+    """A JSON response serialised by orjson, without FastAPI's jsonable_encoder pass (the fast path)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """The body."""
+        return orjson.dumps(content)
 
 
 class _MetricsMiddleware:

@@ -14,15 +14,45 @@ import asyncio
 import hashlib
 import json
 import os
-import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 GENESIS = "0" * 64
+
+
+_Waiter = Union[Future[dict[str, Any]], "asyncio.Future[dict[str, Any]]"]
+
+
+def _complete(waiter: _Waiter, outcome: dict[str, Any] | OSError) -> None:
+    """Complete a caller's future with its entry or the write's error, from whichever thread flushed."""
+    if isinstance(waiter, Future):
+        if isinstance(outcome, OSError):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+        return
+    loop = waiter.get_loop()
+
+    def settle() -> None:
+        if waiter.done():
+            return
+        if isinstance(outcome, OSError):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+    try:
+        same = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        same = False
+    if same:
+        settle()
+    else:
+        loop.call_soon_threadsafe(settle)
 
 
 def _digest(entry: dict[str, Any]) -> str:
@@ -47,20 +77,22 @@ class Verification:
 class AuditLog:
     """An append-only, hash-chained audit log in one file.
 
-    Appends are group-committed: entries are chained in the order they are submitted, and one writer
-    thread writes whatever has queued up, fsyncs once and then completes every entry of that write. A
-    caller learns its entry is durable when its future completes, so many concurrent requests share one
-    fsync. If a write fails, its entries fail (the caller must not answer as if it was audited) and the
-    chain continues from what is on disk.
+    Appends are group-committed without a thread hand-off: entries are chained in the order they
+    arrive, and whoever flushes writes everything pending in that order, fsyncs once and completes
+    each entry. Synchronous callers flush at once; async callers (the API) share one flush per event
+    loop iteration, so a burst of requests costs one write and one fsync. A caller learns its entry
+    is durable when its call returns. If a write fails, its entries and every entry chained after them
+    fail (the caller must not answer as if it was audited) and the chain continues from what is on disk.
     """
 
     def __init__(self, path: Path, *, clock: Any = None) -> None:
         self.path = path
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the chain and the pending entries
+        self._write_lock = threading.Lock()  # one flush at a time, so the file keeps the chain's order
         self._last: tuple[int, str] | None = None  # (seq, hash) of the last entry, once read
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[dict[str, Any]]] | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._pending: list[tuple[dict[str, Any], _Waiter]] = []
+        self._scheduled = False
 
     def _tail(self) -> tuple[int, str]:
         if self._last is None:
@@ -74,71 +106,55 @@ class AuditLog:
             self._last = (seq, prev)
         return self._last
 
-    def submit(
-        self, *, actor: str, role: str, action: str, target: str | None, outcome: str, detail: str | None = None
-    ) -> Future[dict[str, Any]]:
-        """Chain one entry (who, what, when, outcome) and queue it; the future completes once it is on disk."""
-        done: Future[dict[str, Any]] = Future()
-        with self._lock:
-            seq, prev = self._tail()
-            entry: dict[str, Any] = {
-                "seq": seq + 1,
-                "at": self._clock().isoformat(),
-                "actor": actor,
-                "role": role,
-                "action": action,
-                "target": target,
-                "outcome": outcome,
-                "detail": detail,
-                "prev": prev,
-            }
-            entry["hash"] = _digest(entry)
-            self._last = (seq + 1, entry["hash"])
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_loop, name="c360-audit", daemon=True)
-                self._writer.start()
-            self._queue.put((entry, done))  # under the lock: the queue keeps the chain's order
-        return done
+    def _chain(self, fields: dict[str, Any], waiter: _Waiter) -> dict[str, Any]:
+        """Give the entry its place in the chain and queue it (the caller holds ``_lock``)."""
+        seq, prev = self._tail()
+        entry: dict[str, Any] = {"seq": seq + 1, "at": self._clock().isoformat(), **fields, "prev": prev}
+        entry["hash"] = _digest(entry)
+        self._last = (seq + 1, entry["hash"])
+        self._pending.append((entry, waiter))
+        return entry
 
     def append(
         self, *, actor: str, role: str, action: str, target: str | None, outcome: str, detail: str | None = None
     ) -> dict[str, Any]:
-        """Write one entry and return it once it is on disk."""
-        return self.submit(
-            actor=actor, role=role, action=action, target=target, outcome=outcome, detail=detail
-        ).result()
+        """Write one entry (who, what, when, outcome) and return it once it is on disk."""
+        fields = {"actor": actor, "role": role, "action": action, "target": target, "outcome": outcome}
+        done: Future[dict[str, Any]] = Future()
+        with self._lock:
+            self._chain({**fields, "detail": detail}, done)
+        self._flush()
+        return done.result()
 
     async def record(
         self, *, actor: str, role: str, action: str, target: str | None, outcome: str, detail: str | None = None
     ) -> dict[str, Any]:
-        """:meth:`append` for async code: waits for the group commit without blocking the event loop."""
-        done = self.submit(actor=actor, role=role, action=action, target=target, outcome=outcome, detail=detail)
-        return await asyncio.wrap_future(done)
+        """:meth:`append` for async code: the entries of one event loop iteration share a flush."""
+        fields = {"actor": actor, "role": role, "action": action, "target": target, "outcome": outcome}
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        with self._lock:
+            self._chain({**fields, "detail": detail}, done)
+            schedule, self._scheduled = not self._scheduled, True
+        if schedule:
+            loop.call_soon(self._flush_soon)
+        return await done
 
     def close(self) -> None:
-        """Let the writer finish what is queued, then stop it."""
-        writer = self._writer
-        if writer is not None and writer.is_alive():
-            self._queue.put(None)
-            writer.join(timeout=10)
-        self._writer = None
+        """Write whatever is pending."""
+        self._flush()
 
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
+    def _flush_soon(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        self._flush()
+
+    def _flush(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
                 return
-            batch = [item]
-            stop = False
-            while True:  # everything queued meanwhile goes into the same write and fsync
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
             text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e, _ in batch)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,15 +163,15 @@ class AuditLog:
                     fh.flush()
                     os.fsync(fh.fileno())
             except OSError as exc:
-                with self._lock:
+                with self._lock:  # entries chained after these point at them: they fail too
+                    batch += self._pending
+                    self._pending = []
                     self._last = None  # continue the chain from what is on disk
-                for _, done in batch:
-                    done.set_exception(exc)
-            else:
-                for entry, done in batch:
-                    done.set_result(entry)
-            if stop:
+                for _, waiter in batch:
+                    _complete(waiter, exc)
                 return
+        for entry, waiter in batch:
+            _complete(waiter, entry)
 
     def last_hash(self) -> str:
         """The hash of the last entry (the genesis hash of an empty log)."""

@@ -14,7 +14,9 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,12 @@ DEV_SECRET_BYTES = 32
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512", "secp256k1": "ES256K"}
+
+
+#: how long, at most, a verified token is taken as verified again without checking its signature
+VERIFIED_CACHE_SECONDS = 60.0
+#: how many verified tokens are remembered
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AuthError(C360Error):
@@ -97,7 +105,7 @@ def bearer_token(authorization_header: str | None) -> str | None:
         return None
     scheme, _, token = authorization_header.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    if scheme.lower() != "bearer" or not token or len(token.split(maxsplit=1)) != 1:
         return None
     return token
 
@@ -247,6 +255,8 @@ class TokenVerifier:
             except jwt.PyJWKClientError as exc:
                 raise ConfigError(f"jwks_url: {exc}") from exc
         self._dev_secret: bytes | None = None
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         if config.dev_mode:
             if config.dev_key_file is None:
                 raise ConfigError("dev mode needs dev_key_file (where the dev secret is kept)")
@@ -255,9 +265,29 @@ class TokenVerifier:
             raise ConfigError("no way to verify tokens: set jwks_url or key_file (or dev mode)")
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; :class:`AuthError` (saying why, never the token) otherwise."""
+        """The principal of a valid token; :class:`AuthError` (saying why, never the token) otherwise.
+
+        A verified token is remembered until it expires (plus the leeway), for at most
+        ``VERIFIED_CACHE_SECONDS`` and the JWKS cache lifetime, so a key withdrawn from the JWKS stops
+        working as soon as it would without this cache. Clients send one token many times, and its
+        signature check is most of a fast read's cost.
+        """
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("the bearer token is empty or too long")
+        now = time.time()
+        with self._cache_lock:
+            cached = self._verified.get(token)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        principal, expires = self._verify(token)
+        with self._cache_lock:
+            ttl = min(VERIFIED_CACHE_SECONDS, float(self.config.jwks_cache_seconds))
+            self._verified[token] = (principal, min(expires + self.config.leeway_seconds, now + ttl))
+            while len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -277,7 +307,7 @@ class TokenVerifier:
             if alg not in self.config.algorithms:
                 raise AuthError(f"algorithm {alg} is refused; accepted: {', '.join(self.config.algorithms)}")
             claims = self._decode_signed(token, header, alg)
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"])
 
     def _decode_signed(self, token: str, header: Mapping[str, Any], alg: str) -> dict[str, Any]:
         kid = header.get("kid")

@@ -21,7 +21,15 @@ from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFo
 from c360.graph.models import Profile
 from graphql.error import GraphQLError
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 
@@ -46,7 +54,7 @@ class ApiContext(BaseContext):
         self.profiles: DataLoader[str, Profile | None] = DataLoader(load_fn=self._load_profiles)
 
     async def _load_profiles(self, ids: list[str]) -> list[Profile | None]:
-        found = await self.service.run(lambda: self.service.store.get_profiles(ids))
+        found = await self.service.read(lambda: self.service.store.get_profiles(ids))
         return [found.get(i) for i in ids]
 
 
@@ -210,7 +218,7 @@ async def _journey(
         who,
         action,
         customer_id,
-        lambda: service.run(lambda: service.store.timeline(customer_id, first=first, after=after, types=list(types))),
+        lambda: service.read(lambda: service.store.timeline(customer_id, first=first, after=after, types=list(types))),
     )
 
 
@@ -355,7 +363,7 @@ class Customer:
             who,
             "read_review_queue",
             str(self.id),
-            lambda: service.run(lambda: service.store.review_items("open", limit=None)),
+            lambda: service.read(lambda: service.store.review_items("open", limit=None)),
         )
         return [ReviewItemNode.of(i) for i in items if i.record_uid in mine or i.candidate_uid in mine]
 
@@ -400,12 +408,12 @@ class Query:
         service.require(who, "search_customers")
         if search is None:
             start = decode_cursor(after) if after else None
-            ids, cursor = await service.run(lambda: service.store.list_customers(first, start))
+            ids, cursor = await service.read(lambda: service.store.list_customers(first, start))
             next_cursor = encode_cursor(cursor) if cursor else None
         else:
             offset = decode_offset(after)
             found = await service.audited(
-                who, "search_customers", None, lambda: service.run(lambda: service.search_ids(search))
+                who, "search_customers", None, lambda: service.read(lambda: service.search_ids(search))
             )
             ids = found[offset : offset + first]
             next_cursor = encode_cursor(str(offset + first)) if len(found) > offset + first else None
@@ -424,7 +432,7 @@ class Query:
     async def review_queue(self, info: Info, first: int = 20, after: str | None = None) -> ReviewPage:
         service, who = info.context.service, info.context.principal
         items, cursor = await service.audited(
-            who, "read_review_queue", None, lambda: service.run(lambda: service.review_items(first=first, after=after))
+            who, "read_review_queue", None, lambda: service.read(lambda: service.review_items(first=first, after=after))
         )
         return ReviewPage(items=[ReviewItemNode.of(i) for i in items], page_info=_page_info(cursor))
 
@@ -520,14 +528,23 @@ class _Schema(strawberry.Schema):
 
 
 def build_schema(*, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
-    """The schema with its limits: query depth, aliases, tokens, and page sizes (first ≤ 100)."""
+    """The schema with its limits: query depth, aliases, tokens, and page sizes (first ≤ 100).
+
+    The depth and alias rules are built once per schema, so the validation cache (keyed by document
+    and rules) holds: clients send the same few documents, and each is parsed and validated once.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    ]
     return _Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: ParserCache(maxsize=1000),
+            lambda: ValidationCache(maxsize=1000),
             ErrorCodes,  # a class: one instance per operation
         ],
     )

@@ -87,11 +87,23 @@ class ProfileService:
     scorer: Callable[[], Scorer | None] = lambda: None
     today: Callable[[], date] = date.today
     new_id: Callable[[], str] = field(default_factory=CustomerIdFactory)
+    #: run store reads on the event loop (for the embedded store; a network store keeps them in threads)
+    inline_reads: bool = False
 
     # -- plumbing -----------------------------------------------------------------------------------
 
     async def run(self, fn: Callable[[], T]) -> T:
-        """Call the store in a worker thread."""
+        """Call the store in a worker thread (changes, and reads of a remote store)."""
+        return await asyncio.to_thread(fn)
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """A store read: inline when ``inline_reads``, else in a worker thread.
+
+        The embedded store answers in a fraction of a millisecond, less than a hand-off to a thread
+        costs; a network store (Neo4j) keeps the event loop free while it waits.
+        """
+        if self.inline_reads:
+            return fn()
         return await asyncio.to_thread(fn)
 
     async def audited(
@@ -206,7 +218,7 @@ class ProfileService:
                 raise NotFoundError(f"no customer {customer_id}")
             return found
 
-        profile = await self.audited(who, "read_profile", customer_id, lambda: self.run(load))
+        profile = await self.audited(who, "read_profile", customer_id, lambda: self.read(load))
         return self.document(who.role, profile)
 
     def identifier_of(self, email: str | None = None, phone: str | None = None) -> Identifier:

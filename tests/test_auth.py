@@ -386,3 +386,14 @@ def test_unusable_configurations_are_config_errors(tmp_path: Path) -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path) -> None:
+    config = AuthConfig(dev_mode=True, dev_key_file=tmp_path / "dev.key", leeway_seconds=0)
+    verifier = TokenVerifier(config, ["marketer"])
+    token = issue_dev_token(config, "marketer", ttl=1, roles=["marketer"])
+    assert verifier.verify(token).role == "marketer"
+    assert verifier.verify(token).role == "marketer"  # from the cache
+    time.sleep(2.1)  # past exp: the cache does not keep it alive
+    with pytest.raises(AuthError):
+        verifier.verify(token)

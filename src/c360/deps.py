@@ -95,6 +95,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         linking=settings.linking,
         survivorship=settings.survivorship,
         scorer=lambda: registry.load().scorer() if registry.versions() else None,
+        inline_reads=settings.graph.backend == "embedded",
     )
     options = ApiOptions(
         policy=policy,
