@@ -13,6 +13,7 @@ import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
@@ -174,6 +175,12 @@ def _thousands(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
+@lru_cache(maxsize=65_536)
+def _sha256_hex(text: str) -> str:
+    """Hashes are asked for the same few values over and over (one profile read hashes each value a few times)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def normalise(value: Any) -> str:
     """The form a value is hashed in: dates as ``YYYY-MM-DD``, text stripped and case-folded."""
     if isinstance(value, datetime):
@@ -256,7 +263,7 @@ class Policy:
 
     def hash(self, value: Any) -> str:
         """Lowercase hex SHA-256 of the salt and the normalised value (as the ``hash`` rule shows it)."""
-        return hashlib.sha256((self.hash_salt + normalise(value)).encode()).hexdigest()
+        return _sha256_hex(self.hash_salt + normalise(value))
 
     def income_band(self, value: Any) -> str | None:
         """The band of an income (a number or numeric text), or None when it is not a number."""

@@ -233,61 +233,74 @@ class Customer:
     redirected: bool = strawberry.field(description="Whether the requested ID was merged into this customer.")
     status: str
     created_at: datetime
-    golden: list[GoldenField]
-    identifiers: list[IdentifierNode]
-    source_records: list[SourceRecordNode]
     sources: list[str]
     merged_ids: list[str]
-    doc: strawberry.Private[dict[str, Any]]
+    profile: strawberry.Private[Profile]
+    role: strawberry.Private[str]
+    service: strawberry.Private[ProfileService]
 
     @classmethod
-    def of(cls, doc: dict[str, Any]) -> Customer:
-        """From a masked profile document."""
+    def of(cls, service: ProfileService, role: str, profile: Profile) -> Customer:
+        """A customer as ``role`` sees it; its personal data is masked when a query asks for it."""
+        c = profile.customer
         return cls(
-            id=strawberry.ID(doc["id"]),
-            requested_id=doc["requested_id"],
-            redirected=doc["redirected"],
-            status=doc["status"],
-            created_at=datetime.fromisoformat(doc["created_at"]),
-            golden=[
-                GoldenField(
-                    name=k,
-                    value=_text(v["value"]),
-                    source=v.get("source"),
-                    source_key=v.get("source_key"),
-                    rule=v.get("rule"),
-                )
-                for k, v in doc["golden"].items()
-            ],
-            identifiers=[
-                IdentifierNode(kind=i["kind"], value=i["value"], flagged=i["flagged"]) for i in doc["identifiers"]
-            ],
-            source_records=[
-                SourceRecordNode(
-                    uid=f"{r['source']}|{r['key']}",
-                    source=r["source"],
-                    key=r["key"],
-                    observed_at=datetime.fromisoformat(r["observed_at"]),
-                    fields=[
-                        FieldValue(name=k, value=_text(v))
-                        for k, v in r.items()
-                        if k not in ("source", "key", "observed_at", "identifiers", "link")
-                    ],
-                    identifiers=r["identifiers"],
-                    link=r["link"],
-                )
-                for r in doc["records"]
-            ],
-            sources=doc["sources"],
-            merged_ids=doc["merged_ids"],
-            doc=doc,
+            id=strawberry.ID(c.id),
+            requested_id=profile.requested_id,
+            redirected=profile.redirected,
+            status=c.status,
+            created_at=c.created_at,
+            sources=sorted({r.record.source for r in profile.records}),
+            merged_ids=list(profile.merged_ids),
+            profile=profile,
+            role=role,
+            service=service,
         )
 
+    @strawberry.field(description="Golden fields (as your role may see them), each with its source record.")
+    def golden(self) -> list[GoldenField]:
+        return [
+            GoldenField(
+                name=k,
+                value=_text(v["value"]),
+                source=v.get("source"),
+                source_key=v.get("source_key"),
+                rule=v.get("rule"),
+            )
+            for k, v in self.service.golden(self.role, self.profile).items()
+        ]
+
+    @strawberry.field(description="Normalised identifiers (as your role may see them).")
+    def identifiers(self) -> list[IdentifierNode]:
+        return [
+            IdentifierNode(kind=i["kind"], value=_text(i["value"]), flagged=i["flagged"])
+            for i in self.service.identifiers(self.role, self.profile)
+        ]
+
+    @strawberry.field(description="The source records linked to this customer, with their link evidence.")
+    def source_records(self) -> list[SourceRecordNode]:
+        return [
+            SourceRecordNode(
+                uid=f"{r['source']}|{r['key']}",
+                source=r["source"],
+                key=r["key"],
+                observed_at=datetime.fromisoformat(r["observed_at"]),
+                fields=[
+                    FieldValue(name=k, value=_text(v))
+                    for k, v in r.items()
+                    if k not in ("source", "key", "observed_at", "identifiers", "link")
+                ],
+                identifiers=r["identifiers"],
+                link=r["link"],
+            )
+            for r in self.service.records(self.role, self.profile)
+        ]
+
     @strawberry.field(description="Merges and splits, oldest first (roles that may read history).")
-    def history(self, info: Info) -> list[HistoryEntry]:
-        if "history" not in self.doc:
-            raise ForbiddenError(f"role {info.context.principal.role} may not read history")
-        return [HistoryEntry(kind=h["event"], at=datetime.fromisoformat(h["at"]), data=h) for h in self.doc["history"]]
+    def history(self) -> list[HistoryEntry]:
+        history = self.service.history(self.role, self.profile)
+        if history is None:
+            raise ForbiddenError(f"role {self.role} may not read history")
+        return [HistoryEntry(kind=h["event"], at=datetime.fromisoformat(h["at"]), data=cast(JSON, h)) for h in history]
 
     @strawberry.field(description="Journey events, newest first.")
     async def timeline(
@@ -358,7 +371,7 @@ class Customer:
     @strawberry.field(description="Open review items that involve this customer's records.")
     async def review_items(self, info: Info) -> list[ReviewItemNode]:
         service, who = info.context.service, info.context.principal
-        mine = {r.uid for r in self.source_records}
+        mine = {r.record.uid for r in self.profile.records}
         items = await service.audited(
             who,
             "read_review_queue",
@@ -390,7 +403,7 @@ async def _customer(info: Info, customer_id: str, action: str = "read_profile") 
         return found
 
     profile = await service.audited(who, action, customer_id, load)
-    return Customer.of(service.document(who.role, profile))
+    return Customer.of(service, who.role, profile)
 
 
 @strawberry.type

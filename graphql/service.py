@@ -160,51 +160,80 @@ class ProfileService:
             out["identifiers"] = [m for uid in out["identifiers"] if (m := self.mask_identifier(role, uid))]
         return out
 
-    def document(self, role: str, profile: Profile, *, history: bool | None = None) -> dict[str, Any]:
-        """The profile document (``Profile.to_json`` shape) as ``role`` may see it.
+    def golden(self, role: str, profile: Profile) -> dict[str, dict[str, Any]]:
+        """The golden record as ``role`` may see it: field -> value (masked) with its source and rule.
 
-        Golden values are masked field by field (``age`` is derived from the date of birth, and
-        ``annual_income`` comes from the newest record that has one); identifiers, source records and
-        link evidence likewise. History is included only for roles that may read it.
+        ``age`` is derived from the date of birth; ``annual_income`` comes from the newest record
+        that has one (a source attribute, not a canonical field).
         """
         today = self.today()
-        doc = profile.to_json()
-        golden: dict[str, Any] = {}
-        for name, gv in doc["golden"].items():
-            masked = self.policy.mask(role, name, gv["value"], today=today)
+        golden: dict[str, dict[str, Any]] = {}
+        for name, gv in profile.customer.golden.items():
+            masked = self.policy.mask(role, name, gv.value, today=today)
             if masked is not None:
-                golden[name] = {**gv, "value": masked}
-        dob = doc["golden"].get("date_of_birth")
+                golden[name] = {**gv.to_json(), "value": masked.isoformat() if isinstance(masked, date) else masked}
+        dob = profile.customer.golden.get("date_of_birth")
         if dob is not None:
-            age = self.policy.mask(role, "age", dob["value"], today=today)
+            age = self.policy.mask(role, "age", dob.value, today=today)
             if age is not None:
-                golden["age"] = {**dob, "value": age, "rule": "derived from date_of_birth"}
-        incomes = [r for r in doc["records"] if (r.get("attributes") or {}).get("annual_income") not in (None, "")]
+                golden["age"] = {**dob.to_json(), "value": age, "rule": "derived from date_of_birth"}
+        incomes = [r.record for r in profile.records if r.record.attributes.get("annual_income") not in (None, "")]
         if incomes:
-            newest = max(incomes, key=lambda r: r["observed_at"])
-            income = self.policy.mask(role, "annual_income", newest["attributes"]["annual_income"], today=today)
+            newest = max(incomes, key=lambda r: r.observed_at)
+            income = self.policy.mask(role, "annual_income", newest.attributes["annual_income"], today=today)
             if income is not None:
-                source = {"source": newest["source"], "source_key": newest["key"], "rule": "most_recent"}
-                golden["annual_income"] = {"value": income, **source}
-        doc["golden"] = golden
-        doc["identifiers"] = [
-            {**i, "value": masked.partition("|")[2]}
-            for i in doc["identifiers"]
-            if (masked := self.mask_identifier(role, f"{i['kind']}|{i['value']}")) is not None
-        ]
-        records = []
-        for r in doc["records"]:
-            masked_record = self.policy.mask_record(role, r, today=today)
-            masked_record["identifiers"] = [m for uid in r["identifiers"] if (m := self.mask_identifier(role, uid))]
-            masked_record["link"] = self._mask_evidence(role, r["link"])
-            records.append(masked_record)
-        doc["records"] = records
-        if history is None:
-            history = self.policy.can(role, "read_history")
-        if history:
-            doc["history"] = [{**h, "evidence": self._mask_evidence(role, h["evidence"])} for h in doc["history"]]
-        else:
-            doc.pop("history")
+                source = {"source": newest.source, "source_key": newest.key, "rule": "most_recent"}
+                golden["annual_income"] = {"value": income, **source, "observed_at": newest.observed_at.isoformat()}
+        return golden
+
+    def identifiers(self, role: str, profile: Profile) -> list[dict[str, Any]]:
+        """The customer's identifiers as ``role`` may see them (denied kinds left out)."""
+        out = []
+        for state in profile.identifiers:
+            ident = state.identifier
+            masked = self.policy.mask(role, IDENTIFIER_FIELD.get(ident.kind, "customer_number"), ident.value)
+            if masked is not None:
+                out.append({"kind": ident.kind, "value": masked, "flagged": state.flagged})
+        return out
+
+    def records(self, role: str, profile: Profile) -> list[dict[str, Any]]:
+        """The source records as ``role`` may see them, with their identifiers and link evidence masked."""
+        today = self.today()
+        out = []
+        for r in profile.records:
+            masked = self.policy.mask_record(role, r.record.to_json(), today=today)
+            masked["identifiers"] = [m for i in r.identifiers if (m := self.mask_identifier(role, i.uid))]
+            masked["link"] = self._mask_evidence(role, r.evidence.to_json())
+            out.append(masked)
+        return out
+
+    def history(self, role: str, profile: Profile) -> list[dict[str, Any]] | None:
+        """Merges and splits with masked evidence; None when the role may not read history."""
+        if not self.policy.can(role, "read_history"):
+            return None
+        return self.history_json(role, profile.history)
+
+    def document(self, role: str, profile: Profile) -> dict[str, Any]:
+        """The profile document (``Profile.to_json`` shape) as ``role`` may see it (the REST answer).
+
+        History is included only for roles that may read it.
+        """
+        c = profile.customer
+        doc: dict[str, Any] = {
+            "id": c.id,
+            "requested_id": profile.requested_id,
+            "redirected": profile.redirected,
+            "status": c.status,
+            "created_at": c.created_at.isoformat(),
+            "golden": self.golden(role, profile),
+            "sources": sorted({r.record.source for r in profile.records}),
+            "identifiers": self.identifiers(role, profile),
+            "records": self.records(role, profile),
+            "merged_ids": list(profile.merged_ids),
+        }
+        history = self.history(role, profile)
+        if history is not None:
+            doc["history"] = history
         return doc
 
     # -- reads --------------------------------------------------------------------------------------
