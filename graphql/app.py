@@ -343,7 +343,16 @@ def create_app(
             return problem(400, "Invalid batch", 'send a JSON array of events, or {"events": [...]}')
         if len(events) > MAX_EVENTS:
             return problem(413, "Too many events", f"send at most {MAX_EVENTS} events per request")
-        return await sink.submit(events, partner.sources)
+        who = Principal(partner.name, "partner", "partner", partner.name, tuple(partner.sources))
+        try:
+            answer = await sink.submit(events, partner.sources)
+        except Exception:
+            await service.record(who, "post_events", partner.name, "error", f"{len(events)} events")
+            raise
+        accepted, rejected = int(answer.get("accepted", 0)), len(answer.get("rejected", ()))
+        detail = f"{len(events)} events: {accepted} accepted, {rejected} rejected"
+        await service.record(who, "post_events", partner.name, "ok" if not rejected else "partial", detail)
+        return answer
 
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app

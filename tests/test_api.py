@@ -359,6 +359,10 @@ def test_reads_and_changes_are_audited_and_the_chain_verifies(server: Server) ->
     mine = [e for e in entries if e["actor"] == "tester" and e["target"] == cid and e["role"] == "marketer"]
     assert any(e["action"] == "read_profile" and e["outcome"] == "ok" for e in mine)
     assert any(e["action"] == "read_review_queue" and e["outcome"] == "denied" for e in entries)
+    assert any(e["action"] == "post_events" and e["actor"] == "busy" and e["outcome"] == "ok" for e in entries)
+    changes = [e for e in entries if e["action"] in ("merge", "split")]
+    assert [(e["action"], e["outcome"]) for e in changes if e["outcome"] == "ok"] == [("merge", "ok"), ("split", "ok")]
+    assert any(e["action"] == "merge" and e["outcome"] == "refused" and "ConflictError" in e["detail"] for e in changes)
     assert "audit trail intact" in c360("audit", "verify", cwd=server.home).stdout
 
 
