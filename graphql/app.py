@@ -254,7 +254,7 @@ def create_app(
             return ApiContext(Principal("anonymous", "anonymous", "user"), service)  # GraphiQL's page only
         return ApiContext(authenticate(request), service)
 
-    graphql = GraphQLRouter(
+    graphql = _Router(
         build_schema(),
         context_getter=graphql_context,
         graphql_ide="graphiql" if opts.dev_mode else None,
@@ -356,6 +356,12 @@ def create_app(
 
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+class _Router(GraphQLRouter[ApiContext, None]):
+    def encode_json(self, data: object) -> bytes:
+        """GraphQL answers serialised by orjson (several times faster than the json module)."""
+        return orjson.dumps(data)
 
 
 class JSONBytes(Response):

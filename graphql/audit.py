@@ -11,6 +11,7 @@ somewhere else to catch that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TextIO, Union
 
 GENESIS = "0" * 64
 
@@ -93,6 +94,8 @@ class AuditLog:
         self._last: tuple[int, str] | None = None  # (seq, hash) of the last entry, once read
         self._pending: list[tuple[dict[str, Any], _Waiter]] = []
         self._scheduled = False
+        self._fh: TextIO | None = None
+        self._fh_path: Path | None = None
 
     def _tail(self) -> tuple[int, str]:
         if self._last is None:
@@ -141,8 +144,25 @@ class AuditLog:
         return await done
 
     def close(self) -> None:
-        """Write whatever is pending."""
+        """Write whatever is pending and close the file."""
         self._flush()
+        with self._write_lock:
+            self._close_file()
+
+    def _file(self) -> TextIO:
+        """The open log (kept open between flushes; reopened if the path changed)."""
+        if self._fh is None or self._fh_path != self.path:
+            self._close_file()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+            self._fh_path = self.path
+        return self._fh
+
+    def _close_file(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
 
     def _flush_soon(self) -> None:
         with self._lock:
@@ -157,12 +177,12 @@ class AuditLog:
                 return
             text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e, _ in batch)
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                fh = self._file()
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
             except OSError as exc:
+                self._close_file()
                 with self._lock:  # entries chained after these point at them: they fail too
                     batch += self._pending
                     self._pending = []

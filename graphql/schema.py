@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import orjson
 import strawberry
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import Profile
@@ -312,7 +313,7 @@ class Customer:
         page = await _journey(info, str(self.id), "read_timeline", first, after, types or sorted(allowed))
         return TimelinePage(
             events=[
-                TimelineEvent(id=e.id, type=e.type, occurred_at=e.occurred_at, data=json.loads(e.data))
+                TimelineEvent(id=e.id, type=e.type, occurred_at=e.occurred_at, data=orjson.loads(e.data))
                 for e in page.events
             ],
             page_info=_page_info(page.next_cursor),
