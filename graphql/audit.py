@@ -56,6 +56,26 @@ def _complete(waiter: _Waiter, outcome: dict[str, Any] | OSError) -> None:
         loop.call_soon_threadsafe(settle)
 
 
+def _last_line(path: Path, block: int = 8192) -> bytes:
+    """The last non-empty line of a file, reading backwards from its end."""
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return b""
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        data = b""
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            data = fh.read(end - start) + data
+            end = start
+            lines = [line for line in data.split(b"\n") if line.strip()]
+            if len(lines) > 1 or (lines and start == 0):
+                return lines[-1]
+        return b""
+
+
 def _digest(entry: dict[str, Any]) -> str:
     body = {k: v for k, v in entry.items() if k != "hash"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -98,15 +118,13 @@ class AuditLog:
         self._fh_path: Path | None = None
 
     def _tail(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry on disk, read from the end of the file (not the whole log)."""
         if self._last is None:
-            seq, prev = 0, GENESIS
-            if self.path.exists():
-                with self.path.open("rb") as fh:
-                    for line in fh:
-                        if line.strip():
-                            entry = json.loads(line)
-                            seq, prev = int(entry["seq"]), str(entry["hash"])
-            self._last = (seq, prev)
+            self._last = (0, GENESIS)
+            line = _last_line(self.path)
+            if line:
+                entry = json.loads(line)
+                self._last = (int(entry["seq"]), str(entry["hash"]))
         return self._last
 
     def _chain(self, fields: dict[str, Any], waiter: _Waiter) -> dict[str, Any]:
