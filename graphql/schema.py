@@ -21,6 +21,17 @@ import strawberry
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import Profile
 from graphql.error import GraphQLError
+from graphql.language import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.validation import ValidationRule
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import (
     AddValidationRules,
@@ -35,7 +46,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 
 from .auth import AuthError, ForbiddenError, Principal
-from .service import ProfileService, check_first, decode_cursor, decode_offset, encode_cursor
+from .service import MAX_PAGE, ProfileService, check_first, decode_cursor, decode_offset, encode_cursor
 
 log = logging.getLogger(__name__)
 
@@ -533,6 +544,54 @@ class ErrorCodes(SchemaExtension):
         result.errors = out  # type: ignore[union-attr]
 
 
+#: most fields a query may cost, counting each field once per item of the pages around it
+MAX_COST = 5000
+_PAGED = frozenset({"customers", "timeline", "orders", "transactions", "reviewQueue"})
+
+
+def _page_size(node: FieldNode) -> int:
+    for arg in node.arguments or ():
+        if arg.name.value == "first":
+            return max(1, int(arg.value.value)) if isinstance(arg.value, IntValueNode) else MAX_PAGE
+    return 20 if node.name.value in _PAGED else 1  # the schema's default page size
+
+
+def _cost(
+    selections: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
+) -> int:
+    """Fields a selection may resolve: a field inside a page counts once per item of that page."""
+    total = 0
+    for node in selections.selections if selections else ():
+        if isinstance(node, FieldNode):
+            total += 1 + _page_size(node) * _cost(node.selection_set, fragments, seen)
+        elif isinstance(node, InlineFragmentNode):
+            total += _cost(node.selection_set, fragments, seen)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:
+                total += _cost(fragment.selection_set, fragments, seen | {node.name.value})
+    return total
+
+
+def cost_rule(max_cost: int) -> type[ValidationRule]:
+    """A validation rule that refuses operations whose estimated cost exceeds ``max_cost``."""
+
+    class QueryCost(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_: Any) -> None:
+            fragments = {d.name.value: d for d in node.definitions if isinstance(d, FragmentDefinitionNode)}
+            for d in node.definitions:
+                if isinstance(d, OperationDefinitionNode):
+                    cost = _cost(d.selection_set, fragments, frozenset())
+                    if cost > max_cost:
+                        self.report_error(
+                            GraphQLError(
+                                f"the query may resolve {cost} fields, more than {max_cost}; ask for smaller pages", d
+                            )
+                        )
+
+    return QueryCost
+
+
 class _Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Log only what is unexpected: a NOT_FOUND or FORBIDDEN is the client's business, not an incident."""
@@ -541,8 +600,8 @@ class _Schema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-def build_schema(*, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
-    """The schema with its limits: query depth, aliases, tokens, and page sizes (first ≤ 100).
+def build_schema(*, max_depth: int = MAX_DEPTH, max_cost: int = MAX_COST) -> strawberry.Schema:
+    """The schema with its limits: query depth, cost, aliases, tokens, and page sizes (first ≤ 100).
 
     The depth and alias rules are built once per schema, so the validation cache (keyed by document
     and rules) holds: clients send the same few documents, and each is parsed and validated once.
@@ -550,6 +609,7 @@ def build_schema(*, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     rules = [
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        cost_rule(max_cost),
     ]
     return _Schema(
         query=Query,

@@ -325,6 +325,17 @@ def test_errors_carry_codes_and_limits_hold(server: Server) -> None:
     assert "errors" not in server.gql(nested)
     aliases = "{ " + " ".join(f"a{i}: customers(first: 1) {{ nodes {{ id }} }}" for i in range(40)) + " }"
     assert server.gql(aliases)["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # Cost: a page of 100 customers with 100 events each may resolve ~20,000 fields: refused before it runs.
+    costly = server.gql("{ customers(first: 100) { nodes { timeline(first: 100) { events { id type } } } } }")
+    assert costly["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "more than 5000" in costly["errors"][0]["message"] and costly["data"] is None
+    fragment = "fragment F on Customer { timeline(first: 100) { events { id type data } } } "
+    spread = server.gql(fragment + "query { customers(first: $n) { nodes { ...F } } }".replace("$n", "60"))
+    assert spread["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    fine = server.gql(
+        "{ customers(first: 50) { nodes { identifiers { kind value } timeline(first: 5) { events { id } } } } }"
+    )
+    assert "errors" not in fine, fine
     bad_cursor = server.gql('{ customers(after: "%%%") { nodes { id } } }')
     assert bad_cursor["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     bad_email = server.rest("/v1/customers", "data_steward", email="not-an-email")
