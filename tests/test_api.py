@@ -461,3 +461,16 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
     deep = asyncio.run(shallow.execute("{ customers { nodes { identifiers { kind } } } }"))
     assert deep.errors and "exceeds maximum operation depth" in deep.errors[0].message
     store.close()
+
+
+def test_cli_issues_dev_tokens_only_in_dev_mode(server: Server) -> None:
+    refused = c360("auth", "token", "--role", "marketer", cwd=server.home, ok=False)
+    assert refused.returncode == 1 and "dev mode only" in refused.stderr
+    unknown = c360("auth", "token", "--role", "pirate", "--dev", cwd=server.home, ok=False)
+    assert unknown.returncode == 1 and "unknown role" in unknown.stderr
+    token = c360(
+        "auth", "token", "--role", "data_steward", "--subject", "cli-user", "--dev", cwd=server.home
+    ).stdout.strip()
+    cid = _ann_id(server)
+    answer = httpx.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and answer.json()["golden"]["email"]["value"] == ANN["email"]
