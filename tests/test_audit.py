@@ -103,3 +103,35 @@ def test_a_failed_write_fails_its_entries_and_the_chain_goes_on(tmp_path: Path) 
     log.path = tmp_path / "audit.log"
     entry = log.append(actor="a", role="admin", action="read_profile", target="C1", outcome="ok")
     assert entry["seq"] == 1 and AuditLog(log.path).verify().ok
+
+
+def test_cli_reads_and_changes_are_audited_too(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    people = [
+        {
+            "event_id": f"p{i}",
+            "type": "profile_update",
+            "source": "crm",
+            "occurred_at": "2026-05-01T10:00:00Z",
+            "profile": {"customer_key": str(i), "first_name": "Ann", "email": "ann@example.com"},
+        }
+        for i in (1, 2)
+    ]
+    events.write_text("\n".join(json.dumps(p) for p in people))
+    c360("events", "send", str(events), cwd=tmp_path)
+    cid = json.loads(c360("customer", "find", "--email", "ann@example.com", cwd=tmp_path).stdout)[0]["id"]
+    c360("customer", "get", cid, cwd=tmp_path)
+    c360("customer", "get", "C404", cwd=tmp_path, ok=False)
+    c360("customer", "split", cid, "--records", "crm|2", "--reason", "twins", "--by", "steward-sue", cwd=tmp_path)
+    c360("customer", "split", cid, "--records", "crm|9", "--reason", "x", cwd=tmp_path, ok=False)
+    entries = [json.loads(line) for line in (tmp_path / ".c360" / "audit.log").read_text().splitlines()]
+    got = [(e["action"], e["target"], e["outcome"]) for e in entries]
+    assert got[:4] == [
+        ("search_customers", None, "ok"),
+        ("read_profile", cid, "ok"),
+        ("read_profile", "C404", "not_found"),
+        ("split", cid, "ok"),
+    ]
+    assert got[4][0] == "split" and got[4][2] in ("refused", "not_found")
+    assert entries[3]["actor"] == "steward-sue" and all(e["role"] == "cli" for e in entries)
+    assert "intact: 5 entries" in c360("audit", "verify", cwd=tmp_path).stdout

@@ -31,7 +31,7 @@ from c360.resolution.normalize import normalize_email, normalize_national_id, no
 from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
-from .cli_review import review_app, who
+from .cli_review import audited, review_app, who
 from .cli_streams import dlq_app, events_app, partner_app, pull_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
@@ -232,7 +232,7 @@ def _print_json(data: Any) -> None:
 @customer_app.command("get")
 def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Print a customer's unified profile as JSON (a merged-away ID resolves to its survivor)."""
-    with _store(ctx) as store:
+    with _store(ctx) as store, audited(ctx.obj.settings, "read_profile", customer_id):
         profile = store.get_profile(customer_id)
         if profile is None:
             raise NotFoundError(f"no customer {customer_id}")
@@ -242,7 +242,7 @@ def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(
 @customer_app.command("history")
 def customer_history(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Print every merge and split of a customer, oldest first: before, after, records and evidence (JSON)."""
-    with _store(ctx) as store:
+    with _store(ctx) as store, audited(ctx.obj.settings, "read_history", customer_id):
         if store.get_customer(customer_id) is None:
             raise NotFoundError(f"no customer {customer_id}")
         events = store.history(customer_id)
@@ -259,7 +259,7 @@ def customer_timeline(
 ) -> None:
     """Print a customer's orders, transactions and web activity, newest first, one page (JSON)."""
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    with _store(ctx) as store:
+    with _store(ctx) as store, audited(ctx.obj.settings, "read_timeline", customer_id):
         page = store.timeline(customer_id, first=first, after=after, types=wanted)
         active = store.resolve(customer_id)
     _print_json(
@@ -285,7 +285,7 @@ def customer_split(
     """Split records out of a customer into a new one; they will not be merged back automatically."""
     wanted = [r.strip() for r in records.split(",") if r.strip()]
     settings: Settings = ctx.obj.settings
-    with _store(ctx) as store:
+    with _store(ctx) as store, audited(settings, "split", customer_id, by=by):
         event = split(
             store,
             customer_id,
@@ -317,7 +317,7 @@ def customer_find(
     if len(given) != 1:
         fail("give exactly one of --email, --phone, --name, --national-id")
     settings: Settings = ctx.obj.settings
-    with _store(ctx) as store:
+    with _store(ctx) as store, audited(settings, "search_customers", None):
         if name:
             parts = name.split()
             ids = store.find_by_name(parts[0] if len(parts) > 1 else None, parts[-1])

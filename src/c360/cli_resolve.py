@@ -21,6 +21,7 @@ from c360.resolution.deterministic import CustomerIdFactory
 from c360.resolution.explain import explain
 from c360.resolution.training import train
 
+from .cli_review import audited
 from .deps import build_store, model_registry
 from .settings import Settings
 
@@ -164,7 +165,8 @@ def explain_cmd(
     artifact = models.load() if models.versions() else None
     store = build_store(settings)
     try:
-        found = explain(store, a, b, linking=settings.linking, scorer=artifact.scorer() if artifact else None)
+        with audited(settings, "explain", f"{a} ~ {b}"):
+            found = explain(store, a, b, linking=settings.linking, scorer=artifact.scorer() if artifact else None)
     finally:
         store.close()
     if as_json:

@@ -6,6 +6,8 @@ import csv
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from c360.graph.errors import InvalidInputError, NotFoundError
+from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.resolution.explain import explain_records
 from c360.resolution.review import approve, reject
 
@@ -32,6 +34,36 @@ def who(by: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "cli"
+
+
+@contextmanager
+def audited(settings: Settings, action: str, target: str | None, *, by: str | None = None) -> Iterator[None]:
+    """Write the audit entry of a command that reads a profile or changes the graph, whatever its outcome.
+
+    The command line works on the store directly, as an operator: its entries carry role ``cli``.
+    """
+    from c360.graphql.audit import AuditLog
+
+    log = AuditLog(settings.data_dir / "audit.log")
+
+    def entry(outcome: str, detail: str | None = None) -> None:
+        log.append(actor=who(by), role="cli", action=action, target=target, outcome=outcome, detail=detail)
+
+    try:
+        yield
+    except NotFoundError:
+        entry("not_found")
+        raise
+    except typer.Exit:
+        entry("refused", "invalid input")
+        raise
+    except C360Error as exc:
+        entry("refused", f"{type(exc).__name__}: {exc}")
+        raise
+    except Exception as exc:
+        entry("error", type(exc).__name__)
+        raise
+    entry("ok")
 
 
 @review_app.command("list")
@@ -92,9 +124,10 @@ def review_approve(
     settings: Settings = ctx.obj.settings
     store = build_store(settings)
     try:
-        item = approve(
-            store, review_id, by=who(by), reason=reason, now=datetime.now(UTC), survivorship=settings.survivorship
-        )
+        with audited(settings, "approve_review", review_id, by=by):
+            item = approve(
+                store, review_id, by=who(by), reason=reason, now=datetime.now(UTC), survivorship=settings.survivorship
+            )
         customer = store.resolve(item.customer_id)
     finally:
         store.close()
@@ -111,7 +144,8 @@ def review_reject(
     """Reject: the pair is not the same, and later automatic decisions respect that."""
     store = build_store(ctx.obj.settings)
     try:
-        item = reject(store, review_id, by=who(by), reason=reason, now=datetime.now(UTC))
+        with audited(ctx.obj.settings, "reject_review", review_id, by=by):
+            item = reject(store, review_id, by=who(by), reason=reason, now=datetime.now(UTC))
     finally:
         store.close()
     out.print(f"rejected {item.id}: {item.record_uid} and {item.candidate_uid} stay apart", highlight=False)
