@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, Union
+from typing import Any, BinaryIO, Union
 
 GENESIS = "0" * 64
 
@@ -56,24 +57,28 @@ def _complete(waiter: _Waiter, outcome: dict[str, Any] | OSError) -> None:
         loop.call_soon_threadsafe(settle)
 
 
-def _last_line(path: Path, block: int = 8192) -> bytes:
-    """The last non-empty line of a file, reading backwards from its end."""
-    try:
-        fh = path.open("rb")
-    except FileNotFoundError:
-        return b""
-    with fh:
-        end = fh.seek(0, os.SEEK_END)
-        data = b""
-        while end > 0:
-            start = max(0, end - block)
-            fh.seek(start)
-            data = fh.read(end - start) + data
-            end = start
-            lines = [line for line in data.split(b"\n") if line.strip()]
-            if len(lines) > 1 or (lines and start == 0):
-                return lines[-1]
-        return b""
+def _last_line(fh: BinaryIO, block: int = 8192) -> bytes:
+    """The last non-empty line of an open file, reading backwards from its end."""
+    end = fh.seek(0, os.SEEK_END)
+    data = b""
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        data = fh.read(end - start) + data
+        end = start
+        lines = [line for line in data.split(b"\n") if line.strip()]
+        if len(lines) > 1 or (lines and start == 0):
+            return lines[-1]
+    return b""
+
+
+def _tail_of(fh: BinaryIO) -> tuple[int, str]:
+    """(seq, hash) of the last entry in the file; (0, genesis) when it has none."""
+    line = _last_line(fh)
+    if not line:
+        return 0, GENESIS
+    entry = json.loads(line)
+    return int(entry["seq"]), str(entry["hash"])
 
 
 def _digest(entry: dict[str, Any]) -> str:
@@ -96,45 +101,29 @@ class Verification:
 
 
 class AuditLog:
-    """An append-only, hash-chained audit log in one file.
+    """An append-only, hash-chained audit log in one file, safe to share between processes.
 
-    Appends are group-committed without a thread hand-off: entries are chained in the order they
-    arrive, and whoever flushes writes everything pending in that order, fsyncs once and completes
-    each entry. Synchronous callers flush at once; async callers (the API) share one flush per event
-    loop iteration, so a burst of requests costs one write and one fsync. A caller learns its entry
-    is durable when its call returns. If a write fails, its entries and every entry chained after them
-    fail (the caller must not answer as if it was audited) and the chain continues from what is on disk.
+    Appends are group-committed without a thread hand-off: whoever flushes takes everything pending,
+    locks the file (``flock``, so a server and a command line run beside it take turns), chains the
+    entries onto the last one on disk, writes them, fsyncs once and completes each caller. Synchronous
+    callers flush at once; async callers (the API) share one flush per event loop iteration, so a burst
+    of requests costs one write and one fsync. A caller learns its entry is durable when its call
+    returns; if the write fails, its entries fail (the caller must not answer as if it was audited).
     """
 
     def __init__(self, path: Path, *, clock: Any = None) -> None:
         self.path = path
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.Lock()  # the chain and the pending entries
-        self._write_lock = threading.Lock()  # one flush at a time, so the file keeps the chain's order
-        self._last: tuple[int, str] | None = None  # (seq, hash) of the last entry, once read
+        self._lock = threading.Lock()  # the pending entries
+        self._write_lock = threading.Lock()  # one flush at a time within this process
         self._pending: list[tuple[dict[str, Any], _Waiter]] = []
         self._scheduled = False
-        self._fh: TextIO | None = None
+        self._fh: BinaryIO | None = None
         self._fh_path: Path | None = None
 
-    def _tail(self) -> tuple[int, str]:
-        """(seq, hash) of the last entry on disk, read from the end of the file (not the whole log)."""
-        if self._last is None:
-            self._last = (0, GENESIS)
-            line = _last_line(self.path)
-            if line:
-                entry = json.loads(line)
-                self._last = (int(entry["seq"]), str(entry["hash"]))
-        return self._last
-
-    def _chain(self, fields: dict[str, Any], waiter: _Waiter) -> dict[str, Any]:
-        """Give the entry its place in the chain and queue it (the caller holds ``_lock``)."""
-        seq, prev = self._tail()
-        entry: dict[str, Any] = {"seq": seq + 1, "at": self._clock().isoformat(), **fields, "prev": prev}
-        entry["hash"] = _digest(entry)
-        self._last = (seq + 1, entry["hash"])
-        self._pending.append((entry, waiter))
-        return entry
+    def _queue(self, fields: dict[str, Any], waiter: _Waiter) -> None:
+        """Queue an entry (the caller holds ``_lock``); it gets its place in the chain when written."""
+        self._pending.append(({"at": self._clock().isoformat(), **fields}, waiter))
 
     def append(
         self, *, actor: str, role: str, action: str, target: str | None, outcome: str, detail: str | None = None
@@ -143,7 +132,7 @@ class AuditLog:
         fields = {"actor": actor, "role": role, "action": action, "target": target, "outcome": outcome}
         done: Future[dict[str, Any]] = Future()
         with self._lock:
-            self._chain({**fields, "detail": detail}, done)
+            self._queue({**fields, "detail": detail}, done)
         self._flush()
         return done.result()
 
@@ -155,7 +144,7 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
         with self._lock:
-            self._chain({**fields, "detail": detail}, done)
+            self._queue({**fields, "detail": detail}, done)
             schedule, self._scheduled = not self._scheduled, True
         if schedule:
             loop.call_soon(self._flush_soon)
@@ -167,12 +156,12 @@ class AuditLog:
         with self._write_lock:
             self._close_file()
 
-    def _file(self) -> TextIO:
+    def _file(self) -> BinaryIO:
         """The open log (kept open between flushes; reopened if the path changed)."""
         if self._fh is None or self._fh_path != self.path:
             self._close_file()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("a", encoding="utf-8")
+            self._fh = self.path.open("a+b")
             self._fh_path = self.path
         return self._fh
 
@@ -193,29 +182,40 @@ class AuditLog:
                 batch, self._pending = self._pending, []
             if not batch:
                 return
-            text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e, _ in batch)
             try:
                 fh = self._file()
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            except OSError as exc:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    seq, prev = _tail_of(fh)
+                    lines = []
+                    for entry, _ in batch:
+                        seq += 1
+                        entry |= {"seq": seq, "prev": prev}
+                        entry.pop("hash", None)
+                        entry["hash"] = prev = _digest(entry)
+                        lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n")
+                    fh.write("".join(lines).encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+            except (OSError, ValueError, KeyError) as exc:
                 self._close_file()
-                with self._lock:  # entries chained after these point at them: they fail too
-                    batch += self._pending
-                    self._pending = []
-                    self._last = None  # continue the chain from what is on disk
+                failure = (
+                    exc if isinstance(exc, OSError) else OSError(f"the audit log {self.path} is unreadable: {exc}")
+                )
                 for _, waiter in batch:
-                    _complete(waiter, exc)
+                    _complete(waiter, failure)
                 return
         for entry, waiter in batch:
             _complete(waiter, entry)
 
     def last_hash(self) -> str:
-        """The hash of the last entry (the genesis hash of an empty log)."""
-        with self._lock:
-            self._last = None
-            return self._tail()[1]
+        """The hash of the last entry on disk (the genesis hash of an empty log)."""
+        if not self.path.exists():
+            return GENESIS
+        with self.path.open("rb") as fh:
+            return _tail_of(fh)[1]
 
     def verify(self) -> Verification:
         """Walk the chain; name the first entry that was altered, removed, reordered or is not an entry."""

@@ -135,3 +135,25 @@ def test_cli_reads_and_changes_are_audited_too(tmp_path: Path) -> None:
     assert got[4][0] == "split" and got[4][2] in ("refused", "not_found")
     assert entries[3]["actor"] == "steward-sue" and all(e["role"] == "cli" for e in entries)
     assert "intact: 5 entries" in c360("audit", "verify", cwd=tmp_path).stdout
+
+
+def test_two_writers_share_one_chain(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "audit.log"
+    server, cli = AuditLog(path), AuditLog(path)  # e.g. c360 serve, and a command run beside it
+    server.append(actor="a", role="marketer", action="read_profile", target="C1", outcome="ok")
+    cli.append(actor="b", role="cli", action="split", target="C1", outcome="ok")
+    assert server.append(actor="a", role="marketer", action="read_profile", target="C2", outcome="ok")["seq"] == 3
+    # Two processes appending at once: the file lock makes them take turns.
+    script = (
+        "import sys; from pathlib import Path; from c360.graphql.audit import AuditLog\n"
+        "log = AuditLog(Path(sys.argv[1]))\n"
+        "for i in range(200):\n"
+        "    log.append(actor=sys.argv[2], role='cli', action='read_profile', target=str(i), outcome='ok')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), name]) for name in ("p1", "p2")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries == 403
