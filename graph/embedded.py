@@ -33,7 +33,7 @@ from .models import (
     SplitEvent,
     StoredEvent,
     StoreStats,
-    assemble_profile,
+    assemble_profiles,
     dumps,
     event_time,
     golden_from_json,
@@ -291,18 +291,7 @@ class EmbeddedStore(GraphStore):
                 ):
                     merged[into].append(mid)
             histories = self._histories(actives)
-        return {
-            rid: assemble_profile(
-                customers[active],
-                identifier_rows[active],
-                record_rows[active],
-                merged[active],
-                histories[active],
-                rid,
-            )
-            for rid, active in targets.items()
-            if active in customers
-        }
+        return assemble_profiles(targets, customers, identifier_rows, record_rows, merged, histories)
 
     def _list_customers(self, limit: int, after: str | None) -> list[str]:
         # Keyset pagination on the primary key: a range read from the cursor, never an offset.

@@ -432,6 +432,33 @@ def assemble_profile(
     )
 
 
+def assemble_profiles(
+    targets: Mapping[str, str],
+    customers: Mapping[str, Customer],
+    identifier_rows: Mapping[str, list[tuple[str, IdentifierState]]],
+    record_rows: Mapping[str, list[tuple[str, str, str]]],
+    merged_ids: Mapping[str, list[str]],
+    histories: Mapping[str, list[HistoryEvent]],
+) -> dict[str, Profile]:
+    """The profiles of ``targets`` (requested id -> active id), keyed by requested id.
+
+    Built from a backend's batched rows, each map keyed by active id. A requested id whose active
+    customer is not in ``customers`` is left out.
+    """
+    return {
+        rid: assemble_profile(
+            customers[active],
+            identifier_rows.get(active, ()),
+            record_rows.get(active, ()),
+            merged_ids.get(active, ()),
+            histories.get(active, ()),
+            rid,
+        )
+        for rid, active in targets.items()
+        if active in customers
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RecordWrite:
     """A record to insert or replace, with its identifiers and final customer."""

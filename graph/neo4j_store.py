@@ -45,7 +45,7 @@ from .models import (
     SplitEvent,
     StoredEvent,
     StoreStats,
-    assemble_profile,
+    assemble_profiles,
     dumps,
     event_time,
     golden_from_json,
@@ -247,18 +247,7 @@ class Neo4jStore(GraphStore):
         ):
             merged[row["cid"]].append(row["mid"])
         histories = self._histories(actives, read)
-        return {
-            rid: assemble_profile(
-                customers[active],
-                identifier_rows[active],
-                record_rows[active],
-                merged[active],
-                histories[active],
-                rid,
-            )
-            for rid, active in targets.items()
-            if active in customers
-        }
+        return assemble_profiles(targets, customers, identifier_rows, record_rows, merged, histories)
 
     def _list_customers(self, limit: int, after: str | None) -> list[str]:
         # Keyset pagination on the unique id: a range from the cursor, never a SKIP.

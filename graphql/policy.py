@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 from c360.graph.errors import InvalidInputError
+from c360.graph.models import CANONICAL_FIELDS
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .auth import ForbiddenError, Principal
@@ -30,22 +31,9 @@ RULES: tuple[Rule, ...] = get_args(Rule)
 
 #: The profile fields a policy masks (the canonical fields, derived ``age``, and ``annual_income``).
 FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "date_of_birth",
+    *CANONICAL_FIELDS[:3],  # names and date of birth
     "age",
-    "gender",
-    "email",
-    "phone",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postcode",
-    "state",
-    "country",
-    "national_id",
-    "national_id_kind",
-    "customer_number",
+    *CANONICAL_FIELDS[3:],
     "annual_income",
 )
 #: The pseudo-field for source columns without a canonical field.
