@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +37,7 @@ from strawberry.fastapi import GraphQLRouter
 from .audit import AuditLog
 from .auth import AuthError, ForbiddenError, Principal, TokenVerifier, bearer_token
 from .partners import Partner, PartnerKeys
-from .policy import Policy, load_policy
+from .policy import Policy
 from .ratelimit import RateLimiter, retry_after
 from .schema import ApiContext, build_schema, error_code
 from .service import ProfileService
@@ -109,7 +109,7 @@ class ApiOptions:
 
 
 class Metrics:
-    """Prometheus metrics of one app (its own registry) and the pure ASGI middleware that records them."""
+    """Prometheus metrics of one app, in its own registry (recorded by :class:`_MetricsMiddleware`)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -127,39 +127,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def middleware(self, app: Any) -> Callable[..., Awaitable[None]]:
-        """Wrap an ASGI app."""
 
-        async def wrapped(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            start = time.perf_counter()
-            status = [500]
-
-            async def send_status(message: MutableMapping[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, send_status)
-            finally:
-                matched = scope.get("route")
-                # a mounted router (GraphQL) has an empty route path: its fixed mount path is the label
-                route = "unmatched" if matched is None else (getattr(matched, "path", "") or scope["path"])
-                self.requests.labels(scope["method"], route, str(status[0])).inc()
-                self.latency.labels(route).observe(time.perf_counter() - start)
-
-        return wrapped
-
-
-def create_app(
-    *, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions | None = None
-) -> FastAPI:
+def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions) -> FastAPI:
     """Build the app over a store, an event sink, the partner keys and the API options."""
-    if options is None:
-        raise InvalidInputError("create_app needs ApiOptions (policy and audit log)")
     opts = options
     service = opts.service or ProfileService(store, opts.policy, opts.audit)
 
@@ -240,7 +210,7 @@ def create_app(
             if partner is None:
                 raise AuthError("unknown or revoked API key")
             _limit(partner)
-            return Principal(partner.name, "partner", "partner", partner.name, tuple(partner.sources))
+            return _as_principal(partner)
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             raise AuthError("send credentials: Authorization: Bearer <token>")
@@ -343,7 +313,7 @@ def create_app(
             return problem(400, "Invalid batch", 'send a JSON array of events, or {"events": [...]}')
         if len(events) > MAX_EVENTS:
             return problem(413, "Too many events", f"send at most {MAX_EVENTS} events per request")
-        who = Principal(partner.name, "partner", "partner", partner.name, tuple(partner.sources))
+        who = _as_principal(partner)
         try:
             answer = await sink.submit(events, partner.sources)
         except Exception:
@@ -375,16 +345,38 @@ class JSONBytes(Response):
 
 
 class _MetricsMiddleware:
+    """Pure ASGI middleware: counts each HTTP request by route and status, and times it."""
+
     def __init__(self, app: Any, metrics: Metrics) -> None:
-        self._call = metrics.middleware(app)
+        self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        await self._call(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            matched = scope.get("route")
+            # a mounted router (GraphQL) has an empty route path: its fixed mount path is the label
+            route = "unmatched" if matched is None else (getattr(matched, "path", "") or scope["path"])
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
-def default_options(audit: AuditLog, policy: Policy | None = None) -> ApiOptions:
-    """Options with the bundled policy and no token verification (partner keys only)."""
-    return ApiOptions(policy=policy or load_policy(), audit=audit)
+def _as_principal(partner: Partner) -> Principal:
+    """A partner key's holder as a caller: role partner, its own sources."""
+    return Principal(partner.name, "partner", "partner", partner.name, tuple(partner.sources))
 
 
 def _letter(body: bytes, reason: str, source: str) -> DeadLetter:

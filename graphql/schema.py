@@ -20,6 +20,7 @@ import orjson
 import strawberry
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import Profile
+from c360.streams.events import JOURNEY_TYPES
 from graphql.error import GraphQLError
 from graphql.language import (
     DocumentNode,
@@ -318,10 +319,9 @@ class Customer:
     async def timeline(
         self, info: Info, first: int = 20, after: str | None = None, types: list[str] | None = None
     ) -> TimelinePage:
-        allowed = {"order", "transaction", "web_activity"}
-        if types and not set(types) <= allowed:
-            raise InvalidInputError(f"types may be: {', '.join(sorted(allowed))}")
-        page = await _journey(info, str(self.id), "read_timeline", first, after, types or sorted(allowed))
+        if types and not set(types) <= JOURNEY_TYPES:
+            raise InvalidInputError(f"types may be: {', '.join(sorted(JOURNEY_TYPES))}")
+        page = await _journey(info, str(self.id), "read_timeline", first, after, types or sorted(JOURNEY_TYPES))
         return TimelinePage(
             events=[
                 TimelineEvent(id=e.id, type=e.type, occurred_at=e.occurred_at, data=orjson.loads(e.data))
@@ -430,7 +430,7 @@ class Query:
     ) -> CustomerPage:
         service, who = info.context.service, info.context.principal
         check_first(first)
-        service.require(who, "search_customers")
+        service.policy.require(who, "search_customers")
         if search is None:
             start = decode_cursor(after) if after else None
             ids, cursor = await service.read(lambda: service.store.list_customers(first, start))

@@ -116,9 +116,11 @@ class ProfileService:
         detail: str | None = None,
     ) -> T:
         """Check the permission, await ``work``, and audit the outcome either way."""
-        if not self.policy.can(who.role, action):
+        try:
+            self.policy.require(who, action)
+        except ForbiddenError:
             await self.record(who, action, target, "denied")
-            raise ForbiddenError(f"role {who.role} may not {action.replace('_', ' ')}")
+            raise
         try:
             result = await work()
         except NotFoundError:
@@ -140,11 +142,6 @@ class ProfileService:
         await self.audit.record(
             actor=who.subject, role=who.role, action=action, target=target, outcome=outcome, detail=detail
         )
-
-    def require(self, who: Principal, action: str) -> None:
-        """ForbiddenError unless the principal's role may ``action``."""
-        if not self.policy.can(who.role, action):
-            raise ForbiddenError(f"role {who.role} may not {action.replace('_', ' ')}")
 
     # -- masking ------------------------------------------------------------------------------------
 

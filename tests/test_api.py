@@ -8,9 +8,6 @@ mutation. Tokens are real HS256 JWTs signed with the server's dev secret; wrong 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ import pytest
 from c360.graphql.auth import AuthConfig, dev_secret, issue_dev_token
 from c360.graphql.policy import Policy, load_policy
 from test_cli import c360
-from test_http_events import _free_port
+from test_http_events import serving
 from test_pipeline import order
 
 POLICY = load_policy()
@@ -121,29 +118,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     busy = c360("partner", "add", "busy", cwd=home).stdout.strip()
     config = AuthConfig(dev_mode=True, dev_key_file=home / ".c360" / "dev-signing.key")
     dev_secret(home / ".c360" / "dev-signing.key")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-    env |= {"C360_API__PARTNER_RATE": "0.2", "C360_API__PARTNER_BURST": "3"}
-    log = (home / "serve.log").open("w")  # a file, not a pipe nobody reads: a full pipe would block the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "c360", "serve", "--dev", "--port", str(port)], cwd=home, env=env, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"c360 serve did not start: {(home / 'serve.log').read_text()}")
-        time.sleep(0.1)
-    yield Server(url, home, config, key, busy)
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    limits = {"C360_API__PARTNER_RATE": "0.2", "C360_API__PARTNER_BURST": "3"}
+    with serving(home, "--dev", env=limits) as url:
+        yield Server(url, home, config, key, busy)
     assert "Traceback" not in (home / "serve.log").read_text()  # nothing unexpected happened server-side
 
 

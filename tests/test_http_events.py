@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,30 +24,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def serving(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``c360 serve`` in ``home`` until the block ends; yields its URL once /healthz answers.
+
+    Its stderr goes to ``home/serve.log``, a file, not a pipe nobody reads (a full pipe blocks the server).
+    """
+    port = _free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")} | (env or {})
+    log = (home / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "c360", "serve", "--port", str(port), *args], cwd=home, env=full_env, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"c360 serve did not start: {(home / 'serve.log').read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     home = tmp_path_factory.mktemp("serve")
     key = c360("partner", "add", "acme", "--sources", "acme,crm", cwd=home).stdout.strip()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "c360", "serve", "--port", str(port)], cwd=home, env=env, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"c360 serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.1)
-    yield url, key, home
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving(home) as url:
+        yield url, key, home
 
 
 def test_partner_events_are_applied_rejected_or_refused(server: tuple[str, str, Path]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,8 +85,6 @@ Progress = Callable[[str], None]
 
 def _apply(pipeline: Pipeline, payloads: Sequence[dict[str, Any]], what: str, progress: Progress) -> Applied:
     """Send ``payloads`` through the pipeline in batches, as the HTTP endpoint and the Faust agents do."""
-    import time
-
     done = Applied(events=len(payloads))
     start = time.perf_counter()
     for i in range(0, len(payloads), BATCH):
@@ -125,8 +124,6 @@ def run_demo(
     progress: Progress = lambda _: None,
 ) -> DemoReport:
     """Generate, ingest, train and resolve; see the module docstring."""
-    import time
-
     stages: dict[str, float] = {}
     t = time.perf_counter()
     progress("generating customers")
