@@ -3,7 +3,8 @@
 - ``/graphql``: the strawberry schema (GraphiQL in dev mode);
 - ``GET /v1/customers/{id}``, ``GET /v1/customers?email=|phone=``: the profile document, the fast path;
 - ``POST /v1/events``: partner events (the in-process pipeline, or Kafka);
-- ``/healthz``, ``/readyz`` (the store answers), ``/metrics`` (Prometheus), ``/openapi.json``, ``/docs``.
+- ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics`` (Prometheus),
+  ``/openapi.json``, ``/docs``.
 
 Callers authenticate with a bearer JWT (verified against the configured keys: issuer, audience, expiry)
 or a partner API key (``c360_...``, stored hashed; rate limited per partner). Errors answer
@@ -27,6 +28,7 @@ from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFo
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
 from c360.streams.pipeline import Pipeline, letter_id
+from c360.streams.producer import BrokerUnavailableError
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -57,6 +59,10 @@ class EventSink(Protocol):
         """Apply or enqueue a batch; returns the answer to the partner (accepted, rejected and why)."""
         ...
 
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep what could not even be split into events (the dead-letter store, and topic with Kafka)."""
+        ...
+
 
 class InProcessSink:
     """Runs the pipeline in a worker thread: the event is in the graph when the answer is sent."""
@@ -70,6 +76,10 @@ class InProcessSink:
         async with self._lock:
             outcome = await asyncio.to_thread(self.pipeline.process, payloads, sources=sources)
         return outcome.to_json()
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep them in the dead-letter store."""
+        await asyncio.to_thread(self.pipeline.store.add_dead_letters, list(letters))
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -85,6 +95,7 @@ _STATUS: tuple[tuple[type[C360Error], int], ...] = (
     (ConflictError, 409),
     (InvalidInputError, 400),
     (StoreUnavailableError, 503),
+    (BrokerUnavailableError, 503),
 )
 
 
@@ -178,6 +189,8 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
         if status == 500:
             log.error("unexpected c360 error", exc_info=exc)
         headers: dict[str, str] | None = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 503:
+            headers = {"Retry-After": retry_after(getattr(exc, "retry_after", 5.0))}
         as_graphql = _graphql_error(request, status, exc, message)
         if as_graphql is not None:
             if headers:
@@ -239,11 +252,15 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
 
     @app.get("/readyz", tags=["ops"], response_model=None)
     async def readyz() -> dict[str, str] | JSONResponse:
-        """The store answers."""
+        """The store answers, and so does Kafka when events go there."""
         try:
             await asyncio.to_thread(store.ping)
         except C360Error as exc:
             return problem(503, "Not ready", str(exc))
+        check = getattr(sink, "problem", None)
+        why = await check() if check is not None else None
+        if why:
+            return problem(503, "Not ready", why)
         return {"status": "ready", "store": store.name}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
@@ -306,7 +323,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             # Not even a batch: nothing to split into events, but it is kept.
-            store.add_dead_letters([_letter(body, f"body is not JSON: {exc}", partner.name)])
+            await sink.dead_letters([_letter(body, f"body is not JSON: {exc}", partner.name)])
             return problem(400, "Invalid JSON", f"the body is not JSON: {exc}")
         events = data.get("events") if isinstance(data, dict) else data
         if not isinstance(events, list):

@@ -3,22 +3,27 @@
 Topics are keyed by the event's identity (``source|customer_key``), so the events of one person stay in
 one partition, in order. An agent takes a batch of up to ``batch_size`` messages (or what arrived within
 ``batch_within`` seconds), applies it through :class:`~c360.streams.pipeline.Pipeline` in one
-transaction and only then acknowledges it: a worker killed mid-batch gets the batch again, and the
-pipeline's idempotency by event id makes the redelivery change nothing. Invalid events go to the
-dead-letter store and, with their reason, to the dead-letter topic.
+transaction and only then acknowledges it (manual acks: faust's ``take()`` would acknowledge a batch
+even when applying it failed): a worker killed mid-batch gets the batch again, and the pipeline's
+idempotency by event id makes the redelivery change nothing. A store failure is retried with backoff
+until it passes (:mod:`c360.streams.applier`), never acknowledged before. Invalid events go to the
+dead-letter store and, with their reason, to the dead-letter topic, before the batch is acknowledged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from pydantic import BaseModel, ConfigDict, Field
 
+from .applier import BatchApplier, RetryPolicy
 from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("profile_update", "order", "transaction", "web_activity", "product", "brand")
 
@@ -33,7 +38,16 @@ class StreamsConfig(BaseModel):
     )
     app_id: str = Field(default="c360", description="Faust app id: the consumer group of the workers.")
     topic_prefix: str = Field(default="c360.events.", description="Topic name = prefix + event type.")
-    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the topics Faust declares.")
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Partitions of the topics the worker (or c360 streams topics create) creates; at most this "
+        "many workers of one group share the work.",
+    )
+    replication_factor: int = Field(
+        default=3, ge=1, le=16, description="Replicas of each topic created (at most the number of brokers)."
+    )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Most events an agent applies at once.")
     batch_within: float = Field(default=0.2, gt=0, le=60, description="Seconds an agent waits to fill a batch.")
     max_poll_interval: float = Field(
@@ -49,6 +63,18 @@ class StreamsConfig(BaseModel):
     )
     session_timeout: float = Field(
         default=30, ge=3, le=300, description="Seconds after which the group drops a silent (crashed) worker."
+    )
+    produce_timeout: float = Field(
+        default=5,
+        gt=0,
+        le=120,
+        description="Seconds POST /v1/events waits for the brokers' acknowledgement before answering 503.",
+    )
+    retry_first: float = Field(
+        default=0.5, gt=0, le=60, description="Seconds before a worker tries again a batch the store refused."
+    )
+    retry_max: float = Field(
+        default=30, gt=0, le=600, description="Most seconds between tries of a batch the store keeps refusing."
     )
 
     def topic(self, event_type: str) -> str:
@@ -97,19 +123,32 @@ def build_app(config: StreamsConfig, pipeline: Callable[[], Pipeline]) -> faust.
             built.append(pipeline())
         return built[0]
 
-    async def consume(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(config.batch_size, within=config.batch_within):
-            payloads = [decode(v) for v in batch]
-            outcome = await asyncio.to_thread(the_pipeline().process, payloads)
-            for r in outcome.rejected:
-                await dead.send(
-                    key=r.event_id or r.dead_letter,
-                    value={"reason": r.reason, "dead_letter": r.dead_letter, "payload": payloads[r.index]},
-                )
+    retry = RetryPolicy(config.retry_first, config.retry_max)
+
+    def consumer(event_type: str) -> Callable[[faust.StreamT[bytes]], Any]:
+        applier = BatchApplier(the_pipeline, retry, name=f"{event_type} batch")
+
+        async def consume(stream: faust.StreamT[bytes]) -> None:
+            # noack_take yields the events and acknowledges none: they are acked below, once applied.
+            events = cast("faust.Stream[bytes]", stream).noack_take(config.batch_size, within=config.batch_within)
+            async for taken in events:
+                batch = cast("list[faust.EventT[bytes]]", taken)  # noack_take yields events, typed as values
+                payloads = [decode(e.value) for e in batch]
+                applied = await applier.apply(payloads)
+                for r in applied.outcome.rejected:
+                    sent = await dead.send(
+                        key=r.event_id or r.dead_letter,
+                        value={"reason": r.reason, "dead_letter": r.dead_letter, "payload": payloads[r.index]},
+                    )
+                    await sent  # on the dead-letter topic before the batch is acknowledged
+                for e in batch:
+                    await stream.ack(e)
+
+        return consume
 
     for event_type in EVENT_TYPES:
         topic = app.topic(config.topic(event_type), key_type=str, value_type=bytes, value_serializer="raw")
-        app.agent(topic, name=f"c360.agent.{event_type}")(consume)
+        app.agent(topic, name=f"c360.agent.{event_type}")(consumer(event_type))
     return app
 
 

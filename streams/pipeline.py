@@ -120,7 +120,8 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def _payload_text(payload: Any) -> str:
+def payload_text(payload: Any) -> str:
+    """A payload as the text a dead letter keeps."""
     if isinstance(payload, bytes):
         return payload.decode("utf-8", "replace")
     if isinstance(payload, str):
@@ -162,7 +163,7 @@ class Pipeline:
         letters: list[DeadLetter] = []
         now = self.clock()
         for i, payload in enumerate(payloads):
-            text = _payload_text(payload)
+            text = payload_text(payload)
             source = payload.get("source") if isinstance(payload, dict) else None
             event_id = payload.get("event_id") if isinstance(payload, dict) else None
             reason = None

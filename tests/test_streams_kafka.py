@@ -1,6 +1,8 @@
-"""Events through a real Kafka-protocol broker (noida-db) and ``c360 worker`` (Faust), end to end.
+"""Events through a real Apache Kafka broker (tests/servers/kafka) and ``c360 worker`` (Faust), end to end.
 
-The worker is killed with SIGKILL mid-stream and restarted: every event is applied exactly once.
+The worker creates its topics with ``streams.partitions``; it is stopped with SIGKILL or SIGTERM
+mid-stream and restarted: every event is applied exactly once, the bad ones are dead letters in the
+store and on the dead-letter topic. Partner events over HTTP go through Kafka too.
 """
 
 from __future__ import annotations
@@ -9,82 +11,49 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from importlib.resources import files
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+from kafka_server import kafka_broker  # noqa: F401  (until tests/conftest.py imports it)
 from test_pipeline import order, profile
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.slow
 
 
-async def _ready(bootstrap: str) -> bool:
+@pytest.fixture(scope="module")
+def broker(kafka_broker: str) -> str:  # noqa: F811
+    """The session's Kafka broker (each test uses topics and a consumer group of its own)."""
+    return kafka_broker
+
+
+async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     try:
-        await admin.start()
-        await admin.list_topics()
-        return True
-    except Exception:
-        return False
+        existing = set(await admin.list_topics())
+        found = [t for t in topics if t in existing]
+        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(found)} if found else {}
     finally:
         await admin.close()
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A noida-db Kafka broker on a free loopback port, stopped afterwards."""
-    binary = str(files("noida_db").joinpath("noida-db"))
-    os.chmod(binary, 0o755)
-    port = _free_port()
-    data = tmp_path_factory.mktemp("kafka")
-    log = (data / "broker.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "start", "--only", "kafka", "--kafka-port", str(port), "--host", "127.0.0.1", "--data-dir", str(data)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    bootstrap = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not asyncio.run(_ready(bootstrap)):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"noida-db did not start: {(data / 'broker.log').read_text()}")
-        time.sleep(0.1)
-    yield bootstrap
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+async def _committed(bootstrap: str, group: str) -> int:
+    """How many messages the group has committed, over all its partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
 
-
-async def _create_topics(bootstrap: str, prefix: str) -> None:
-    """Provision one test's topics as an operator would (4 partitions each)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from c360.streams.app import EVENT_TYPES, StreamsConfig
-
-    config = StreamsConfig(topic_prefix=prefix)
-    names = [config.topic(t) for t in EVENT_TYPES] + [config.dead_letter_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, num_partitions=4, replication_factor=1) for n in names])
+        offsets = await admin.list_consumer_group_offsets(group)
+        return sum(max(0, o.offset) for tp, o in offsets.items() if not tp.topic.startswith("__"))
     finally:
         await admin.close()
 
@@ -109,27 +78,51 @@ def _env(bootstrap: str, prefix: str) -> dict[str, str]:
     return env
 
 
-def _worker(home: Path, bootstrap: str, group: str) -> subprocess.Popen[bytes]:
-    # A stable instance id (static membership): the restarted worker takes its partitions back at once.
-    # Without one, noida-db 0.2.3 keeps a SIGKILLed member in the group and the restart waits in JoinGroup.
+def _worker(
+    home: Path,
+    bootstrap: str,
+    group: str,
+    *,
+    instance: str | None = "worker-1",
+    extra: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``c360 worker`` in ``home``, its stderr in a log file there; ``instance`` names its static membership."""
     env = _env(bootstrap, f"{group}.")
     env.update(
         {
             "C360_STREAMS__APP_ID": group,
-            "C360_STREAMS__INSTANCE_ID": f"{group}-worker-1",
+            "C360_STREAMS__PARTITIONS": "4",
             "C360_STREAMS__BATCH_SIZE": "50",
             "C360_STREAMS__BATCH_WITHIN": "0.1",
             "C360_STREAMS__SESSION_TIMEOUT": "6",
             "C360_STREAMS__MAX_POLL_INTERVAL": "8",
         }
     )
+    if instance:
+        env["C360_STREAMS__INSTANCE_ID"] = f"{group}-{instance}"
+    env.update(extra or {})
     return subprocess.Popen(
-        [sys.executable, "-m", "c360", "worker"],
+        [sys.executable, "-m", "c360", "worker", "--loglevel", "info"],
         cwd=home,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(home / f"worker-{time.monotonic_ns()}.log").open("wb"),
     )
+
+
+def _stop(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _logs(home: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(home.glob("worker-*.log")))
 
 
 def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -169,12 +162,15 @@ def test_worker_applies_every_event_exactly_once_across_a_restart(
     db = tmp_path / ".c360" / "graph.db"
     group = f"c360-test-{stop.name.lower()}-{time.monotonic_ns()}"
     prefix = f"{group}."  # each test its own topics
-    asyncio.run(_create_topics(broker, prefix))
     first = _messages(prefix, 300)
     second = _messages(prefix, 300, start=300)
     bad = [(f"{prefix}order", "crm|x", b"{broken"), (f"{prefix}order", "crm|y", b'{"type": "order"}')]
     worker = _worker(tmp_path, broker, group)
     try:
+        # The worker creates its topics, with streams.partitions partitions (auto-creation is off).
+        names = [f"{prefix}{t}" for t in ("profile_update", "order", "dead-letter")]
+        _wait(lambda: len(asyncio.run(_partitions(broker, names))) == 3, 60, "the worker to create its topics")
+        assert asyncio.run(_partitions(broker, names)) == dict.fromkeys(names, 4)
         asyncio.run(_produce(broker, first[:300]))
         _wait(lambda: _counts(db)["events"] >= 100, 60, "the worker to apply events")
         # Stopped mid-stream: the rest comes while no worker runs.
@@ -182,15 +178,12 @@ def test_worker_applies_every_event_exactly_once_across_a_restart(
         worker.wait(30)
         asyncio.run(_produce(broker, first[300:] + bad + second))
         worker = _worker(tmp_path, broker, group)
-        _wait(lambda: _counts(db)["events"] >= 1200 and _counts(db)["dead"] >= 2, 45, "every event after the restart")
-        time.sleep(1.0)  # nothing more arrives: no duplicates, no extras
+        _wait(lambda: _counts(db)["events"] >= 1200 and _counts(db)["dead"] >= 2, 60, "every event after the restart")
+        # Everything acknowledged: the group's committed offsets reach the end of the topics (1,202 messages).
+        _wait(lambda: asyncio.run(_committed(broker, group)) == 1202, 30, "the offsets to be committed")
         assert _counts(db) == {"records": 600, "events": 1200, "dead": 2}
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        _stop(worker)
     store = EmbeddedStore(EmbeddedConfig(path=db))
     try:
         # Contents: each person is one customer whose timeline holds exactly its order.
@@ -241,12 +234,14 @@ def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: 
 
     key = c360("partner", "add", "crm", cwd=tmp_path).stdout.strip()
     group = f"c360-test-http-{time.monotonic_ns()}"
-    asyncio.run(_create_topics(broker, f"{group}."))
     worker = _worker(tmp_path, broker, group)
     port = _free_port()
     env = _env(broker, f"{group}.")
     server = subprocess.Popen(
-        [sys.executable, "-m", "c360", "serve", "--port", str(port)], cwd=tmp_path, env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "c360", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stderr=(tmp_path / "serve.log").open("wb"),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -259,6 +254,9 @@ def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: 
 
         _wait(up, 30, "c360 serve")
         assert server.poll() is None
+        _wait(lambda: len(asyncio.run(_partitions(broker, [f"{group}.dead-letter"]))) == 1, 60, "the topics")
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
         batch = [
             profile("h1", "h1", 1, first_name="Hal", email="hal@example.com"),
             order("ho1", "h1", 2),
@@ -287,14 +285,48 @@ def test_http_events_go_through_kafka_and_answer_after_the_broker_acked(broker: 
         try:
             cid = {f"{s}|{k}": c for s, k, c in store.iter_links()}["crm|h1"]
             assert [e.id for e in store.timeline(cid).events] == ["crm|ho1"]
-            assert [d.source for d in store.dead_letters()] == ["crm"]
+            letters = store.dead_letters()
+            assert [d.source for d in letters] == ["crm"]
         finally:
             store.close()
         assert seconds < 30
+        # The rejected event is on the dead-letter topic too, with its reason and payload.
+        on_topic = asyncio.run(_read_all(broker, f"{group}.dead-letter"))
+        assert [(m["dead_letter"], m["payload"]["event_id"]) for m in on_topic] == [(letters[0].id, "ho2")]
+        assert "currency" in on_topic[0]["reason"]
     finally:
-        for proc in (server, worker):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(server, worker)
+
+
+def _topics_create(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "c360", "streams", "topics", "create"]
+    return subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_topics_create_is_idempotent_and_reports_a_different_partition_count(broker: str, tmp_path: Path) -> None:
+    group = f"c360-test-topics-{time.monotonic_ns()}"
+    prefix = f"{group}."
+    env = _env(broker, prefix) | {"C360_STREAMS__PARTITIONS": "3"}
+    first = _topics_create(tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count(": created, 3 partitions") == 7
+    names = [f"{prefix}{t}" for t in ("profile_update", "order", "transaction", "web_activity", "product", "brand")]
+    assert asyncio.run(_partitions(broker, [*names, f"{prefix}dead-letter"])) == dict.fromkeys(
+        [*names, f"{prefix}dead-letter"], 3
+    )
+    env["C360_STREAMS__PARTITIONS"] = "5"
+    again = _topics_create(tmp_path, env)
+    assert again.returncode == 0, again.stderr
+    # Left alone, and said so (on stderr, as a warning).
+    assert again.stderr.count("existing, 3 partitions (streams.partitions is 5; left as it is)") == 7
+    assert set(asyncio.run(_partitions(broker, names)).values()) == {3}
+
+
+def test_topics_create_says_when_kafka_does_not_answer(tmp_path: Path) -> None:
+    from test_http_events import _free_port
+
+    env = _env(f"127.0.0.1:{_free_port()}", "x.")
+    started = time.monotonic()
+    proc = _topics_create(tmp_path, env)
+    assert proc.returncode != 0 and "Kafka" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 60

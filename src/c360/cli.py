@@ -32,7 +32,7 @@ from c360.resolution.undo import split
 
 from .cli_resolve import explain_cmd, resolve_app
 from .cli_review import audited, review_app, who
-from .cli_streams import dlq_app, events_app, partner_app, pull_app
+from .cli_streams import dlq_app, events_app, partner_app, pull_app, streams_app
 from .deps import build_linker, build_store
 from .settings import Settings, load_settings
 
@@ -53,6 +53,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
 app.add_typer(pull_app, name="pull")
+app.add_typer(streams_app, name="streams")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -435,21 +436,10 @@ def worker(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Faust log level (warning, info, debug).")] = "warning",
 ) -> None:
-    """Run a Faust worker: consume the event topics from Kafka (streams.brokers) into the graph."""
-    from c360.streams.app import build_app as build_faust_app
-    from c360.streams.app import run_worker
+    """Run a Faust worker: create the missing topics, consume them from Kafka (streams.brokers) into the graph."""
+    from .cli_streams import run_worker
 
-    from .deps import build_pipeline
-
-    settings: Settings = ctx.obj.settings
-    if not settings.streams.brokers:
-        raise InvalidInputError("no Kafka configured: set C360_STREAMS__BROKERS (e.g. kafka://127.0.0.1:9092)")
-    store = build_store(settings)
-    try:
-        err.print(f"c360 worker: {settings.streams.brokers}, group {settings.streams.app_id}, store {store.name}")
-        run_worker(build_faust_app(settings.streams, lambda: build_pipeline(settings, store)), loglevel=loglevel)
-    finally:
-        store.close()
+    run_worker(ctx.obj.settings, loglevel=loglevel)
 
 
 audit_app = typer.Typer(help="The audit trail of profile reads and changes.", no_args_is_help=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,10 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from c360.graph.errors import InvalidInputError
+from c360.graph.errors import InvalidInputError, StoreUnavailableError
+from c360.streams.app import StreamsConfig
 from c360.streams.events import export_schemas
+from c360.streams.producer import BrokerUnavailableError
 
 from .deps import build_pipeline, build_store, partner_keys
+from .settings import Settings
 
 events_app = typer.Typer(help="Event schemas and sending events through the pipeline.", no_args_is_help=True)
 partner_app = typer.Typer(help="Partners that post events: API keys, stored hashed.", no_args_is_help=True)
@@ -224,3 +229,50 @@ def pull_postgres(
         f"{totals['read']:,} rows: {totals['applied']:,} applied, {totals['seen']:,} seen before, "
         f"{totals['rejected']:,} rejected (c360 dlq list)"
     )
+
+
+streams_app = typer.Typer(help="Kafka: the topics of the event types and the dead letters.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topics on Kafka.", no_args_is_help=True)
+streams_app.add_typer(topics_app, name="topics")
+
+
+def _kafka_settings(settings: Settings) -> StreamsConfig:
+    if not settings.streams.brokers:
+        raise InvalidInputError("no Kafka configured: set C360_STREAMS__BROKERS (e.g. kafka://127.0.0.1:9092)")
+    return settings.streams
+
+
+def _ensure_topics(config: StreamsConfig) -> None:
+    from c360.streams.topics import ensure_topics
+
+    try:
+        states = asyncio.run(ensure_topics(config))
+    except BrokerUnavailableError as exc:
+        raise StoreUnavailableError(str(exc)) from exc
+    for state in states:
+        (err if state.differs else out).print(state.describe(), style="yellow" if state.differs else None)
+
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create the event topics and the dead-letter topic with streams.partitions partitions.
+
+    Idempotent: existing topics are left as they are (a different partition count is reported).
+    """
+    _ensure_topics(_kafka_settings(ctx.obj.settings))
+
+
+def run_worker(settings: Settings, *, loglevel: str) -> None:
+    """``c360 worker``: create the missing topics, then consume them into the graph until stopped."""
+    from c360.streams.app import build_app as build_faust_app
+    from c360.streams.app import run_worker as run_faust_worker
+
+    config = _kafka_settings(settings)
+    with redirect_stdout(sys.stderr):
+        _ensure_topics(config)
+    store = build_store(settings)
+    try:
+        err.print(f"c360 worker: {config.brokers}, group {config.app_id}, store {store.name}")
+        run_faust_worker(build_faust_app(config, lambda: build_pipeline(settings, store)), loglevel=loglevel)
+    finally:
+        store.close()
