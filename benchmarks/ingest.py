@@ -4,8 +4,8 @@
     python benchmarks/ingest.py --sizes 10000 --backends embedded --repeat 5
 
 Each run is a fresh process (so peak RSS is its own) reading the generated CSV/JSONL/Parquet files
-through the file connector into an empty store. The neo4j backend runs against the ArcadeDB Bolt
-server started here; its JVM memory is not in the client's peak RSS.
+through the file connector into an empty store. The neo4j backend runs against a real Neo4j Community
+5.26 server started here (``tests/servers/neo4j``); its JVM memory is not in the client's peak RSS.
 """
 
 from __future__ import annotations
@@ -90,9 +90,10 @@ def main() -> None:
     env = dict(os.environ)
     server = None
     if "neo4j" in backends:
-        from c360.bolt_server import ArcadeBoltServer
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from neo4j_server import Neo4jServer
 
-        server = ArcadeBoltServer(heap="3g")
+        server = Neo4jServer(Path(tempfile.mkdtemp(prefix="c360-bench-neo4j-")), heap="3g")
         server.start()
         cfg = server.config
         env["C360_BENCH_NEO4J"] = json.dumps(

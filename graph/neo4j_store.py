@@ -8,15 +8,21 @@ Graph model::
     (:Customer)-[:MERGED_INTO {at, evidence, records, seq}]->(:Customer)
     (:Customer)-[:SPLIT_FROM {at, evidence, records, seq}]->(:Customer)
     (:Record)-[:APART {reason}]->(:Record)
+    (:WriterLock {name: 'writer', holder, since})   the write lock that ``exclusive()`` holds
 
-Every statement is written to run on Neo4j 5 and on ArcadeDB's Bolt server alike.
+Writers are exclusive across processes: ``exclusive()`` writes the lock node in a transaction it keeps
+open until the block ends, so Neo4j holds the node's exclusive lock for it. Another writer's write to the
+node waits; a crashed holder's connection drops and the server rolls back, releasing the lock.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +31,7 @@ from neo4j import GraphDatabase, ManagedTransaction
 from neo4j import exceptions as neo4j_errors
 from pydantic import Field, SecretStr
 
-from .errors import StoreUnavailableError
+from .errors import StoreError, StoreUnavailableError
 from .models import (
     ApartPair,
     Candidate,
@@ -72,6 +78,8 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX c360_event_record IF NOT EXISTS FOR (e:Event) ON (e.record_uid)",
     "CREATE CONSTRAINT c360_dead_letter_id IF NOT EXISTS FOR (d:DeadLetter) REQUIRE d.id IS UNIQUE",
     "CREATE INDEX c360_dead_letter_status IF NOT EXISTS FOR (d:DeadLetter) ON (d.status)",
+    "CREATE CONSTRAINT c360_writer_lock IF NOT EXISTS FOR (l:WriterLock) REQUIRE l.name IS UNIQUE",
+    "MERGE (:WriterLock {name: 'writer'})",
 )
 
 _BATCH = 2000
@@ -88,7 +96,7 @@ class Neo4jConfig(StoreConfig):
 
 
 class Neo4jStore(GraphStore):
-    """The identity graph in Neo4j (or any server speaking Bolt and Cypher like Neo4j 5)."""
+    """The identity graph in Neo4j 5."""
 
     name = "neo4j"
 
@@ -99,6 +107,11 @@ class Neo4jStore(GraphStore):
                 config.uri,
                 auth=(config.user, config.password.get_secret_value()),
                 connection_timeout=config.connection_timeout,
+                # Neo4j warns about labels and properties that do not exist yet (every fresh database)
+                # and informs about schema statements that change nothing; keep performance and
+                # deprecation warnings, which say something.
+                notifications_min_severity=neo4j.NotificationMinimumSeverity.WARNING,
+                notifications_disabled_classifications=[neo4j.NotificationDisabledClassification.UNRECOGNIZED],
             )
             self._driver.verify_connectivity()
             with self._session() as s:
@@ -558,6 +571,29 @@ class Neo4jStore(GraphStore):
         self._read("RETURN 1 AS ok")
 
     # -- writes ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # The lock transaction writes nothing that matters; it stays open so that Neo4j keeps holding the
+        # node's lock. Threads of this process queue on the in-process lock first (one connection each).
+        with self._writer_lock, self._session() as s:
+            try:
+                tx = s.begin_transaction(metadata={"c360": "writer lock"})
+                tx.run(
+                    "MATCH (l:WriterLock {name: 'writer'}) SET l.holder = $holder, l.since = $since",
+                    holder=f"{socket.gethostname()}:{os.getpid()}",
+                    since=datetime.now(UTC).isoformat(),
+                ).consume()
+            except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError) as exc:
+                raise StoreUnavailableError(f"neo4j store: cannot take the write lock: {exc}") from exc
+            except neo4j_errors.Neo4jError as exc:
+                raise StoreError(f"neo4j store: cannot take the write lock: {exc}") from exc
+            try:
+                yield
+            except BaseException:
+                tx.rollback()
+                raise
+            tx.commit()
 
     def _reset(self) -> None:
         with self._session() as s:

@@ -1,9 +1,10 @@
 """Fixtures: the store under test, parametrised over every backend.
 
 * ``embedded``: a fresh SQLite file per test.
-* ``neo4j``: the real ArcadeDB Bolt server, started once per session by the fixture and emptied
-  before each test. Without ``arcadedb-embedded`` installed it is skipped, unless
-  ``C360_REQUIRE_BOLT=1`` (set by CI), where that is an error.
+* ``neo4j``: a real Neo4j Community 5.26 server (``tests/servers/neo4j``, jars from Maven Central),
+  started once per session and emptied before each test. Where it cannot start (no Java, no Maven,
+  no way to the jars) it is skipped with the reason, unless ``C360_REQUIRE_NEO4J=1`` (set by CI),
+  where that is an error.
 * ``neo4j-docker``: real Neo4j through testcontainers where a Docker engine runs; skipped otherwise.
 """
 
@@ -19,6 +20,7 @@ import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
+from neo4j_server import Neo4jServer
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
 
@@ -33,18 +35,26 @@ def _docker_running() -> bool:
 
 
 @pytest.fixture(scope="session")
-def bolt_config() -> Iterator[Neo4jConfig]:
-    """A running ArcadeDB Bolt server for the whole session."""
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
+    """A real Neo4j server for the whole session (tests may stop and start it on the same data)."""
+    server = Neo4jServer(tmp_path_factory.mktemp("neo4j"))
     try:
-        import arcadedb_embedded  # noqa: F401
-    except ImportError:
-        if os.environ.get("C360_REQUIRE_BOLT") == "1":
-            pytest.fail("arcadedb-embedded is not installed but C360_REQUIRE_BOLT=1")
-        pytest.skip("arcadedb-embedded not installed (pip install 'c360[bolt]')")
-    from c360.bolt_server import ArcadeBoltServer
+        server.start()
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        server.stop()
+        if os.environ.get("C360_REQUIRE_NEO4J") == "1":
+            pytest.fail(f"Neo4j did not start but C360_REQUIRE_NEO4J=1: {exc}")
+        pytest.skip(f"Neo4j did not start (set C360_REQUIRE_NEO4J=1 to fail instead): {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
 
-    with ArcadeBoltServer() as server:
-        yield server.config
+
+@pytest.fixture(scope="session")
+def neo4j_config(neo4j_server: Neo4jServer) -> Neo4jConfig:
+    """How c360 reaches the session's Neo4j server."""
+    return neo4j_server.config
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +81,7 @@ def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
     if backend == "embedded":
         s = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     else:
-        fixture = "bolt_config" if backend == "neo4j" else "neo4j_docker_config"
+        fixture = "neo4j_config" if backend == "neo4j" else "neo4j_docker_config"
         s = Neo4jStore(request.getfixturevalue(fixture))
         s.reset(confirm=True)
     try:

@@ -134,17 +134,17 @@ def test_settings_from_config_file_and_data_dir(tmp_path: Path) -> None:
     assert len(json.loads(found)) == 1  # both records, read as UK numbers, are one customer
 
 
-def test_cli_on_the_bolt_server(tmp_path: Path, bolt_config: Neo4jConfig) -> None:
+def test_cli_on_neo4j(tmp_path: Path, neo4j_config: Neo4jConfig) -> None:
     env = {
         "C360_GRAPH__BACKEND": "neo4j",
-        "C360_GRAPH__NEO4J__URI": bolt_config.uri,
-        "C360_GRAPH__NEO4J__USER": bolt_config.user,
-        "C360_GRAPH__NEO4J__PASSWORD": bolt_config.password.get_secret_value(),
-        "C360_GRAPH__NEO4J__DATABASE": bolt_config.database,
+        "C360_GRAPH__NEO4J__URI": neo4j_config.uri,
+        "C360_GRAPH__NEO4J__USER": neo4j_config.user,
+        "C360_GRAPH__NEO4J__PASSWORD": neo4j_config.password.get_secret_value(),
+        "C360_GRAPH__NEO4J__DATABASE": neo4j_config.database,
     }
     from c360.graph.neo4j_store import Neo4jStore
 
-    Neo4jStore(bolt_config).reset(confirm=True)
+    Neo4jStore(neo4j_config).reset(confirm=True)
     (tmp_path / "p.csv").write_text("id,email,first_name\n1,a@x.com,Ann\n2,A@X.com,Annie\n3,b@x.com,Bo\n")
     out = c360("ingest", "p.csv", "--source", "s", cwd=tmp_path, env=env).stdout
     assert "graph: 3 records, 2 customers" in out
