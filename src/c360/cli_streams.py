@@ -1,4 +1,4 @@
-"""``c360 events`` and ``c360 dlq``: send events through the in-process pipeline, work the dead letters."""
+"""``c360 events``, ``dlq``, ``partner``, ``pull``, ``streams`` and the worker: events, dead letters, topics."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from c360.graph.errors import InvalidInputError, StoreUnavailableError
+from c360.graph.store import GraphStore
 from c360.streams.app import StreamsConfig
 from c360.streams.events import export_schemas
+from c360.streams.pipeline import Pipeline
 from c360.streams.producer import BrokerUnavailableError
 
 from .deps import build_pipeline, build_store, partner_keys
@@ -270,9 +272,18 @@ def run_worker(settings: Settings, *, loglevel: str) -> None:
     config = _kafka_settings(settings)
     with redirect_stdout(sys.stderr):
         _ensure_topics(config)
-    store = build_store(settings)
+    # The store opens with the first batch, inside the worker's retry rule: a store that is locked or
+    # down at start delays the work, it does not stop the worker.
+    stores: list[GraphStore] = []
+
+    def pipeline() -> Pipeline:
+        if not stores:
+            stores.append(build_store(settings))
+        return build_pipeline(settings, stores[0])
+
+    err.print(f"c360 worker: {config.brokers}, group {config.app_id}, store {settings.graph.backend}")
     try:
-        err.print(f"c360 worker: {config.brokers}, group {config.app_id}, store {store.name}")
-        run_faust_worker(build_faust_app(config, lambda: build_pipeline(settings, store)), loglevel=loglevel)
+        run_faust_worker(build_faust_app(config, pipeline), loglevel=loglevel)
     finally:
-        store.close()
+        for store in stores:
+            store.close()
