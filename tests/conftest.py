@@ -65,7 +65,7 @@ def neo4j_docker_config() -> Iterator[Neo4jConfig]:
     from pydantic import SecretStr
     from testcontainers.neo4j import Neo4jContainer
 
-    with Neo4jContainer("neo4j:5") as container:
+    with Neo4jContainer("neo4j:5.26-community") as container:
         yield Neo4jConfig(uri=container.get_connection_url(), user="neo4j", password=SecretStr(container.password))
 
 
