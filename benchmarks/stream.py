@@ -10,7 +10,8 @@ stored people among them), one order per profile and two web-activity events per
 - embedded: the in-process pipeline (``POST /v1/events`` without Kafka) applies batches of
   ``--batch`` events; events/s over the whole set, and the lag from a batch's submission to its
   events being visible (the answer is sent after the commit) per batch, p50/p99.
-- kafka: a noida-db broker on loopback and one ``c360 worker`` (Faust). Throughput: every event is
+- kafka: a real Apache Kafka 4 broker on loopback (``tests/servers/kafka``, KRaft, one node; its own
+  folder, stopped afterwards) and one ``c360 worker`` (Faust). Throughput: every event is
   produced first, then the worker starts; events/s from its first applied event to its last. Lag: then
   ``--rate`` events/s are produced for ``--seconds`` and a sample of them is polled in the store until
   visible: lag from the broker's acknowledgement to visibility, p50/p99.
@@ -23,18 +24,17 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.resources import files
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 PERSONS_PER_RECORD = 0.51
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def _records(data: Path) -> list[Any]:
@@ -119,29 +119,12 @@ def embedded(work: Path, payloads: list[dict[str, Any]], batch: int) -> dict[str
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _admin(bootstrap: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from c360.streams.app import EVENT_TYPES, StreamsConfig
+    """Create the topics as the worker would (4 partitions), before anything is produced."""
+    from c360.streams.app import StreamsConfig
+    from c360.streams.topics import ensure_topics
 
-    config = StreamsConfig()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    for _ in range(100):
-        try:
-            await admin.start()
-            break
-        except Exception:
-            await asyncio.sleep(0.1)
-    try:
-        names = [config.topic(t) for t in EVENT_TYPES] + [config.dead_letter_topic]
-        await admin.create_topics([NewTopic(n, num_partitions=4, replication_factor=1) for n in names])
-    finally:
-        await admin.close()
+    await ensure_topics(StreamsConfig(brokers=f"kafka://{bootstrap}", partitions=4))
 
 
 async def _produce(bootstrap: str, payloads: list[dict[str, Any]], rate: float | None = None) -> dict[str, float]:
@@ -192,15 +175,11 @@ def _count(db: Path) -> int:
 def kafka(work: Path, payloads: list[dict[str, Any]], rate: float, seconds: float) -> dict[str, Any]:
     import sqlite3
 
-    binary = str(files("noida_db").joinpath("noida-db"))
-    os.chmod(binary, 0o755)
-    port = _free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [binary, "start", "--only", "kafka", "--kafka-port", str(port), "--host", "127.0.0.1",
-         "--data-dir", str(work / "kafka")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    from kafka_server import KafkaServer
+
+    broker = KafkaServer(work / "kafka")
+    bootstrap = broker.start()
+    print(f"  Kafka broker started in {broker.start_seconds:.1f}s at {bootstrap}", flush=True)
     worker = None
     try:
         asyncio.run(_admin(bootstrap))
@@ -264,13 +243,13 @@ def kafka(work: Path, payloads: list[dict[str, Any]], rate: float, seconds: floa
             "rate": rate,
         }
     finally:
-        for proc in (worker, broker):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        broker.stop()
 
 
 def main() -> None:
