@@ -143,6 +143,9 @@ class EmbeddedConfig(StoreConfig):
         pattern="^(OFF|NORMAL|FULL|EXTRA)$",
         description="SQLite synchronous mode; NORMAL in WAL mode is durable across process crashes.",
     )
+    lock_timeout: float = Field(
+        default=30, gt=0, le=3600, description="Seconds a writer waits for another process's write lock."
+    )
 
 
 class EmbeddedStore(GraphStore):
@@ -154,7 +157,9 @@ class EmbeddedStore(GraphStore):
         self.config = config
         try:
             config.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(
+                config.path, isolation_level=None, check_same_thread=False, timeout=config.lock_timeout
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={config.synchronous}")
             # Checkpoint the WAL less often than the default 1,000 pages: fewer fsyncs while ingesting.
@@ -546,7 +551,13 @@ class EmbeddedStore(GraphStore):
                 yield self._db
                 return
             # BEGIN IMMEDIATE takes SQLite's write lock: other processes' writers wait (up to the timeout).
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailableError(
+                    f"embedded store: no write lock within {self.config.lock_timeout:g} s "
+                    f"(another process is writing to {self.config.path}): {exc}"
+                ) from exc
             try:
                 yield self._db
             except BaseException:

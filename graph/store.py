@@ -94,10 +94,18 @@ class GraphStore(ABC):
     def exclusive(self) -> Iterator[None]:
         """Hold the store's write lock from planning to apply, so that concurrent ingests serialise.
 
-        Lookups and the apply inside run as one unit: on error nothing inside is written.
+        Lookups and the apply inside run as one unit: on error nothing inside is written. A lock that
+        cannot be taken (another process holds it too long, the server is down) is a :class:`StoreError`.
         """
-        with self._exclusive():
+        lock = self._exclusive()
+        self._call("taking the write lock", lock.__enter__)
+        try:
             yield
+        except BaseException as exc:
+            if not lock.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            self._call("releasing the write lock", lambda: lock.__exit__(None, None, None))
 
     @final
     def apply(self, changes: ChangeSet) -> None:

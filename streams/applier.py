@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,21 +33,9 @@ log = logging.getLogger(__name__)
 def is_store_failure(exc: BaseException) -> bool:
     """Whether ``exc`` says the store failed (try again later), not that the batch is bad.
 
-    The store's ports re-raise backend errors as :class:`StoreError`; the standard library's sqlite3
-    errors and the Neo4j driver's connection and transient errors are recognised too, for the paths
-    where a backend error reaches here unwrapped.
+    The store re-raises its backends' errors as :class:`StoreError`, its write lock included.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, StoreError | sqlite3.OperationalError | sqlite3.DatabaseError | OSError):
-            return True
-        module = type(current).__module__
-        if module.startswith("neo4j"):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return isinstance(exc, StoreError)
 
 
 @dataclass(slots=True)

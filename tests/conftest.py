@@ -6,6 +6,8 @@
   no way to the jars) it is skipped with the reason, unless ``C360_REQUIRE_NEO4J=1`` (set by CI),
   where that is an error.
 * ``neo4j-docker``: real Neo4j through testcontainers where a Docker engine runs; skipped otherwise.
+
+``kafka_broker`` (from ``kafka_server``) is the session's real Apache Kafka broker for the stream tests.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
+from kafka_server import kafka_broker  # noqa: F401  (the session's Kafka broker, a fixture)
 from neo4j_server import Neo4jServer
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]

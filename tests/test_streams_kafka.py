@@ -20,14 +20,13 @@ from typing import Any
 
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
-from kafka_server import kafka_broker  # noqa: F401  (until tests/conftest.py imports it)
 from test_pipeline import order, profile
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def broker(kafka_broker: str) -> str:  # noqa: F811
+def broker(kafka_broker: str) -> str:
     """The session's Kafka broker (each test uses topics and a consumer group of its own)."""
     return kafka_broker
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
-from kafka_server import kafka_broker  # noqa: F401  (until tests/conftest.py imports it)
 from neo4j_server import Neo4jServer
 from test_streams_kafka import _committed, _messages, _produce, _stop, _wait, _worker
 
@@ -32,7 +31,7 @@ def _seen(config: Neo4jConfig) -> set[str]:
 
 
 def test_a_neo4j_restart_mid_stream_loses_no_event(
-    kafka_broker: str,  # noqa: F811
+    kafka_broker: str,
     neo4j_server: Neo4jServer,
     neo4j_config: Neo4jConfig,
     tmp_path: Path,

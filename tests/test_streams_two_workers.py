@@ -25,7 +25,6 @@ from c360.resolution.deterministic import DeterministicLinker
 from c360.streams.app import StreamsConfig
 from c360.streams.events import parse_event
 from c360.streams.pipeline import Pipeline
-from kafka_server import kafka_broker  # noqa: F401
 from test_pipeline import order, profile
 from test_streams_kafka import _logs, _stop, _wait, _worker
 
@@ -161,7 +160,7 @@ PAYLOADS = overlapping_people()
 
 
 def test_two_workers_one_killed_mid_stream_equal_a_sequential_ingest(
-    kafka_broker: str,  # noqa: F811
+    kafka_broker: str,
     tmp_path: Path,
     backend_env: tuple[dict[str, str], Any],
 ) -> None:

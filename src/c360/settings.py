@@ -34,13 +34,16 @@ class GraphSettings(BaseModel):
 
     backend: Literal["embedded", "neo4j"] = Field(default="embedded", description="Store backend.")
     embedded_file: str = Field(default="graph.db", description="Embedded store file, relative to the data dir.")
+    embedded_lock_timeout: float = Field(
+        default=30, gt=0, le=3600, description="Seconds an embedded-store writer waits for another process's lock."
+    )
     neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig, description="Connection of the neo4j backend.")
 
     def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig:
         """Return the config of the chosen backend."""
         if self.backend == "neo4j":
             return self.neo4j
-        return EmbeddedConfig(path=data_dir / self.embedded_file)
+        return EmbeddedConfig(path=data_dir / self.embedded_file, lock_timeout=self.embedded_lock_timeout)
 
 
 class IngestSettings(BaseModel):
