@@ -7,7 +7,7 @@
   where that is an error.
 * ``neo4j-docker``: real Neo4j through testcontainers where a Docker engine runs; skipped otherwise.
 
-``kafka_broker`` (from ``kafka_server``) is the session's real Apache Kafka broker for the stream tests.
+``kafka_broker`` is the session's real Apache Kafka broker for the stream tests.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
-from kafka_server import kafka_broker  # noqa: F401  (the session's Kafka broker, a fixture)
+from kafka_server import KafkaServer, KafkaUnavailable
 from neo4j_server import Neo4jServer
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
@@ -37,6 +38,13 @@ def _docker_running() -> bool:
         return False
 
 
+def _unavailable(variable: str, what: str, exc: BaseException) -> NoReturn:
+    """Skip a test whose server cannot start, or fail it where ``variable`` is 1 (CI)."""
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{what} did not start but {variable}=1: {exc}")
+    pytest.skip(f"{what} did not start (set {variable}=1 to fail instead): {exc}")
+
+
 @pytest.fixture(scope="session")
 def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
     """A real Neo4j server for the whole session (tests may stop and start it on the same data)."""
@@ -45,11 +53,23 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServ
         server.start()
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         server.stop()
-        if os.environ.get("C360_REQUIRE_NEO4J") == "1":
-            pytest.fail(f"Neo4j did not start but C360_REQUIRE_NEO4J=1: {exc}")
-        pytest.skip(f"Neo4j did not start (set C360_REQUIRE_NEO4J=1 to fail instead): {exc}")
+        _unavailable("C360_REQUIRE_NEO4J", "Neo4j", exc)
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka broker for the whole session: its bootstrap address ``127.0.0.1:PORT``."""
+    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
+    try:
+        bootstrap = server.start()
+    except KafkaUnavailable as exc:
+        _unavailable("C360_REQUIRE_KAFKA", "the Kafka broker", exc)
+    try:
+        yield bootstrap
     finally:
         server.stop()
 

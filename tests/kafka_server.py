@@ -1,20 +1,14 @@
 """A real Apache Kafka broker (KRaft, one node) for the tests and benchmarks: ``tests/servers/kafka``.
 
 :class:`KafkaServer` starts, stops and restarts the broker in a folder of its own (a restart keeps its
-port and data); the session fixture :func:`kafka_broker` yields its bootstrap address ``127.0.0.1:PORT``.
-Where the broker cannot start (no Java, no Maven, the jars not reachable) the tests that need it are
-skipped with the reason, unless ``C360_REQUIRE_KAFKA=1`` (CI), where that fails them.
+port and data); the session fixture ``kafka_broker`` (tests/conftest.py) yields its bootstrap address.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 SCRIPT = Path(__file__).resolve().parent / "servers" / "kafka"
 
@@ -67,19 +61,3 @@ class KafkaServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Kafka broker for the whole session: its bootstrap address ``127.0.0.1:PORT``."""
-    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
-    try:
-        bootstrap = server.start()
-    except KafkaUnavailable as exc:
-        if os.environ.get("C360_REQUIRE_KAFKA") == "1":
-            pytest.fail(f"the Kafka broker did not start but C360_REQUIRE_KAFKA=1: {exc}")
-        pytest.skip(f"no Kafka broker: {exc}")
-    try:
-        yield bootstrap
-    finally:
-        server.stop()
