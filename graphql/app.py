@@ -63,6 +63,10 @@ class EventSink(Protocol):
         """Keep what could not even be split into events (the dead-letter store, and topic with Kafka)."""
         ...
 
+    async def problem(self) -> str | None:
+        """Why events cannot be taken now (for ``/readyz``), or None when they can."""
+        ...
+
 
 class InProcessSink:
     """Runs the pipeline in a worker thread: the event is in the graph when the answer is sent."""
@@ -80,6 +84,10 @@ class InProcessSink:
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep them in the dead-letter store."""
         await asyncio.to_thread(self.pipeline.store.add_dead_letters, list(letters))
+
+    async def problem(self) -> str | None:
+        """None: the pipeline runs here, so events can be taken whenever the store answers."""
+        return None
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -257,8 +265,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
             await asyncio.to_thread(store.ping)
         except C360Error as exc:
             return problem(503, "Not ready", str(exc))
-        check = getattr(sink, "problem", None)
-        why = await check() if check is not None else None
+        why = await sink.problem()
         if why:
             return problem(503, "Not ready", why)
         return {"status": "ready", "store": store.name}
