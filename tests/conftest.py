@@ -12,12 +12,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
@@ -25,6 +23,7 @@ from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
 from kafka_server import KafkaServer, KafkaUnavailable
 from neo4j_server import Neo4jServer
+from server_tier import unavailable
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
 
@@ -38,13 +37,6 @@ def _docker_running() -> bool:
         return False
 
 
-def _unavailable(variable: str, what: str, exc: BaseException) -> NoReturn:
-    """Skip a test whose server cannot start, or fail it where ``variable`` is 1 (CI)."""
-    if os.environ.get(variable) == "1":
-        pytest.fail(f"{what} did not start but {variable}=1: {exc}")
-    pytest.skip(f"{what} did not start (set {variable}=1 to fail instead): {exc}")
-
-
 @pytest.fixture(scope="session")
 def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
     """A real Neo4j server for the whole session (tests may stop and start it on the same data)."""
@@ -53,7 +45,7 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServ
         server.start()
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         server.stop()
-        _unavailable("C360_REQUIRE_NEO4J", "Neo4j", exc)
+        unavailable("C360_REQUIRE_NEO4J", "Neo4j", exc)
     try:
         yield server
     finally:
@@ -67,7 +59,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         bootstrap = server.start()
     except KafkaUnavailable as exc:
-        _unavailable("C360_REQUIRE_KAFKA", "the Kafka broker", exc)
+        unavailable("C360_REQUIRE_KAFKA", "the Kafka broker", exc)
     try:
         yield bootstrap
     finally:

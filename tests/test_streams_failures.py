@@ -24,6 +24,7 @@ import httpx
 import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from kafka_server import KafkaServer, KafkaUnavailable
+from server_tier import unavailable
 from test_cli import c360
 from test_http_events import _free_port
 from test_pipeline import order, profile
@@ -166,7 +167,7 @@ def test_events_answer_503_while_the_broker_is_down_and_recover_when_it_is_back(
     try:
         bootstrap = kafka.start()
     except KafkaUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable("C360_REQUIRE_KAFKA", "the Kafka broker", exc)
     server = None
     try:
         prefix = f"c360-test-down-{time.monotonic_ns()}."

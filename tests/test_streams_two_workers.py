@@ -129,10 +129,7 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
         db = tmp_path / ".c360" / "graph.db"
         yield {}, lambda: EmbeddedStore(EmbeddedConfig(path=db))
         return
-    try:
-        config: Neo4jConfig = request.getfixturevalue("neo4j_config")
-    except pytest.FixtureLookupError:
-        pytest.skip("no neo4j_config fixture (a real Neo4j server) in this session")
+    config: Neo4jConfig = request.getfixturevalue("neo4j_config")
     store = Neo4jStore(config)
     store.reset(confirm=True)
     store.close()
