@@ -23,18 +23,17 @@ from c360.connectors.synthetic import generate
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.models import SourceRecord
 from c360.resolution.batch import BatchResolver
-from c360.resolution.deterministic import CustomerIdFactory, DeterministicLinker, LinkingConfig
+from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.metrics import pairwise
-from c360.resolution.realtime import RealtimeConfig
 from c360.resolution.scorer import Scorer
-from c360.resolution.survivorship import SurvivorshipConfig
-from c360.resolution.training import train
+from c360.resolution.splink_adapter import train
 
 
 def run(records: list[SourceRecord], path: Path, scorer: Scorer | None, upper: float) -> tuple[dict[str, str], float]:
     store = EmbeddedStore(EmbeddedConfig(path=path))
     started = time.perf_counter()
-    DeterministicLinker(store, scorer=scorer, realtime=RealtimeConfig(upper=upper)).ingest(records)
+    Linker(store, scorer=scorer, realtime=RealtimeConfig(upper=upper)).ingest(records)
     seconds = time.perf_counter() - started
     links = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
     store.close()

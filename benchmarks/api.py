@@ -50,13 +50,13 @@ def prepare(work: Path, customers: int, shoppers: int) -> None:
     from c360.connectors.retail import generate_retail, shoppers_from_keys
     from c360.connectors.synthetic import generate
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
-    from c360.resolution.deterministic import DeterministicLinker
+    from c360.resolution.linker import Linker
     from c360.streams.pipeline import Pipeline
 
     t = time.perf_counter()
     ds = generate(customers, work / "data", seed=5)
     store = EmbeddedStore(EmbeddedConfig(path=work / ".c360" / "graph.db"))
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     keys: list[tuple[str, str]] = []
     for sf in ds.sources:
         batch = []

@@ -28,7 +28,7 @@ def child(backend: str, data: Path, workdir: Path) -> dict[str, float]:
     from c360.connectors.files import FileSource
     from c360.connectors.synthetic import Dataset
     from c360.graph.store import open_store
-    from c360.resolution.deterministic import DeterministicLinker
+    from c360.resolution.linker import Linker
 
     ds = Dataset.load(data)
     if backend == "embedded":
@@ -36,7 +36,7 @@ def child(backend: str, data: Path, workdir: Path) -> dict[str, float]:
     else:
         store = open_store("neo4j", json.loads(os.environ["C360_BENCH_NEO4J"]))
         store.reset(confirm=True)
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     batch = int(os.environ.get("C360_BENCH_BATCH", "2000"))
     started = time.perf_counter()
     records = merges = 0

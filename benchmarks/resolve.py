@@ -46,13 +46,14 @@ def _rss_mb() -> float:
 def load(data: Path, work: Path, size: int, sample: int) -> dict[str, Any]:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
     from c360.resolution.blocking import filing
-    from c360.resolution.deterministic import DeterministicLinker
-    from c360.resolution.training import ModelRegistry, train
+    from c360.resolution.linker import Linker
+    from c360.resolution.model_registry import ModelRegistry
+    from c360.resolution.splink_adapter import train
 
     records = _records(data)[:size]
     store = EmbeddedStore(EmbeddedConfig(path=work / "graph.db"))
     started = time.perf_counter()
-    DeterministicLinker(store).ingest(records)
+    Linker(store).ingest(records)
     ingested = time.perf_counter() - started
     started = time.perf_counter()
     settings, tf_tables, summary = train(records[:sample], region="US", max_pairs=1e6)
@@ -67,14 +68,14 @@ def load(data: Path, work: Path, size: int, sample: int) -> dict[str, Any]:
 
 def realtime(data: Path, work: Path, size: int, probe: int) -> dict[str, Any]:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
-    from c360.resolution.deterministic import DeterministicLinker
-    from c360.resolution.training import ModelRegistry
+    from c360.resolution.linker import Linker
+    from c360.resolution.model_registry import ModelRegistry
 
     held_out = list(islice(_records(data), size, size + 2 * probe))
     if len(held_out) < 2 * probe:
         raise SystemExit(f"the generated set has only {len(held_out)} records beyond {size}; raise the set size")
     store = EmbeddedStore(EmbeddedConfig(path=work / "graph.db"))
-    linker = DeterministicLinker(store, scorer=ModelRegistry(work / "models").load().scorer())
+    linker = Linker(store, scorer=ModelRegistry(work / "models").load().scorer())
     latencies = []
     linked = 0
     for record in held_out[:probe]:
@@ -101,10 +102,9 @@ def realtime(data: Path, work: Path, size: int, probe: int) -> dict[str, Any]:
 def batch(work: Path) -> dict[str, Any]:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
     from c360.resolution.batch import BatchResolver
-    from c360.resolution.deterministic import CustomerIdFactory, LinkingConfig
-    from c360.resolution.realtime import RealtimeConfig
-    from c360.resolution.survivorship import SurvivorshipConfig
-    from c360.resolution.training import ModelRegistry
+    from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+    from c360.resolution.linker import CustomerIdFactory
+    from c360.resolution.model_registry import ModelRegistry
 
     store = EmbeddedStore(EmbeddedConfig(path=work / "graph.db"))
     started = time.perf_counter()

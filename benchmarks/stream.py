@@ -50,8 +50,9 @@ def prepare(work: Path, base: int, events: int) -> list[dict[str, Any]]:
     from c360.connectors.synthetic import generate
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
     from c360.resolution.blocking import filing
-    from c360.resolution.deterministic import DeterministicLinker
-    from c360.resolution.training import ModelRegistry, train
+    from c360.resolution.linker import Linker
+    from c360.resolution.model_registry import ModelRegistry
+    from c360.resolution.splink_adapter import train
     from c360.streams.pipeline import profile_payload
 
     profiles = events // 4  # each profile brings an order and two clicks
@@ -59,7 +60,7 @@ def prepare(work: Path, base: int, events: int) -> list[dict[str, Any]]:
     records = _records(work / "data")
     stored, held = records[:base], list(islice(records, base, base + profiles))
     store = EmbeddedStore(EmbeddedConfig(path=work / ".c360" / "graph.db"))
-    DeterministicLinker(store).ingest(stored)
+    Linker(store).ingest(stored)
     settings, tf, summary = train(stored, region="US", max_pairs=2e5)
     ModelRegistry(work / ".c360" / "models").save(settings, tf, summary)
     store.replace_blocking_keys(*filing(stored, "US"))

@@ -34,11 +34,10 @@ from c360.graph.models import (
 )
 from c360.graph.store import GraphStore
 
-from .deterministic import LinkingConfig
-from .features import COLUMNS, features
+from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
 from .normalize import identifiers_of, is_junk
-from .realtime import RealtimeConfig
-from .survivorship import SurvivorshipConfig, golden_record
+from .splink_adapter import cluster, predict
+from .survivorship import golden_record
 
 #: Bearers of one identifier up to which every pair is an edge; above it, a star (enough to connect).
 _CLIQUE = 30
@@ -118,46 +117,6 @@ def deterministic_edges(records: Iterable[SourceRecord], linking: LinkingConfig,
         for pair in pairs:
             shared[pair].append(iuid)
     return [Edge(a, b, _DETERMINISTIC, 1.0, tuple(sorted(ids))) for (a, b), ids in shared.items()]
-
-
-def predict(
-    records: list[SourceRecord],
-    settings: Mapping[str, Any],
-    region: str,
-    threshold: float,
-    log_level: int = logging.ERROR,
-) -> Any:
-    """Splink's predictions at or above ``threshold`` as a pyarrow table (uid_l, uid_r, weight, probability)."""
-    import pyarrow as pa
-    from splink import DuckDBAPI, Linker
-
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    for r in records:
-        for name, value in features(r, region).items():
-            columns[name].append(value)
-    table = pa.table(columns, schema=pa.schema([(name, pa.string()) for name in COLUMNS]))
-    lean = {**settings, "retain_intermediate_calculation_columns": False, "retain_matching_columns": False}
-    linker = Linker(DuckDBAPI().register(table), lean, log_level=log_level)
-    found = linker.inference.predict(threshold_match_probability=threshold)
-    relation = found.as_duckdbpyrelation().project("unique_id_l, unique_id_r, match_weight, match_probability")
-    return relation.to_arrow_table()
-
-
-def cluster(uids: list[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Splink's connected components over ``edges``: record uid -> cluster id."""
-    import pyarrow as pa
-    from splink import DuckDBAPI
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
-    left, right = [], []
-    for a, b in edges:
-        left.append(a)
-        right.append(b)
-    nodes = pa.table({"unique_id": pa.array(uids, pa.string())})
-    links = pa.table({"unique_id_l": pa.array(left, pa.string()), "unique_id_r": pa.array(right, pa.string())})
-    found = cluster_pairwise_predictions_at_threshold(nodes, links, DuckDBAPI(), "unique_id")
-    out = found.as_duckdbpyrelation().project("unique_id, cluster_id").to_arrow_table()
-    return dict(zip(out.column("unique_id").to_pylist(), out.column("cluster_id").to_pylist(), strict=True))
 
 
 def _dob(record: SourceRecord) -> str | None:

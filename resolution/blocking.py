@@ -12,7 +12,7 @@ from typing import Any
 from c360.graph.models import SourceRecord
 
 from .features import features, pack_view
-from .training import PREDICTION_BLOCKING
+from .specification import PREDICTION_BLOCKING
 
 
 def blocking_keys(view: Mapping[str, Any]) -> tuple[str, ...]:

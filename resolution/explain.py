@@ -13,7 +13,7 @@ from c360.graph.errors import NotFoundError
 from c360.graph.models import Evidence, SourceRecord
 from c360.graph.store import GraphStore
 
-from .deterministic import LinkingConfig
+from .config import LinkingConfig
 from .features import features
 from .normalize import identifiers_of, is_junk
 from .scorer import Score, Scorer

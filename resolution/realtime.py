@@ -14,35 +14,11 @@ from typing import Any
 
 from c360.graph.models import Evidence, SourceRecord
 from c360.graph.store import GraphStore
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .blocking import blocking_keys
+from .config import RealtimeConfig
 from .features import features, pack_view, unpack_view
 from .scorer import Score, Scorer
-
-
-class RealtimeConfig(BaseModel):
-    """Decision thresholds of real-time probabilistic matching."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(default=True, description="Score ingested records once a model is trained.")
-    upper: float = Field(
-        default=0.99999,
-        gt=0,
-        le=1,
-        description="Match probability at or above which records link (tuned for precision).",
-    )
-    lower: float = Field(
-        default=0.8, gt=0, le=1, description="Match probability from which a pair goes to review (up to upper)."
-    )
-    per_key: int = Field(default=50, ge=1, description="Most candidates read per blocking key.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RealtimeConfig:
-        if self.lower > self.upper:
-            raise ValueError("realtime.lower must not exceed realtime.upper")
-        return self
 
 
 @dataclass(frozen=True, slots=True)

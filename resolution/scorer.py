@@ -1,7 +1,7 @@
 """The real-time scorer: Splink's match weight for one pair of records, computed in Python.
 
 It uses the trained model's m and u probabilities and term-frequency tables, and the comparison levels of
-:mod:`c360.resolution.comparisons`, so no Splink or DuckDB call is made per record. The weight is
+:mod:`c360.resolution.specification`, so no Splink or DuckDB call is made per record. The weight is
 Splink 5's::
 
     weight = log2(p / (1 - p)) + sum over comparisons of (level weight + tf adjustment)
@@ -19,7 +19,7 @@ from typing import Any
 
 from c360.graph.errors import ConfigError
 
-from .comparisons import COMPARISONS, Comparison
+from .specification import COMPARISONS, Comparison
 
 _CLAMP = 1e-300
 _NOT_OBSERVED = "level not observed in training dataset"

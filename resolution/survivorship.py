@@ -4,56 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from enum import StrEnum
 from typing import Any
 
 from c360.graph.models import CANONICAL_FIELDS, GoldenValue, SourceRecord
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+# SurvivorshipConfig lives in .config; named here too for graphql/service.py until its restructure
+# imports it from c360.resolution.config.
+from .config import SurvivorshipConfig
 
-class Rule(StrEnum):
-    """How a golden field picks its value among a customer's source records."""
-
-    MOST_RECENT = "most_recent"
-    SOURCE_PRIORITY = "source_priority"
-    MOST_FREQUENT = "most_frequent"
-
-
-class SurvivorshipConfig(BaseModel):
-    """Survivorship rules: a default, per-field overrides and the source priority order."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    _rules: dict[str, str] = PrivateAttr(default_factory=dict)
-
-    default: Rule = Field(default=Rule.MOST_RECENT, description="Rule for fields without an override.")
-    fields: dict[str, Rule] = Field(
-        default_factory=dict, description="Per-field rule, e.g. {'date_of_birth': 'most_frequent'}."
-    )
-    source_priority: list[str] = Field(
-        default_factory=list,
-        description="Sources from most to least trusted, for source_priority fields; unlisted sources come last.",
-    )
-
-    @field_validator("fields")
-    @classmethod
-    def _known_fields(cls, value: dict[str, Rule]) -> dict[str, Rule]:
-        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown canonical field(s): {', '.join(unknown)}")
-        return value
-
-    def rule_for(self, name: str) -> Rule:
-        """Return the rule of field ``name``."""
-        return self.fields.get(name, self.default)
-
-    def model_post_init(self, context: Any) -> None:
-        """Resolve the rule of every field once."""
-        self._rules = {name: self.rule_for(name).value for name in CANONICAL_FIELDS}
-
-    @property
-    def rule_names(self) -> dict[str, str]:
-        """The rule name of every canonical field."""
-        return self._rules
+__all__ = ["SurvivorshipConfig", "golden_record"]
 
 
 def _comparable(value: Any) -> Any:

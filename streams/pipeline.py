@@ -17,7 +17,7 @@ from typing import Any
 
 from c360.graph.models import DeadLetter, SourceRecord, StoredEvent
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import DeterministicLinker, IngestResult
+from c360.resolution.linker import IngestResult, Linker
 from pydantic import ValidationError
 
 from .events import JOURNEY_TYPES, Event, ProfileUpdate, parse_event
@@ -143,7 +143,7 @@ class Pipeline:
     def __init__(
         self,
         store: GraphStore,
-        linker: DeterministicLinker,
+        linker: Linker,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

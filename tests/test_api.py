@@ -395,11 +395,11 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
     from c360.graphql.partners import PartnerKeys
     from c360.graphql.schema import build_schema
     from c360.graphql.service import ProfileService
-    from c360.resolution.deterministic import DeterministicLinker
+    from c360.resolution.linker import Linker
     from c360.streams.pipeline import Pipeline
 
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
-    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline = Pipeline(store, Linker(store))
     people = [_event(f"p{i}", "crm", f"K{i}", i % 60, first_name=f"N{i}", email=f"p{i}@example.com") for i in range(80)]
     assert len(pipeline.process(people).accepted) == 80
     counting = CountingStore(store)

@@ -15,12 +15,11 @@ from c360.graph.errors import ConflictError
 from c360.graph.models import SourceRecord, SplitEvent
 from c360.graph.store import GraphStore
 from c360.resolution.batch import BatchResolver
-from c360.resolution.deterministic import CustomerIdFactory, DeterministicLinker, LinkingConfig
+from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.metrics import pairwise
-from c360.resolution.realtime import RealtimeConfig
 from c360.resolution.scorer import Scorer
-from c360.resolution.survivorship import SurvivorshipConfig
-from c360.resolution.training import train
+from c360.resolution.splink_adapter import train
 from c360.resolution.undo import split
 
 Corpus = tuple[list[SourceRecord], dict[str, str], dict[str, Any], Scorer]
@@ -65,7 +64,7 @@ def resolver(store: GraphStore, settings: dict[str, Any]) -> BatchResolver:
 
 def test_batch_links_keeps_ids_and_a_second_run_changes_nothing(store: GraphStore, corpus: Corpus) -> None:
     records, truth, settings, _ = corpus
-    DeterministicLinker(store).ingest(records)
+    Linker(store).ingest(records)
     before = links(store)
     summary = resolver(store, settings).run()
     after = links(store)
@@ -90,7 +89,7 @@ def test_batch_links_keeps_ids_and_a_second_run_changes_nothing(store: GraphStor
 def test_batch_splits_what_a_loose_threshold_merged(store: GraphStore, corpus: Corpus) -> None:
     records, truth, settings, scorer = corpus
     loose = RealtimeConfig(upper=0.5, lower=0.3)
-    DeterministicLinker(store, scorer=scorer, realtime=loose).ingest(records)
+    Linker(store, scorer=scorer, realtime=loose).ingest(records)
     before = links(store)
     summary = resolver(store, settings).run()
     after = links(store)
@@ -109,7 +108,7 @@ def test_batch_splits_what_a_loose_threshold_merged(store: GraphStore, corpus: C
 
 def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphStore, corpus: Corpus) -> None:
     records, _, settings, scorer = corpus
-    linker = DeterministicLinker(store, scorer=scorer)
+    linker = Linker(store, scorer=scorer)
     linker.ingest(records)
     by_customer = groups(links(store))
     cid, uids = next((c, sorted(u)) for c, u in sorted(by_customer.items()) if len(u) >= 3)
@@ -162,7 +161,7 @@ def test_incremental_equals_batch_on_10k_records(tmp_path: Path) -> None:
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     try:
         progress: Callable[[int], None] = lambda _: None  # noqa: E731
-        DeterministicLinker(store, scorer=scorer).ingest(records, batch_size=1, progress=progress)
+        Linker(store, scorer=scorer).ingest(records, batch_size=1, progress=progress)
         incremental = links(store)
         summary = resolver(store, settings).run()
         batch = links(store)

@@ -12,7 +12,7 @@ from c360.connectors.mapping import load_mapping
 from c360.connectors.synthetic import Dataset, generate
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.errors import InvalidInputError
-from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.linker import Linker
 
 FEBRL_MAPPING = """
 key: rec_id
@@ -141,7 +141,7 @@ def test_generated_dataset_ingests_twice_without_change(tmp_path: Path) -> None:
     truth = ds.truth_map()
     assert len(truth) == ds.records and len(set(truth.values())) == 150
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
 
     def ingest_all() -> int:
         n = 0

@@ -10,8 +10,9 @@ import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.models import Identifier, SourceRecord
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import DeterministicLinker, LinkingConfig
-from c360.resolution.survivorship import SurvivorshipConfig, golden_record
+from c360.resolution.config import LinkingConfig, SurvivorshipConfig
+from c360.resolution.linker import Linker
+from c360.resolution.survivorship import golden_record
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +33,7 @@ def _groups(store: GraphStore) -> list[list[str]]:
 
 
 def test_shared_email_links_and_new_identity_gets_new_customer(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     result = linker.ingest(
         [
             rec("crm", "1", first_name="Ann", email="Ann@Example.com"),
@@ -52,7 +53,7 @@ def test_shared_email_links_and_new_identity_gets_new_customer(store: GraphStore
 
 
 def test_bridge_record_merges_transitively_and_older_id_survives(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest([rec("crm", "1", email="ann@example.com")])
     linker.ingest([rec("shop", "9", phone="(415) 555-0101")])
     older, younger = links(store)["crm|1"], links(store)["shop|9"]
@@ -73,7 +74,7 @@ def test_bridge_record_merges_transitively_and_older_id_survives(store: GraphSto
 
 
 def test_merge_chain_redirects_to_final_survivor(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest([rec("a", "1", email="a@x.com")])
     linker.ingest([rec("a", "2", email="b@x.com")])
     linker.ingest([rec("a", "3", email="c@x.com")])
@@ -93,7 +94,7 @@ def test_merge_chain_redirects_to_final_survivor(store: GraphStore) -> None:
 
 
 def test_blocklisted_and_degenerate_values_never_link(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest(
         [
             rec("crm", "1", email="test@test.com", phone="000-000-0000"),
@@ -107,7 +108,7 @@ def test_blocklisted_and_degenerate_values_never_link(store: GraphStore) -> None
 
 def test_identifier_over_cap_is_flagged_and_stops_linking(store: GraphStore) -> None:
     config = LinkingConfig(caps={"email": 2, "phone": 5, "national_id": 2, "customer_number": 2})
-    linker = DeterministicLinker(store, config)
+    linker = Linker(store, config)
     shared = "office@corp.com"
     # Three people, known by their own phones, then each seen with a shared company email.
     linker.ingest([rec("crm", str(n), phone=f"212555010{n}") for n in (1, 2, 3)])
@@ -126,7 +127,7 @@ def test_identifier_over_cap_is_flagged_and_stops_linking(store: GraphStore) -> 
 
 
 def test_one_person_in_many_sources_is_not_flagged(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     for source in ("crm", "web", "shop", "partner", "kyc"):
         linker.ingest([rec(source, "1", national_id="532-44-8710", national_id_kind="ssn", customer_number="7")])
     assert len(set(links(store).values())) == 1
@@ -135,7 +136,7 @@ def test_one_person_in_many_sources_is_not_flagged(store: GraphStore) -> None:
 
 def test_blocklisted_ids_and_customer_numbers_never_link(store: GraphStore) -> None:
     config = LinkingConfig(blocklist=["1234567890", "0000000000", "NA-NA-NA"])
-    linker = DeterministicLinker(store, config)
+    linker = Linker(store, config)
     linker.ingest(
         [
             rec("crm", "1", national_id="12-3456-7890", national_id_kind="pan"),
@@ -152,11 +153,11 @@ def test_blocklisted_ids_and_customer_numbers_never_link(store: GraphStore) -> N
 def test_same_key_twice_in_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:
     records = [rec("web", "1", email="ann@x.com"), rec("web", "1", minutes=1, email="ann.new@x.com")]
     seed = [rec("crm", "9", email="ann@x.com")]
-    DeterministicLinker(store).ingest(seed)
-    DeterministicLinker(store).ingest(records)
+    Linker(store).ingest(seed)
+    Linker(store).ingest(records)
     single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
     for r in seed + records:
-        DeterministicLinker(single).ingest([r])
+        Linker(single).ingest([r])
     assert _groups(store) == _groups(single) == [["crm|9", "web|1"]]
     single.close()
 
@@ -164,18 +165,18 @@ def test_same_key_twice_in_one_batch_equals_one_by_one(store: GraphStore, tmp_pa
 def test_update_that_drops_an_identifier_stops_it_linking(store: GraphStore, tmp_path: Path) -> None:
     first = [rec("crm", "1", email="shared@x.com")]
     later = [rec("crm", "1", minutes=1, email="mine@x.com"), rec("web", "2", email="shared@x.com")]
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest(first)
     linker.ingest(later)
     single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
     for r in first + later:
-        DeterministicLinker(single).ingest([r])
+        Linker(single).ingest([r])
     assert _groups(store) == _groups(single) == [["crm|1"], ["web|2"]]
     single.close()
 
 
 def test_merge_evidence_names_an_identifier_when_an_update_bridges(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest([rec("crm", "1", email="ann@x.com"), rec("web", "1", first_name="Ann")])
     result = linker.ingest([rec("web", "1", minutes=1, first_name="Ann", email="ann@x.com")])
     assert result.merges == 1
@@ -184,7 +185,7 @@ def test_merge_evidence_names_an_identifier_when_an_update_bridges(store: GraphS
 
 
 def test_reingest_is_idempotent_and_update_rewrites_identifiers(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     batch = [
         rec("crm", "1", email="ann@example.com", first_name="Ann"),
         rec("web", "2", email="ann@example.com"),
@@ -213,10 +214,10 @@ def test_one_batch_equals_one_by_one(store: GraphStore, tmp_path: Path) -> None:
         rec("a", "1", minutes=1, email="x@x.com", phone="2125550122"),
         rec("a", "5", phone="2125550122", email="y@x.com"),
     ]
-    DeterministicLinker(store).ingest(records, batch_size=100)
+    Linker(store).ingest(records, batch_size=100)
     single = EmbeddedStore(EmbeddedConfig(path=tmp_path / "single.db"))
     for r in records:
-        DeterministicLinker(single).ingest([r])
+        Linker(single).ingest([r])
     assert _groups(store) == _groups(single) == [["a|1", "a|2", "a|3", "a|4", "a|5"]]
     assert store.stats().merged_customers == single.stats().merged_customers == 2
     single.close()
@@ -227,7 +228,7 @@ def test_golden_record_rules_and_lineage(store: GraphStore) -> None:
         fields={"last_name": "source_priority", "date_of_birth": "most_frequent"},
         source_priority=["crm", "web"],
     )
-    linker = DeterministicLinker(store, survivorship=surv)
+    linker = Linker(store, survivorship=surv)
     linker.ingest(
         [
             rec(
@@ -290,9 +291,9 @@ def test_batches_equal_one_by_one_on_random_streams(tmp_path: Path, caps: dict[s
         stream = _random_records(rng, 8, 0) + _random_records(rng, 12, 4)
         batched = EmbeddedStore(EmbeddedConfig(path=tmp_path / f"b{seed}.db"))
         single = EmbeddedStore(EmbeddedConfig(path=tmp_path / f"s{seed}.db"))
-        DeterministicLinker(batched, config).ingest(stream, batch_size=rng.choice([3, 7, 100]))
+        Linker(batched, config).ingest(stream, batch_size=rng.choice([3, 7, 100]))
         for r in stream:
-            DeterministicLinker(single, config).ingest([r])
+            Linker(single, config).ingest([r])
         assert _groups(batched) == _groups(single), seed
         assert batched.stats() == single.stats(), seed
         assert batched.flagged_identifiers() == single.flagged_identifiers(), seed
@@ -311,7 +312,7 @@ def _stream(source: str) -> list[list[SourceRecord]]:
 
 def _writer(path: Path, source: str) -> None:
     store = EmbeddedStore(EmbeddedConfig(path=path))
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     for batch in _stream(source):
         linker.ingest(batch)
     store.close()

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 from c360.graph.models import Identifier, SourceRecord
-from c360.resolution.deterministic import LinkingConfig
+from c360.resolution.config import LinkingConfig, SurvivorshipConfig
 from c360.resolution.normalize import (
     identifiers_of,
     is_junk,
@@ -12,7 +12,6 @@ from c360.resolution.normalize import (
     normalize_national_id,
     normalize_phone,
 )
-from c360.resolution.survivorship import SurvivorshipConfig
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_wheel_installs_every_folder_as_a_subpackage(tmp_path: Path) -> None:
     for module in (
         "c360/cli.py",
         "c360/graph/store.py",
-        "c360/resolution/deterministic.py",
+        "c360/resolution/linker.py",
         "c360/connectors/files.py",
         "c360/streams/__init__.py",
         "c360/ml/__init__.py",
@@ -59,9 +59,7 @@ def test_wheel_installs_every_folder_as_a_subpackage(tmp_path: Path) -> None:
     assert not any(n.startswith(("graph/", "graphql/", "tests/")) for n in names)
     target = tmp_path / "site"
     run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel))
-    code = (
-        "import c360.graph.store, c360.resolution.deterministic, c360.connectors.files, c360.cli; print(c360.__file__)"
-    )
+    code = "import c360.graph.store, c360.resolution.linker, c360.connectors.files, c360.cli; print(c360.__file__)"
     out = run(sys.executable, "-c", code, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.strip().startswith(str(target))
 
@@ -79,6 +77,6 @@ def test_editable_install_in_a_fresh_venv(tmp_path: Path, mode: str) -> None:
     if mode == "strict":
         args += ["--config-settings", "editable_mode=strict"]
     run(*args, cwd=tmp_path)
-    code = "import c360.graph.store, c360.resolution.deterministic, c360.connectors.files, c360.cli; print('ok')"
+    code = "import c360.graph.store, c360.resolution.linker, c360.connectors.files, c360.cli; print('ok')"
     deps = ":".join(site.getsitepackages())
     assert run(str(python), "-c", code, cwd=tmp_path, env={"PYTHONPATH": deps, "PATH": "/usr/bin:/bin"}) == "ok\n"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.linker import Linker
 from c360.streams.events import export_schemas, json_schemas, parse_event
 from c360.streams.pipeline import Pipeline
 
@@ -54,7 +54,7 @@ def click(eid: str, key: str, minute: int) -> dict[str, Any]:
 
 
 def test_a_batch_lands_on_customers_and_bad_events_become_dead_letters(store: GraphStore) -> None:
-    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline = Pipeline(store, Linker(store))
     batch = [
         profile("e1", "1", 0, first_name="Ann", email="ann@example.com"),
         {**profile("e2", "w9", 1, first_name="Ann", email="ANN@example.com"), "source": "web"},
@@ -84,7 +84,7 @@ def test_a_batch_lands_on_customers_and_bad_events_become_dead_letters(store: Gr
 
 
 def test_a_replayed_old_profile_update_does_not_overwrite_a_newer_one(store: GraphStore) -> None:
-    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline = Pipeline(store, Linker(store))
     old = profile("e1", "1", 0, first_name="Ann", city="Berlin")
     pipeline.process([old])
     pipeline.process([profile("e2", "1", 5, first_name="Ann", city="Hamburg")])
@@ -95,7 +95,7 @@ def test_a_replayed_old_profile_update_does_not_overwrite_a_newer_one(store: Gra
 
 
 def test_an_order_before_its_profile_appears_once_the_profile_arrives(store: GraphStore) -> None:
-    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline = Pipeline(store, Linker(store))
     assert pipeline.process([order("o1", "7", 1)]).accepted == ["crm|o1"]
     pipeline.process([profile("p7", "7", 2, first_name="Bo")])
     cid = {f"{s}|{k}": c for s, k, c in store.iter_links()}["crm|7"]
@@ -149,11 +149,11 @@ def test_profile_payload_round_trips_a_source_record() -> None:
 def test_timelines_merge_with_customers_and_follow_records_on_a_split(store: GraphStore) -> None:
     from datetime import UTC, datetime
 
-    from c360.resolution.deterministic import CustomerIdFactory
-    from c360.resolution.survivorship import SurvivorshipConfig
+    from c360.resolution.config import SurvivorshipConfig
+    from c360.resolution.linker import CustomerIdFactory
     from c360.resolution.undo import split
 
-    pipeline = Pipeline(store, DeterministicLinker(store))
+    pipeline = Pipeline(store, Linker(store))
     pipeline.process([profile("a", "1", 0, first_name="Ann"), order("o1", "1", 1)])
     pipeline.process([{**profile("b", "w9", 2, first_name="Ann"), "source": "web"}, click("c1", "w9", 3)])
     links = {f"{s}|{k}": c for s, k, c in store.iter_links()}

@@ -12,11 +12,11 @@ from c360.connectors.synthetic import generate
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
 from c360.resolution.blocking import blocking_keys, filing
-from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.config import RealtimeConfig
 from c360.resolution.features import features, unpack_view
-from c360.resolution.realtime import RealtimeConfig
+from c360.resolution.linker import Linker
 from c360.resolution.scorer import Scorer
-from c360.resolution.training import train
+from c360.resolution.splink_adapter import train
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceRecord]
     return records, Scorer(settings, tf_tables)
 
 
-def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> DeterministicLinker:
-    DeterministicLinker(store).ingest(records)
+def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> Linker:
+    Linker(store).ingest(records)
     store.replace_blocking_keys(*filing(records, "US"))
-    return DeterministicLinker(store, scorer=scorer)
+    return Linker(store, scorer=scorer)
 
 
 def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(
@@ -76,7 +76,7 @@ def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceReco
     _ingest_with_model(store, records, scorer)
     base = records[0]
     twin = replace(base, source="kiosk", key="K1", email=None, phone=None, national_id=None, customer_number=None)
-    off = DeterministicLinker(store, scorer=scorer, realtime=RealtimeConfig(enabled=False))
+    off = Linker(store, scorer=scorer, realtime=RealtimeConfig(enabled=False))
     assert off.ingest([twin]).probabilistic == 0
     store.close()
 
@@ -127,13 +127,13 @@ def test_uncertain_pairs_go_to_review_and_decisions_stick(
     from datetime import UTC, datetime
 
     from c360.graph.errors import ConflictError, InvalidInputError
+    from c360.resolution.config import SurvivorshipConfig
     from c360.resolution.review import approve, reject
-    from c360.resolution.survivorship import SurvivorshipConfig
 
     records, scorer = corpus
     _ingest_with_model(store, records, scorer)
     unsure = RealtimeConfig(upper=0.9999999999, lower=0.5)
-    linker = DeterministicLinker(store, scorer=scorer, realtime=unsure)
+    linker = Linker(store, scorer=scorer, realtime=unsure)
     full = [r for r in records if r.first_name and r.last_name and r.date_of_birth]
     a, b = full[0], full[1]
     links = {f"{s}|{k}": cid for s, k, cid in store.iter_links()}
@@ -174,7 +174,7 @@ def test_households_and_namesakes_stay_apart(tmp_path: Path) -> None:
     records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
     settings, tf_tables, _ = train(records, region="US", max_pairs=2e5)
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
-    result = DeterministicLinker(store, scorer=Scorer(settings, tf_tables)).ingest(records)
+    result = Linker(store, scorer=Scorer(settings, tf_tables)).ingest(records)
     truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
     scores = pairwise(truth, {f"{s}|{k}": cid for s, k, cid in store.iter_links()})
     store.close()

@@ -10,10 +10,11 @@ from c360.connectors.files import FileSource
 from c360.connectors.synthetic import generate
 from c360.graph.errors import ConfigError, NotFoundError
 from c360.graph.models import SourceRecord
-from c360.resolution.comparisons import COMPARISONS, TF_COLUMNS
 from c360.resolution.features import features
+from c360.resolution.model_registry import ModelRegistry
 from c360.resolution.similarity import jaro_winkler, levenshtein
-from c360.resolution.training import ModelRegistry, train
+from c360.resolution.specification import COMPARISONS, TF_COLUMNS
+from c360.resolution.splink_adapter import train
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import DeterministicLinker
+from c360.resolution.linker import Linker
 from c360.streams.app import StreamsConfig
 from c360.streams.events import parse_event
 from c360.streams.pipeline import Pipeline
@@ -114,7 +114,7 @@ def summary(store: GraphStore) -> dict[str, Any]:
 def sequential(payloads: list[dict[str, Any]], db: Path) -> dict[str, Any]:
     store = EmbeddedStore(EmbeddedConfig(path=db))
     try:
-        pipeline = Pipeline(store, DeterministicLinker(store))
+        pipeline = Pipeline(store, Linker(store))
         for i in range(0, len(payloads), 50):
             pipeline.process(payloads[i : i + 50])
         return summary(store)

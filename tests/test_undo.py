@@ -8,8 +8,8 @@ import pytest
 from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import MergeEvent, SourceRecord, SplitEvent
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import CustomerIdFactory, DeterministicLinker
-from c360.resolution.survivorship import SurvivorshipConfig
+from c360.resolution.config import SurvivorshipConfig
+from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.undo import split
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,9 +37,9 @@ def do_split(store: GraphStore, cid: str, records: list[str], reason: str = "two
 
 
 @pytest.fixture
-def merged(store: GraphStore) -> tuple[DeterministicLinker, str]:
+def merged(store: GraphStore) -> tuple[Linker, str]:
     """Ann (crm|1) and a namesake sharing a family email (web|a), wrongly merged, plus her phone record."""
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest([rec("crm", "1", first_name="Ann", last_name="Lee", email="lee.family@example.com")])
     linker.ingest([rec("shop", "7", first_name="Ann", phone="+1 415 555 0101")])
     linker.ingest(
@@ -51,7 +51,7 @@ def merged(store: GraphStore) -> tuple[DeterministicLinker, str]:
 
 
 def test_split_moves_records_keeps_history_and_is_not_merged_back(
-    store: GraphStore, merged: tuple[DeterministicLinker, str]
+    store: GraphStore, merged: tuple[Linker, str]
 ) -> None:
     linker, cid = merged
     event = do_split(store, cid, ["web|a"])
@@ -79,9 +79,7 @@ def test_split_moves_records_keeps_history_and_is_not_merged_back(
     assert store.stats().customers == 2
 
 
-def test_split_refuses_bad_requests_and_changes_nothing(
-    store: GraphStore, merged: tuple[DeterministicLinker, str]
-) -> None:
+def test_split_refuses_bad_requests_and_changes_nothing(store: GraphStore, merged: tuple[Linker, str]) -> None:
     _, cid = merged
     before = links(store)
     with pytest.raises(InvalidInputError, match="not a record of"):
@@ -102,7 +100,7 @@ def test_split_refuses_bad_requests_and_changes_nothing(
         do_split(store, store_merged, ["shop|7"])
 
 
-def test_review_decisions_respect_a_split(store: GraphStore, merged: tuple[DeterministicLinker, str]) -> None:
+def test_review_decisions_respect_a_split(store: GraphStore, merged: tuple[Linker, str]) -> None:
     from c360.graph.models import ChangeSet, ReviewItem
     from c360.resolution.review import approve, reject
 
@@ -125,7 +123,7 @@ def test_review_decisions_respect_a_split(store: GraphStore, merged: tuple[Deter
 
 
 def test_merge_history_keeps_the_records_of_chained_merges(store: GraphStore) -> None:
-    linker = DeterministicLinker(store)
+    linker = Linker(store)
     linker.ingest([rec("crm", "1", email="a@example.com")])
     linker.ingest([rec("crm", "2", phone="+1 415 555 0101")])
     linker.ingest([rec("crm", "3", national_id="532-44-8710", national_id_kind="ssn")])
@@ -141,7 +139,7 @@ def test_merge_history_keeps_the_records_of_chained_merges(store: GraphStore) ->
     assert merges[(a, b)] == ("crm|2", "crm|3", "web|x")
 
 
-def test_manual_merge_redirects_and_respects_splits(store: GraphStore, merged: tuple[DeterministicLinker, str]) -> None:
+def test_manual_merge_redirects_and_respects_splits(store: GraphStore, merged: tuple[Linker, str]) -> None:
     from c360.resolution.review import merge_customers
 
     def do_merge(a: str, b: str, reason: str = "same person, confirmed by phone") -> MergeEvent:

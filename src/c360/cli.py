@@ -26,7 +26,7 @@ from c360.connectors.synthetic import MANIFEST, Dataset, generate
 from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.graph.models import Identifier
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import CustomerIdFactory, IngestResult
+from c360.resolution.linker import CustomerIdFactory, IngestResult
 from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
 from c360.resolution.undo import split
 

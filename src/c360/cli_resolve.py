@@ -17,9 +17,9 @@ from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
 from c360.resolution.batch import BatchResolver
 from c360.resolution.blocking import filing
-from c360.resolution.deterministic import CustomerIdFactory
 from c360.resolution.explain import explain
-from c360.resolution.training import train
+from c360.resolution.linker import CustomerIdFactory
+from c360.resolution.splink_adapter import train
 
 from .cli_review import audited
 from .deps import build_store, model_registry

@@ -31,9 +31,9 @@ from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
 from c360.resolution.batch import BatchResolver, BatchSummary
 from c360.resolution.blocking import filing
-from c360.resolution.deterministic import CustomerIdFactory
+from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.metrics import PairwiseScores, pairwise
-from c360.resolution.training import train
+from c360.resolution.splink_adapter import train
 from c360.streams.pipeline import Pipeline, profile_payload
 
 from .deps import build_pipeline, model_registry

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from c360.graph.store import GraphStore, open_store
-from c360.resolution.deterministic import DeterministicLinker
-from c360.resolution.training import ModelRegistry
+from c360.resolution.linker import Linker
+from c360.resolution.model_registry import ModelRegistry
 from c360.streams.pipeline import Pipeline
 
 from .settings import Settings
@@ -28,13 +28,11 @@ def model_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.data_dir / "models")
 
 
-def build_linker(settings: Settings, store: GraphStore) -> DeterministicLinker:
+def build_linker(settings: Settings, store: GraphStore) -> Linker:
     """Build the linker over ``store``: deterministic rules, plus the latest trained model if there is one."""
     registry = model_registry(settings)
     scorer = registry.load().scorer() if settings.realtime.enabled and registry.versions() else None
-    return DeterministicLinker(
-        store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime
-    )
+    return Linker(store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime)
 
 
 def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:

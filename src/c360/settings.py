@@ -21,9 +21,7 @@ from pydantic_settings import (
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_store import Neo4jConfig
-from c360.resolution.deterministic import LinkingConfig
-from c360.resolution.realtime import RealtimeConfig
-from c360.resolution.survivorship import SurvivorshipConfig
+from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
 from c360.streams.app import StreamsConfig
 
 

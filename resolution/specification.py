@@ -1,7 +1,10 @@
-"""The comparisons of the probabilistic model, each level written twice.
+"""The model's specification: its comparisons and blocking rules, in one place.
 
-Once as the SQL condition Splink runs in DuckDB, once as the same test in Python for the real-time
-scorer.
+Each comparison level is written twice: once as the SQL condition Splink runs in DuckDB (training and
+batch prediction, :mod:`c360.resolution.splink_adapter`), once as the same test in Python for the
+real-time scorer (:mod:`c360.resolution.scorer`). The blocking rules pick the pairs Splink scores in a
+batch and the keys under which the store files records for the real-time path
+(:mod:`c360.resolution.blocking`), so both compare the same candidates.
 
 Levels are tried in order and the first that holds wins (SQL ``CASE WHEN``); the first level of each
 comparison is its null level, the last its ``ELSE``. Values are the comparison view of
@@ -191,3 +194,17 @@ COMPARISONS: tuple[Comparison, ...] = (
 
 #: Columns whose exact level is term-frequency adjusted.
 TF_COLUMNS: tuple[str, ...] = tuple(c.column for c in COMPARISONS if any(level.tf for level in c.levels))
+
+#: Pairs that are certainly the same person, for the prior.
+DETERMINISTIC_RULES: tuple[tuple[str, ...], ...] = (("email",), ("national_id",), ("first_name", "last_name", "dob"))
+#: EM sessions: each fixes some columns, so that together they estimate every comparison.
+EM_BLOCKING: tuple[tuple[str, ...], ...] = (("first_name", "last_name"), ("dob",), ("postcode",))
+#: Candidate pairs for batch prediction, and the blocking keys of the real-time path.
+PREDICTION_BLOCKING: tuple[tuple[str, ...], ...] = (
+    ("first_name", "last_name"),
+    ("dob",),
+    ("email",),
+    ("phone",),
+    ("national_id",),
+    ("postcode", "last_name"),
+)

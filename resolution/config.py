@@ -1,0 +1,135 @@
+"""The resolution settings: deterministic linking, real-time matching and survivorship.
+
+Each is a frozen pydantic model (``extra="forbid"``, every field described) that
+:mod:`c360.settings` nests in its sections and passes to the linker, the batch resolver and review.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from c360.graph.models import CANONICAL_FIELDS, IDENTIFIER_KINDS
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .normalize import blocklist_key, normalize_email, normalize_phone
+
+DEFAULT_BLOCKLIST = (
+    "test@test.com",
+    "na@na.com",
+    "none@none.com",
+    "noemail@noemail.com",
+    "no@email.com",
+    "email@email.com",
+    "example@example.com",
+    "a@a.com",
+    "0000000000",
+    "1111111111",
+    "1234567890",
+    "9999999999",
+)
+
+
+class LinkingConfig(BaseModel):
+    """Deterministic linking: which identifier kinds link, their caps and the junk values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strong_kinds: list[str] = Field(
+        default_factory=lambda: list(IDENTIFIER_KINDS),
+        description="Identifier kinds that link records outright (email, phone, national_id, customer_number).",
+    )
+    caps: dict[str, int] = Field(
+        default_factory=lambda: {"email": 5, "phone": 5, "national_id": 3, "customer_number": 3},
+        description="Per kind: the most customers one identifier may bring together before it is flagged.",
+    )
+    blocklist: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCKLIST),
+        description="Placeholder values that never link (emails, phone numbers, ids, as sources write them).",
+    )
+    default_region: str = Field(
+        default="US",
+        min_length=2,
+        max_length=2,
+        description="Region (ISO 3166 alpha-2) for national phone numbers.",
+    )
+
+    def blocked_uids(self) -> frozenset[str]:
+        """Return the blocklist as identifier uids (each value read as an email and as a phone) and as ids."""
+        out: set[str] = set()
+        for raw in self.blocklist:
+            out.add(blocklist_key(raw))
+            if email := normalize_email(raw):
+                out.add(f"email|{email}")
+            if phone := normalize_phone(raw, self.default_region):
+                out.add(f"phone|{phone}")
+        return frozenset(out)
+
+
+class RealtimeConfig(BaseModel):
+    """Decision thresholds of real-time probabilistic matching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Score ingested records once a model is trained.")
+    upper: float = Field(
+        default=0.99999,
+        gt=0,
+        le=1,
+        description="Match probability at or above which records link (tuned for precision).",
+    )
+    lower: float = Field(
+        default=0.8, gt=0, le=1, description="Match probability from which a pair goes to review (up to upper)."
+    )
+    per_key: int = Field(default=50, ge=1, description="Most candidates read per blocking key.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RealtimeConfig:
+        if self.lower > self.upper:
+            raise ValueError("realtime.lower must not exceed realtime.upper")
+        return self
+
+
+class Rule(StrEnum):
+    """How a golden field picks its value among a customer's source records."""
+
+    MOST_RECENT = "most_recent"
+    SOURCE_PRIORITY = "source_priority"
+    MOST_FREQUENT = "most_frequent"
+
+
+class SurvivorshipConfig(BaseModel):
+    """Survivorship rules: a default, per-field overrides and the source priority order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _rules: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    default: Rule = Field(default=Rule.MOST_RECENT, description="Rule for fields without an override.")
+    fields: dict[str, Rule] = Field(
+        default_factory=dict, description="Per-field rule, e.g. {'date_of_birth': 'most_frequent'}."
+    )
+    source_priority: list[str] = Field(
+        default_factory=list,
+        description="Sources from most to least trusted, for source_priority fields; unlisted sources come last.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, Rule]) -> dict[str, Rule]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown canonical field(s): {', '.join(unknown)}")
+        return value
+
+    def rule_for(self, name: str) -> Rule:
+        """Return the rule of field ``name``."""
+        return self.fields.get(name, self.default)
+
+    def model_post_init(self, context: Any) -> None:
+        """Resolve the rule of every field once."""
+        self._rules = {name: self.rule_for(name).value for name in CANONICAL_FIELDS}
+
+    @property
+    def rule_names(self) -> dict[str, str]:
+        """The rule name of every canonical field."""
+        return self._rules
