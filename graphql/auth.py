@@ -20,13 +20,30 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jwt
-from c360.graph.errors import C360Error, ConfigError, InvalidInputError
+from c360.graph.errors import ConfigError, InvalidInputError
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509 import load_pem_x509_certificate
+
+from .policy import load_policy
+from .principal import AuthError, ForbiddenError, Principal
+
+__all__ = [
+    "DEV_SECRET_BYTES",
+    "MAX_TOKEN_LENGTH",
+    "PARTNER_ROLE",
+    "AuthConfig",
+    "AuthError",
+    "ForbiddenError",
+    "Principal",
+    "TokenVerifier",
+    "bearer_token",
+    "dev_secret",
+    "issue_dev_token",
+]
 
 #: The role a partner's token carries; its principal is of kind "partner".
 PARTNER_ROLE = "partner"
@@ -43,29 +60,6 @@ _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES51
 VERIFIED_CACHE_SECONDS = 60.0
 #: how many verified tokens are remembered
 VERIFIED_CACHE_SIZE = 10_000
-
-
-class AuthError(C360Error):
-    """The request is not authenticated: no token, or one that does not verify (HTTP 401)."""
-
-    code: str = "UNAUTHENTICATED"
-
-
-class ForbiddenError(C360Error):
-    """The caller is authenticated but its role may not do this (HTTP 403)."""
-
-    code: str = "FORBIDDEN"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who calls: the token's subject and role; a partner also has its name and allowed sources."""
-
-    subject: str
-    role: str
-    kind: Literal["user", "partner"]
-    partner: str | None = None
-    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +151,6 @@ def issue_dev_token(
     if not config.dev_mode or config.dev_key_file is None:
         raise InvalidInputError("dev tokens can be issued in dev mode only (with a dev key file)")
     if roles is None:
-        from .policy import load_policy  # here: policy imports this module
-
         roles = load_policy().roles
     if role not in roles:
         raise InvalidInputError(f"unknown role {role!r}; known roles: {', '.join(sorted(roles))}")

@@ -24,7 +24,7 @@ from c360.graph.errors import InvalidInputError
 from c360.graph.models import CANONICAL_FIELDS
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .auth import ForbiddenError, Principal
+from .principal import ForbiddenError, Principal
 
 Rule = Literal["full", "range", "hash", "partial", "deny"]
 RULES: tuple[Rule, ...] = get_args(Rule)
@@ -234,7 +234,7 @@ class Policy:
         return action in self.grants.get(role, frozenset())
 
     def require(self, principal_or_role: Principal | str, action: str) -> None:
-        """Raise :class:`~c360.graphql.auth.ForbiddenError` unless the role may do ``action``."""
+        """Raise :class:`~c360.graphql.principal.ForbiddenError` unless the role may do ``action``."""
         role = principal_or_role if isinstance(principal_or_role, str) else principal_or_role.role
         if not self.can(role, action):
             raise ForbiddenError(f"role {role} may not {action}")

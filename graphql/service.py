@@ -1,8 +1,11 @@
-"""The profile service behind GraphQL and REST: permission checks, masking, audit, then the store.
+"""What every API service function needs: the store, the policy, the audit log, and their plumbing.
 
-Both front doors call this one layer, so a role sees the same fields the same way whichever it uses,
-and every profile read and every change leaves one audit entry (who, what, target, outcome). Store
-calls run in worker threads: the event loop never waits on the store.
+:class:`ProfileService` holds the dependencies and the shared steps (permission check and audit
+around a unit of work, store calls off the event loop, masking by role). The service functions by
+domain (:mod:`~c360.graphql.profiles_service`, :mod:`~c360.graphql.review_service`,
+:mod:`~c360.graphql.events_service`) take it as ``service=`` and each authorises and audits itself;
+GraphQL resolvers and REST routes call those functions, never the store. Every profile read and
+every change leaves one audit entry (who, what, target, outcome).
 """
 
 from __future__ import annotations
@@ -11,23 +14,19 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeVar
 
 from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
-from c360.graph.models import HistoryEvent, Identifier, MergeEvent, Profile, ReviewItem, SplitEvent
+from c360.graph.models import HistoryEvent, Profile
 from c360.graph.store import GraphStore
 from c360.resolution.deterministic import CustomerIdFactory, LinkingConfig
-from c360.resolution.explain import explain
-from c360.resolution.normalize import normalize_email, normalize_phone
-from c360.resolution.review import approve, merge_customers, reject
 from c360.resolution.scorer import Scorer
 from c360.resolution.survivorship import SurvivorshipConfig
-from c360.resolution.undo import split
 
 from .audit import AuditLog
-from .auth import ForbiddenError, Principal
 from .policy import Policy
+from .principal import ForbiddenError, Principal
 
 T = TypeVar("T")
 
@@ -151,7 +150,8 @@ class ProfileService:
         masked = self.policy.mask(role, IDENTIFIER_FIELD.get(kind, "customer_number"), value)
         return None if masked is None else f"{kind}|{masked}"
 
-    def _mask_evidence(self, role: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+    def mask_evidence(self, role: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+        """Link or merge evidence with its identifiers masked for ``role``."""
         out = dict(evidence)
         if "identifiers" in out:
             out["identifiers"] = [m for uid in out["identifiers"] if (m := self.mask_identifier(role, uid))]
@@ -200,7 +200,7 @@ class ProfileService:
         for r in profile.records:
             masked = self.policy.mask_record(role, r.record.to_json(), today=today)
             masked["identifiers"] = [m for i in r.identifiers if (m := self.mask_identifier(role, i.uid))]
-            masked["link"] = self._mask_evidence(role, r.evidence.to_json())
+            masked["link"] = self.mask_evidence(role, r.evidence.to_json())
             out.append(masked)
         return out
 
@@ -233,102 +233,11 @@ class ProfileService:
             doc["history"] = history
         return doc
 
-    # -- reads --------------------------------------------------------------------------------------
-
-    async def profile(self, who: Principal, customer_id: str) -> dict[str, Any]:
-        """One customer's masked profile document (a merged-away ID gives the survivor's, flagged)."""
-
-        def load() -> Profile:
-            found = self.store.get_profile(customer_id)
-            if found is None:
-                raise NotFoundError(f"no customer {customer_id}")
-            return found
-
-        profile = await self.audited(who, "read_profile", customer_id, lambda: self.read(load))
-        return self.document(who.role, profile)
-
-    def identifier_of(self, email: str | None = None, phone: str | None = None) -> Identifier:
-        """The normalised identifier to look up; BAD_USER_INPUT when it is not a valid one."""
-        if (email is None) == (phone is None):
-            raise InvalidInputError("give exactly one of email or phone")
-        if email is not None:
-            value = normalize_email(email)
-            if value is None:
-                raise InvalidInputError("not a valid email address")
-            return Identifier("email", value)
-        value = normalize_phone(phone or "", self.linking.default_region)
-        if value is None:
-            raise InvalidInputError("not a valid phone number")
-        return Identifier("phone", value)
-
-    def search_ids(self, text: str) -> list[str]:
-        """Active customers matching ``text``: an email, a phone number, or 'First Last' / a last name."""
-        text = text.strip()
-        if not text or len(text) > 200:
-            raise InvalidInputError("search must be 1 to 200 characters")
-        if "@" in text:
-            return self.store.find_by_identifier(self.identifier_of(email=text))
-        if sum(c.isdigit() for c in text) >= 6:
-            return self.store.find_by_identifier(self.identifier_of(phone=text))
-        parts = text.split()
-        return self.store.find_by_name(parts[0] if len(parts) > 1 else None, parts[-1], limit=1000)
-
-    def review_items(
-        self, *, status: str | None = "open", first: int, after: str | None
-    ) -> tuple[list[ReviewItem], str | None]:
-        """A page of review items, oldest first."""
-        check_first(first)
-        offset = decode_offset(after)
-        items = self.store.review_items(status, limit=offset + first + 1)
-        page = items[offset : offset + first]
-        more = len(items) > offset + first
-        return page, encode_cursor(str(offset + first)) if more else None
-
     def history_json(self, role: str, events: Sequence[HistoryEvent]) -> list[dict[str, Any]]:
         """Merge and split events as JSON with masked evidence."""
-        return [{**e.to_json(), "evidence": self._mask_evidence(role, e.evidence.to_json())} for e in events]
+        return [{**e.to_json(), "evidence": self.mask_evidence(role, e.evidence.to_json())} for e in events]
 
-    def explanation(self, role: str, a: str, b: str) -> dict[str, Any]:
-        """The evidence between two records, or a record and a customer, masked for ``role``."""
-        found = explain(self.store, a, b, linking=self.linking, scorer=self.scorer()).to_json()
-        deterministic = found.get("deterministic") or {}
-        if deterministic.get("identifiers"):
-            masked = [m for uid in deterministic["identifiers"] if (m := self.mask_identifier(role, uid))]
-            found["deterministic"] = {**deterministic, "identifiers": masked}
-        for side in ("left", "right"):
-            if side in found and "link" in found[side]:
-                found[side] = {**found[side], "link": self._mask_evidence(role, found[side]["link"])}
-        return found
-
-    # -- changes ------------------------------------------------------------------------------------
-
-    def approve(self, who: Principal, review_id: str, reason: str | None) -> ReviewItem:
-        """Approve a review item: its two customers become one."""
-        return approve(
-            self.store, review_id, by=who.subject, reason=reason, now=datetime.now(UTC), survivorship=self.survivorship
-        )
-
-    def reject(self, who: Principal, review_id: str, reason: str) -> ReviewItem:
-        """Reject a review item: the pair is kept apart from now on."""
-        return reject(self.store, review_id, by=who.subject, reason=reason, now=datetime.now(UTC))
-
-    def merge(self, who: Principal, a: str, b: str, reason: str) -> MergeEvent:
-        """Merge two customers by hand."""
-        return merge_customers(
-            self.store, a, b, by=who.subject, reason=reason, now=datetime.now(UTC), survivorship=self.survivorship
-        )
-
-    def split(self, who: Principal, customer_id: str, records: Sequence[str], reason: str) -> SplitEvent:
-        """Move records out of a customer into a new one, kept apart from the rest."""
-        if len(records) > 1000:
-            raise InvalidInputError("split at most 1000 records at once")
-        return split(
-            self.store,
-            customer_id,
-            list(records),
-            by=who.subject,
-            reason=reason,
-            now=datetime.now(UTC),
-            new_id=self.new_id,
-            survivorship=self.survivorship,
-        )
+    async def ping(self) -> str:
+        """The store's name once it answers a ping; its StoreError when it does not."""
+        await asyncio.to_thread(self.store.ping)
+        return self.store.name
