@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -210,25 +210,6 @@ class GoldenValue(NamedTuple):
 GoldenRecord = Mapping[str, GoldenValue]
 
 
-def golden_to_json(golden: GoldenRecord) -> str:
-    """Serialise a golden record compactly: each source record once, each field as a reference to it.
-
-    Shape: ``{"r": [[source, key, observed_at], ...], "f": {field: [value, record index, rule]}}``.
-    """
-    index: dict[tuple[str, str, datetime], int] = {}
-    lineage: list[list[str]] = []
-    fields: dict[str, list[Any]] = {}
-    for name, gv in golden.items():
-        ref = (gv.source, gv.source_key, gv.observed_at)
-        i = index.get(ref)
-        if i is None:
-            i = index[ref] = len(lineage)
-            lineage.append([gv.source, gv.source_key, gv.observed_at.isoformat()])
-        value = gv.value.isoformat() if isinstance(gv.value, date) else gv.value
-        fields[name] = [value, i, gv.rule]
-    return dumps({"r": lineage, "f": fields})
-
-
 def dumps(value: Any) -> str:
     """Compact JSON text of ``value`` (the store's serialisation)."""
     return orjson.dumps(value).decode()
@@ -237,21 +218,6 @@ def dumps(value: Any) -> str:
 def loads(text: str | bytes) -> Any:
     """Parse JSON text written by :func:`dumps`."""
     return orjson.loads(text)
-
-
-def golden_from_json(text: str) -> dict[str, GoldenValue]:
-    """Parse a golden record written by :func:`golden_to_json`."""
-    data = orjson.loads(text)
-    if not data:
-        return {}
-    lineage = [(source, key, datetime.fromisoformat(at)) for source, key, at in data["r"]]
-    out: dict[str, GoldenValue] = {}
-    for name, (value, i, rule) in data["f"].items():
-        if name == "date_of_birth" and value is not None:
-            value = date.fromisoformat(value)
-        source, key, at = lineage[i]
-        out[name] = GoldenValue(value, source, key, at, rule)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,70 +359,6 @@ class Profile:
             "merged_ids": list(self.merged_ids),
             "history": [event.to_json() for event in self.history],
         }
-
-
-def assemble_profile(
-    customer: Customer,
-    identifier_rows: Iterable[tuple[str, IdentifierState]],
-    record_rows: Iterable[tuple[str, str, str]],
-    merged_ids: Iterable[str],
-    history: Iterable[HistoryEvent],
-    requested_id: str,
-) -> Profile:
-    """Build a profile from a backend's rows.
-
-    ``identifier_rows`` are ``(record uid, identifier state)``; ``record_rows`` are
-    ``(record uid, record JSON, evidence JSON)`` in record-uid order.
-    """
-    idents: dict[str, list[Identifier]] = {}
-    states: dict[str, IdentifierState] = {}
-    for ruid, st in identifier_rows:
-        idents.setdefault(ruid, []).append(st.identifier)
-        states[st.identifier.uid] = st
-    records = tuple(
-        StoredRecord(
-            SourceRecord.from_json(loads(data)),
-            customer.id,
-            Evidence.from_json(loads(ev)),
-            tuple(sorted(idents.get(uid, ()))),
-        )
-        for uid, data, ev in record_rows
-    )
-    return Profile(
-        customer=customer,
-        records=records,
-        identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
-        merged_ids=tuple(merged_ids),
-        history=tuple(history),
-        requested_id=requested_id,
-    )
-
-
-def assemble_profiles(
-    targets: Mapping[str, str],
-    customers: Mapping[str, Customer],
-    identifier_rows: Mapping[str, list[tuple[str, IdentifierState]]],
-    record_rows: Mapping[str, list[tuple[str, str, str]]],
-    merged_ids: Mapping[str, list[str]],
-    histories: Mapping[str, list[HistoryEvent]],
-) -> dict[str, Profile]:
-    """The profiles of ``targets`` (requested id -> active id), keyed by requested id.
-
-    Built from a backend's batched rows, each map keyed by active id. A requested id whose active
-    customer is not in ``customers`` is left out.
-    """
-    return {
-        rid: assemble_profile(
-            customers[active],
-            identifier_rows.get(active, ()),
-            record_rows.get(active, ()),
-            merged_ids.get(active, ()),
-            histories.get(active, ()),
-            rid,
-        )
-        for rid, active in targets.items()
-        if active in customers
-    }
 
 
 @dataclass(frozen=True, slots=True)

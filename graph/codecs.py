@@ -1,0 +1,337 @@
+"""Row and JSON codecs of the store, once for every backend.
+
+A backend reads rows (SQLite tuples, Cypher records) and writes parameters; the conversions between
+those and the domain models live here, so that both backends store the same text in the same shape.
+Row dicts are keyed by column name in the embedded store's column order, so that SQLite can take
+``tuple(row.values())`` and Cypher ``$rows`` the dicts themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from .models import (
+    ChangeSet,
+    Customer,
+    DeadLetter,
+    Evidence,
+    GoldenRecord,
+    GoldenValue,
+    HistoryEvent,
+    Identifier,
+    IdentifierState,
+    MergeEvent,
+    Profile,
+    ReviewItem,
+    SourceRecord,
+    SplitEvent,
+    StoredRecord,
+    dumps,
+    event_time,
+    loads,
+)
+
+__all__ = [
+    "assemble_profile",
+    "assemble_profiles",
+    "customer_from_row",
+    "customer_rows",
+    "dumps",
+    "event_rows",
+    "golden_from_json",
+    "golden_to_json",
+    "history_event",
+    "identifier_rows",
+    "identifier_state",
+    "letter_from_row",
+    "letter_rows",
+    "loads",
+    "merge_rows",
+    "parse_event_time",
+    "record_rows",
+    "review_from_row",
+    "review_rows",
+    "split_rows",
+]
+
+
+def golden_to_json(golden: GoldenRecord) -> str:
+    """Serialise a golden record compactly: each source record once, each field as a reference to it.
+
+    Shape: ``{"r": [[source, key, observed_at], ...], "f": {field: [value, record index, rule]}}``.
+    """
+    index: dict[tuple[str, str, datetime], int] = {}
+    lineage: list[list[str]] = []
+    fields: dict[str, list[Any]] = {}
+    for name, gv in golden.items():
+        ref = (gv.source, gv.source_key, gv.observed_at)
+        i = index.get(ref)
+        if i is None:
+            i = index[ref] = len(lineage)
+            lineage.append([gv.source, gv.source_key, gv.observed_at.isoformat()])
+        value = gv.value.isoformat() if isinstance(gv.value, date) else gv.value
+        fields[name] = [value, i, gv.rule]
+    return dumps({"r": lineage, "f": fields})
+
+
+def golden_from_json(text: str) -> dict[str, GoldenValue]:
+    """Parse a golden record written by :func:`golden_to_json`."""
+    data = loads(text)
+    if not data:
+        return {}
+    lineage = [(source, key, datetime.fromisoformat(at)) for source, key, at in data["r"]]
+    out: dict[str, GoldenValue] = {}
+    for name, (value, i, rule) in data["f"].items():
+        if name == "date_of_birth" and value is not None:
+            value = date.fromisoformat(value)
+        source, key, at = lineage[i]
+        out[name] = GoldenValue(value, source, key, at, rule)
+    return out
+
+
+def assemble_profile(
+    customer: Customer,
+    identifier_rows: Iterable[tuple[str, IdentifierState]],
+    record_rows: Iterable[tuple[str, str, str]],
+    merged_ids: Iterable[str],
+    history: Iterable[HistoryEvent],
+    requested_id: str,
+) -> Profile:
+    """Build a profile from a backend's rows.
+
+    ``identifier_rows`` are ``(record uid, identifier state)``; ``record_rows`` are
+    ``(record uid, record JSON, evidence JSON)`` in record-uid order.
+    """
+    idents: dict[str, list[Identifier]] = {}
+    states: dict[str, IdentifierState] = {}
+    for ruid, st in identifier_rows:
+        idents.setdefault(ruid, []).append(st.identifier)
+        states[st.identifier.uid] = st
+    records = tuple(
+        StoredRecord(
+            SourceRecord.from_json(loads(data)),
+            customer.id,
+            Evidence.from_json(loads(ev)),
+            tuple(sorted(idents.get(uid, ()))),
+        )
+        for uid, data, ev in record_rows
+    )
+    return Profile(
+        customer=customer,
+        records=records,
+        identifiers=tuple(sorted(states.values(), key=lambda s: s.identifier)),
+        merged_ids=tuple(merged_ids),
+        history=tuple(history),
+        requested_id=requested_id,
+    )
+
+
+def assemble_profiles(
+    targets: Mapping[str, str],
+    customers: Mapping[str, Customer],
+    identifier_rows: Mapping[str, list[tuple[str, IdentifierState]]],
+    record_rows: Mapping[str, list[tuple[str, str, str]]],
+    merged_ids: Mapping[str, list[str]],
+    histories: Mapping[str, list[HistoryEvent]],
+) -> dict[str, Profile]:
+    """The profiles of ``targets`` (requested id -> active id), keyed by requested id.
+
+    Built from a backend's batched rows, each map keyed by active id. A requested id whose active
+    customer is not in ``customers`` is left out.
+    """
+    return {
+        rid: assemble_profile(
+            customers[active],
+            identifier_rows.get(active, ()),
+            record_rows.get(active, ()),
+            merged_ids.get(active, ()),
+            histories.get(active, ()),
+            rid,
+        )
+        for rid, active in targets.items()
+        if active in customers
+    }
+
+
+def identifier_state(kind: str, value: str, joined: int, flagged: Any, reason: str | None) -> IdentifierState:
+    """An identifier's state from its stored columns."""
+    return IdentifierState(Identifier(kind, value), joined, bool(flagged), reason)
+
+
+def customer_from_row(cid: str, created_at: str, status: str, merged_into: str | None, golden: str | None) -> Customer:
+    """A customer node from its stored columns."""
+    return Customer(cid, datetime.fromisoformat(created_at), status, merged_into, golden_from_json(golden or "{}"))  # type: ignore[arg-type]
+
+
+def history_event(kind: int, one: str, other: str, records: str | None, at: str, evidence: str) -> HistoryEvent:
+    """A merge (``kind`` 0: survivor, merged) or split (1: source, new) from its stored columns."""
+    recs = tuple(loads(records or "[]"))
+    when = datetime.fromisoformat(at)
+    ev = Evidence.from_json(loads(evidence))
+    return MergeEvent(one, other, when, ev, recs) if kind == 0 else SplitEvent(one, other, recs, when, ev)
+
+
+def parse_event_time(text: str) -> datetime:
+    """Read an :func:`~c360.graph.models.event_time` text (fixed-width UTC with a Z, which 3.11 reads)."""
+    return datetime.fromisoformat(text)
+
+
+def review_from_row(
+    rid: str,
+    record_uid: str,
+    candidate_uid: str,
+    customer_id: str,
+    weight: float,
+    probability: float,
+    created_at: str,
+    status: str,
+    decided_by: str | None,
+    decided_at: str | None,
+    reason: str | None,
+) -> ReviewItem:
+    """A review item from its stored columns."""
+    decided = datetime.fromisoformat(decided_at) if decided_at else None
+    return ReviewItem(
+        rid,
+        record_uid,
+        candidate_uid,
+        customer_id,
+        float(weight),
+        float(probability),
+        datetime.fromisoformat(created_at),
+        status,  # type: ignore[arg-type]
+        decided_by,
+        decided,
+        reason,
+    )
+
+
+def letter_from_row(
+    lid: str, received_at: str, source: str | None, reason: str, payload: str, status: str
+) -> DeadLetter:
+    """A dead letter from its stored columns."""
+    return DeadLetter(lid, datetime.fromisoformat(received_at), reason, payload, source, status)  # type: ignore[arg-type]
+
+
+# -- change set -> rows, keyed by column in the embedded store's column order --------------------------
+
+
+def identifier_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the identifiers a change set writes."""
+    return [
+        {
+            "uid": s.identifier.uid,
+            "kind": s.identifier.kind,
+            "value": s.identifier.value,
+            "joined": s.joined,
+            "flagged": s.flagged,
+            "reason": s.flag_reason,
+        }
+        for s in changes.identifiers
+    ]
+
+
+def customer_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the customers a change set creates."""
+    return [
+        {
+            "id": c.id,
+            "created_at": c.created_at.isoformat(),
+            "status": c.status,
+            "merged_into": c.merged_into,
+            "golden": golden_to_json(c.golden),
+        }
+        for c in changes.new_customers
+    ]
+
+
+def merge_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the merges a change set records."""
+    return [
+        {
+            "survivor": m.survivor,
+            "merged": m.merged,
+            "at": m.at.isoformat(),
+            "evidence": dumps(m.evidence.to_json()),
+            "records": dumps(list(m.records)),
+        }
+        for m in changes.merges
+    ]
+
+
+def split_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the splits a change set records."""
+    return [
+        {
+            "source": e.source,
+            "new": e.new,
+            "records": dumps(list(e.records)),
+            "at": e.at.isoformat(),
+            "evidence": dumps(e.evidence.to_json()),
+        }
+        for e in changes.splits
+    ]
+
+
+def record_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the records a change set writes (the view is the blocking domain's, filed with the record)."""
+    return [
+        {
+            "uid": w.record.uid,
+            "source": w.record.source,
+            "key": w.record.key,
+            "data": w.document_json(),
+            "hash": w.content_hash,
+            "cid": w.customer_id,
+            "evidence": dumps(w.evidence.to_json()),
+            "first_lc": w.record.first_name.casefold() if w.record.first_name else None,
+            "last_lc": w.record.last_name.casefold() if w.record.last_name else None,
+            "view": w.match_view,
+        }
+        for w in changes.records
+    ]
+
+
+def review_rows(reviews: Iterable[ReviewItem]) -> list[dict[str, Any]]:
+    """Rows of review items."""
+    return [
+        {
+            "id": r.id,
+            "record_uid": r.record_uid,
+            "candidate_uid": r.candidate_uid,
+            "customer_id": r.customer_id,
+            "match_weight": r.match_weight,
+            "match_probability": r.match_probability,
+            "created_at": r.created_at.isoformat(),
+            "status": r.status,
+            "decided_by": r.decided_by,
+            "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+            "reason": r.reason,
+        }
+        for r in reviews
+    ]
+
+
+def event_rows(changes: ChangeSet) -> list[dict[str, Any]]:
+    """Rows of the journey events a change set records."""
+    return [
+        {"id": e.id, "type": e.type, "at": event_time(e.occurred_at), "data": e.data, "record_uid": e.record_uid}
+        for e in changes.events
+    ]
+
+
+def letter_rows(letters: Iterable[DeadLetter]) -> list[dict[str, Any]]:
+    """Rows of dead letters."""
+    return [
+        {
+            "id": d.id,
+            "received_at": d.received_at.isoformat(),
+            "source": d.source,
+            "reason": d.reason,
+            "payload": d.payload,
+            "status": d.status,
+        }
+        for d in letters
+    ]

@@ -1,0 +1,21 @@
+"""The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
+
+One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``), each a
+mixin over the shared connection (``connection``); :class:`EmbeddedStore` lists them, once.
+"""
+
+from __future__ import annotations
+
+from .blocking import EmbeddedBlocking
+from .connection import SCHEMA_VERSION, EmbeddedConfig
+from .dead_letters import EmbeddedDeadLetters
+from .identity import EmbeddedIdentity
+from .journey import EmbeddedJourney
+from .review import EmbeddedReview
+
+__all__ = ["SCHEMA_VERSION", "EmbeddedConfig", "EmbeddedStore"]
+
+
+# The one list of this backend's domains; identity first, since the others' rows hang off its records.
+class EmbeddedStore(EmbeddedIdentity, EmbeddedReview, EmbeddedJourney, EmbeddedDeadLetters, EmbeddedBlocking):
+    """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

@@ -1,0 +1,52 @@
+"""The embedded backend's dead-letter domain: the ``dead_letters`` table."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..codecs import letter_from_row, letter_rows
+from ..models import DeadLetter
+from .connection import EmbeddedBase
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, received_at TEXT NOT NULL, source TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL,
+    status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_status ON dead_letters(status, received_at);
+"""
+
+_COLUMNS = "id, received_at, source, reason, payload, status"
+
+
+class EmbeddedDeadLetters(EmbeddedBase):
+    """Dead letters in SQLite."""
+
+    def _create(self, db: sqlite3.Connection) -> None:
+        super()._create(db)
+        db.executescript(_SCHEMA)
+
+    def _tables(self) -> list[str]:
+        return [*super()._tables(), "dead_letters"]
+
+    def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO dead_letters VALUES (:id, :received_at, :source, :reason, :payload, :status)",
+                letter_rows(letters),
+            )
+
+    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]:
+        where = "WHERE status = ?" if status else ""
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY received_at, id LIMIT ?",
+            [*([status] if status else []), -1 if limit is None else limit],
+        )
+        return [letter_from_row(*r) for r in rows]
+
+    def _get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        rows = self._all(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (letter_id,))
+        return letter_from_row(*rows[0]) if rows else None
+
+    def _mark_replayed(self, letter_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE dead_letters SET status = 'replayed' WHERE id = ?", (letter_id,))

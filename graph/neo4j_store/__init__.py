@@ -1,0 +1,30 @@
+"""The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
+
+One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``), each a
+mixin over the shared driver (``connection``); :class:`Neo4jStore` lists them, once.
+
+Writers are exclusive across processes: ``exclusive()`` writes the ``(:WriterLock {name: 'writer'})``
+node in a transaction it keeps open until the block ends, so Neo4j holds the node's exclusive lock for
+it. Another writer's write to the node waits; a crashed holder's connection drops and the server rolls
+back, releasing the lock.
+"""
+
+from __future__ import annotations
+
+from .blocking import Neo4jBlocking
+from .connection import Neo4jConfig
+from .dead_letters import Neo4jDeadLetters
+from .identity import Neo4jIdentity
+from .journey import Neo4jJourney
+from .review import Neo4jReview
+
+__all__ = ["SCHEMA", "Neo4jConfig", "Neo4jStore"]
+
+
+# The one list of this backend's domains; identity first, since the others' nodes hang off its records.
+class Neo4jStore(Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking):
+    """The identity graph in Neo4j 5."""
+
+
+#: Schema statements of every domain, in the order they run; each is idempotent.
+SCHEMA: tuple[str, ...] = tuple(Neo4jStore._schema())

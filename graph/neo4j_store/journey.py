@@ -1,0 +1,59 @@
+"""The neo4j backend's journey domain: ``(:Event {record_uid})`` nodes, read through the customer's records."""
+
+from __future__ import annotations
+
+from neo4j import ManagedTransaction
+
+from ..codecs import event_rows, parse_event_time
+from ..models import ChangeSet, StoredEvent
+from .connection import Neo4jBase, unwind
+
+
+class Neo4jJourney(Neo4jBase):
+    """Journey events as nodes."""
+
+    @classmethod
+    def _schema(cls) -> list[str]:
+        return [
+            *super()._schema(),
+            "CREATE CONSTRAINT c360_event_id IF NOT EXISTS FOR (e:Event) REQUIRE e.id IS UNIQUE",
+            "CREATE INDEX c360_event_record IF NOT EXISTS FOR (e:Event) ON (e.record_uid)",
+        ]
+
+    def _labels(self) -> list[str]:
+        return [*super()._labels(), "Event"]
+
+    def _write(self, tx: ManagedTransaction, changes: ChangeSet) -> None:
+        # Idempotent by event id: an event applied before changes nothing.
+        unwind(
+            tx,
+            "UNWIND $rows AS row MERGE (e:Event {id: row.id}) ON CREATE SET e.type = row.type, e.at = row.at, "
+            "e.data = row.data, e.record_uid = row.record_uid",
+            event_rows(changes),
+        )
+        super()._write(tx, changes)
+
+    def _seen_events(self, event_ids: list[str]) -> set[str]:
+        rows = self._read("UNWIND $ids AS id MATCH (e:Event {id: id}) RETURN e.id AS id", ids=event_ids)
+        return {r["id"] for r in rows}
+
+    def _timeline(
+        self, customer_id: str, limit: int, before: tuple[str, str] | None, types: list[str] | None
+    ) -> list[StoredEvent]:
+        where = []
+        if before is not None:
+            where.append("(e.at < $at OR (e.at = $at AND e.id < $eid))")
+        if types is not None:
+            where.append("e.type IN $types")
+        rows = self._read(
+            "MATCH (:Customer {id: $cid})<-[:BELONGS_TO]-(r:Record) MATCH (e:Event {record_uid: r.uid}) "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "RETURN e.id AS id, e.type AS type, e.at AS at, e.data AS data, e.record_uid AS record_uid "
+            "ORDER BY at DESC, id DESC LIMIT $limit",
+            cid=customer_id,
+            at=before[0] if before else None,
+            eid=before[1] if before else None,
+            types=types,
+            limit=limit,
+        )
+        return [StoredEvent(r["id"], r["type"], parse_event_time(r["at"]), r["data"], r["record_uid"]) for r in rows]

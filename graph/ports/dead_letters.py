@@ -1,0 +1,61 @@
+"""The dead-letter port: events that could not be applied, kept with the reason until replayed."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection
+from typing import final
+
+from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..models import DeadLetter
+from .base import Port
+
+
+class DeadLetterPort(Port):
+    """Keep, list, read and mark replayed the events that could not be applied."""
+
+    @final
+    def add_dead_letters(self, letters: Collection[DeadLetter]) -> None:
+        """Keep events that could not be applied, with their reasons (in one transaction).
+
+        A letter whose id is kept already is not added again (a redelivered bad event stays one letter).
+        """
+        if letters:
+            self._call("add_dead_letters", lambda: self._add_dead_letters(list(letters)))
+
+    @final
+    def dead_letters(self, status: str | None = "open", limit: int | None = 50) -> list[DeadLetter]:
+        """Dead letters, oldest first, of one status (None: all)."""
+        if status not in (None, "open", "replayed"):
+            raise InvalidInputError(f"unknown dead-letter status {status!r}")
+        return self._call("dead_letters", lambda: self._dead_letters(status, limit))
+
+    @final
+    def get_dead_letter(self, letter_id: str) -> DeadLetter:
+        """One dead letter; NotFoundError if there is none."""
+        found = self._call("get_dead_letter", lambda: self._get_dead_letter(letter_id))
+        if found is None:
+            raise NotFoundError(f"no dead letter {letter_id}")
+        return found
+
+    @final
+    def mark_replayed(self, letter_id: str) -> None:
+        """Mark a dead letter replayed; ConflictError if it already was."""
+        letter = self.get_dead_letter(letter_id)
+        if letter.status != "open":
+            raise ConflictError(f"dead letter {letter_id} was already {letter.status}")
+        self._call("mark_replayed", lambda: self._mark_replayed(letter_id))
+
+    # -- hooks -----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
+
+    @abstractmethod
+    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]: ...
+
+    @abstractmethod
+    def _get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    @abstractmethod
+    def _mark_replayed(self, letter_id: str) -> None: ...
