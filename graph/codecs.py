@@ -2,8 +2,8 @@
 
 A backend reads rows (SQLite tuples, Cypher records) and writes parameters; the conversions between
 those and the domain models live here, so that both backends store the same text in the same shape.
-Row dicts are keyed by column name in the embedded store's column order, so that SQLite can take
-``tuple(row.values())`` and Cypher ``$rows`` the dicts themselves.
+Rows are tuples in the embedded store's column order (SQLite binds them as they are, the hot path of
+ingest); :func:`as_dicts` names them with the module's ``*_COLUMNS`` for Cypher's ``$rows``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ from .models import (
 )
 
 __all__ = [
+    "CUSTOMER_COLUMNS",
+    "EVENT_COLUMNS",
+    "IDENTIFIER_COLUMNS",
+    "LETTER_COLUMNS",
+    "MERGE_COLUMNS",
+    "RECORD_COLUMNS",
+    "REVIEW_COLUMNS",
+    "SPLIT_COLUMNS",
+    "Row",
+    "as_dicts",
     "assemble_profile",
     "assemble_profiles",
     "customer_from_row",
@@ -215,123 +225,113 @@ def letter_from_row(
     return DeadLetter(lid, datetime.fromisoformat(received_at), reason, payload, source, status)  # type: ignore[arg-type]
 
 
-# -- change set -> rows, keyed by column in the embedded store's column order --------------------------
+# -- change set -> rows: tuples in the embedded store's column order; ``as_dicts`` names them for Cypher --
+
+Row = tuple[Any, ...]
+
+IDENTIFIER_COLUMNS = ("uid", "kind", "value", "joined", "flagged", "reason")
+CUSTOMER_COLUMNS = ("id", "created_at", "status", "merged_into", "golden")
+MERGE_COLUMNS = ("survivor", "merged", "at", "evidence", "records")
+SPLIT_COLUMNS = ("source", "new", "records", "at", "evidence")
+#: The record table's columns, then the comparison view (the blocking domain's, filed with the record).
+RECORD_COLUMNS = ("uid", "source", "key", "data", "hash", "cid", "evidence", "first_lc", "last_lc", "view")
+REVIEW_COLUMNS = (
+    "id",
+    "record_uid",
+    "candidate_uid",
+    "customer_id",
+    "match_weight",
+    "match_probability",
+    "created_at",
+    "status",
+    "decided_by",
+    "decided_at",
+    "reason",
+)
+EVENT_COLUMNS = ("id", "type", "at", "data", "record_uid")
+LETTER_COLUMNS = ("id", "received_at", "source", "reason", "payload", "status")
 
 
-def identifier_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the identifiers a change set writes."""
+def as_dicts(columns: tuple[str, ...], rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """Rows as dicts keyed by ``columns`` (Cypher's ``$rows``)."""
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def identifier_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the identifiers a change set writes (:data:`IDENTIFIER_COLUMNS`)."""
     return [
-        {
-            "uid": s.identifier.uid,
-            "kind": s.identifier.kind,
-            "value": s.identifier.value,
-            "joined": s.joined,
-            "flagged": s.flagged,
-            "reason": s.flag_reason,
-        }
+        (s.identifier.uid, s.identifier.kind, s.identifier.value, s.joined, s.flagged, s.flag_reason)
         for s in changes.identifiers
     ]
 
 
-def customer_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the customers a change set creates."""
+def customer_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the customers a change set creates (:data:`CUSTOMER_COLUMNS`)."""
     return [
-        {
-            "id": c.id,
-            "created_at": c.created_at.isoformat(),
-            "status": c.status,
-            "merged_into": c.merged_into,
-            "golden": golden_to_json(c.golden),
-        }
+        (c.id, c.created_at.isoformat(), c.status, c.merged_into, golden_to_json(c.golden))
         for c in changes.new_customers
     ]
 
 
-def merge_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the merges a change set records."""
+def merge_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the merges a change set records (:data:`MERGE_COLUMNS`)."""
     return [
-        {
-            "survivor": m.survivor,
-            "merged": m.merged,
-            "at": m.at.isoformat(),
-            "evidence": dumps(m.evidence.to_json()),
-            "records": dumps(list(m.records)),
-        }
+        (m.survivor, m.merged, m.at.isoformat(), dumps(m.evidence.to_json()), dumps(list(m.records)))
         for m in changes.merges
     ]
 
 
-def split_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the splits a change set records."""
+def split_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the splits a change set records (:data:`SPLIT_COLUMNS`)."""
     return [
-        {
-            "source": e.source,
-            "new": e.new,
-            "records": dumps(list(e.records)),
-            "at": e.at.isoformat(),
-            "evidence": dumps(e.evidence.to_json()),
-        }
-        for e in changes.splits
+        (e.source, e.new, dumps(list(e.records)), e.at.isoformat(), dumps(e.evidence.to_json())) for e in changes.splits
     ]
 
 
-def record_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the records a change set writes (the view is the blocking domain's, filed with the record)."""
+def record_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the records a change set writes (:data:`RECORD_COLUMNS`)."""
     return [
-        {
-            "uid": w.record.uid,
-            "source": w.record.source,
-            "key": w.record.key,
-            "data": w.document_json(),
-            "hash": w.content_hash,
-            "cid": w.customer_id,
-            "evidence": dumps(w.evidence.to_json()),
-            "first_lc": w.record.first_name.casefold() if w.record.first_name else None,
-            "last_lc": w.record.last_name.casefold() if w.record.last_name else None,
-            "view": w.match_view,
-        }
+        (
+            w.record.uid,
+            w.record.source,
+            w.record.key,
+            w.document_json(),
+            w.content_hash,
+            w.customer_id,
+            dumps(w.evidence.to_json()),
+            w.record.first_name.casefold() if w.record.first_name else None,
+            w.record.last_name.casefold() if w.record.last_name else None,
+            w.match_view,
+        )
         for w in changes.records
     ]
 
 
-def review_rows(reviews: Iterable[ReviewItem]) -> list[dict[str, Any]]:
-    """Rows of review items."""
+def review_rows(reviews: Iterable[ReviewItem]) -> list[Row]:
+    """Rows of review items (:data:`REVIEW_COLUMNS`)."""
     return [
-        {
-            "id": r.id,
-            "record_uid": r.record_uid,
-            "candidate_uid": r.candidate_uid,
-            "customer_id": r.customer_id,
-            "match_weight": r.match_weight,
-            "match_probability": r.match_probability,
-            "created_at": r.created_at.isoformat(),
-            "status": r.status,
-            "decided_by": r.decided_by,
-            "decided_at": r.decided_at.isoformat() if r.decided_at else None,
-            "reason": r.reason,
-        }
+        (
+            r.id,
+            r.record_uid,
+            r.candidate_uid,
+            r.customer_id,
+            r.match_weight,
+            r.match_probability,
+            r.created_at.isoformat(),
+            r.status,
+            r.decided_by,
+            r.decided_at.isoformat() if r.decided_at else None,
+            r.reason,
+        )
         for r in reviews
     ]
 
 
-def event_rows(changes: ChangeSet) -> list[dict[str, Any]]:
-    """Rows of the journey events a change set records."""
-    return [
-        {"id": e.id, "type": e.type, "at": event_time(e.occurred_at), "data": e.data, "record_uid": e.record_uid}
-        for e in changes.events
-    ]
+def event_rows(changes: ChangeSet) -> list[Row]:
+    """Rows of the journey events a change set records (:data:`EVENT_COLUMNS`)."""
+    return [(e.id, e.type, event_time(e.occurred_at), e.data, e.record_uid) for e in changes.events]
 
 
-def letter_rows(letters: Iterable[DeadLetter]) -> list[dict[str, Any]]:
-    """Rows of dead letters."""
-    return [
-        {
-            "id": d.id,
-            "received_at": d.received_at.isoformat(),
-            "source": d.source,
-            "reason": d.reason,
-            "payload": d.payload,
-            "status": d.status,
-        }
-        for d in letters
-    ]
+def letter_rows(letters: Iterable[DeadLetter]) -> list[Row]:
+    """Rows of dead letters (:data:`LETTER_COLUMNS`)."""
+    return [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status) for d in letters]

@@ -31,7 +31,7 @@ class EmbeddedDeadLetters(EmbeddedBase):
     def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO dead_letters VALUES (:id, :received_at, :source, :reason, :payload, :status)",
+                "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
                 letter_rows(letters),
             )
 

@@ -299,28 +299,25 @@ class EmbeddedIdentity(EmbeddedBase):
 
     def _write(self, db: sqlite3.Connection, changes: ChangeSet) -> None:
         db.executemany(
-            "INSERT INTO identifiers VALUES (:uid, :kind, :value, :joined, :flagged, :reason) ON CONFLICT(uid) "
+            "INSERT INTO identifiers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(uid) "
             "DO UPDATE SET joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
             identifier_rows(changes),
         )
-        db.executemany(
-            "INSERT INTO customers VALUES (:id, :created_at, :status, :merged_into, :golden)", customer_rows(changes)
-        )
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", customer_rows(changes))
         final = [(t, m) for m, t in changes.final_targets().items()]
         db.executemany("UPDATE records SET customer_id = ? WHERE customer_id = ?", final)
         db.executemany("UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?", final)
         db.executemany("UPDATE customers SET merged_into = ? WHERE merged_into = ?", final)
         db.executemany(
-            "INSERT INTO merges (survivor, merged, at, evidence, records) "
-            "VALUES (:survivor, :merged, :at, :evidence, :records)",
+            "INSERT INTO merges (survivor, merged, at, evidence, records) VALUES (?, ?, ?, ?, ?)",
             merge_rows(changes),
         )
         for chunk in chunks([w.record.uid for w in changes.records if w.update]):
             db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({marks(len(chunk))})", chunk)
         db.executemany(
-            "INSERT OR REPLACE INTO records VALUES "
-            "(:uid, :source, :key, :data, :hash, :cid, :evidence, :first_lc, :last_lc)",
-            record_rows(changes),
+            # The view is the blocking domain's (record_blocks), the last field of the row.
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row[:9] for row in record_rows(changes)],
         )
         db.executemany(
             "INSERT OR IGNORE INTO record_identifiers VALUES (?, ?)",
@@ -331,7 +328,7 @@ class EmbeddedIdentity(EmbeddedBase):
             [(m.customer_id, dumps(m.evidence.to_json()), m.record_uid) for m in changes.moves],
         )
         db.executemany(
-            "INSERT INTO splits (source, new, records, at, evidence) VALUES (:source, :new, :records, :at, :evidence)",
+            "INSERT INTO splits (source, new, records, at, evidence) VALUES (?, ?, ?, ?, ?)",
             split_rows(changes),
         )
         db.executemany(

@@ -25,7 +25,7 @@ class EmbeddedJourney(EmbeddedBase):
 
     def _write(self, db: sqlite3.Connection, changes: ChangeSet) -> None:
         # Idempotent by event id: an event applied before changes nothing.
-        db.executemany("INSERT OR IGNORE INTO events VALUES (:id, :type, :at, :data, :record_uid)", event_rows(changes))
+        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", event_rows(changes))
 
         super()._write(db, changes)
 

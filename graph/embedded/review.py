@@ -34,8 +34,7 @@ class EmbeddedReview(EmbeddedBase):
 
     def _write(self, db: sqlite3.Connection, changes: ChangeSet) -> None:
         db.executemany(
-            "INSERT INTO review_items VALUES (:id, :record_uid, :candidate_uid, :customer_id, :match_weight, "
-            ":match_probability, :created_at, :status, :decided_by, :decided_at, :reason)",
+            "INSERT INTO review_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             review_rows(changes.reviews),
         )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from neo4j import ManagedTransaction
 
-from ..codecs import letter_from_row, letter_rows
+from ..codecs import LETTER_COLUMNS, as_dicts, letter_from_row, letter_rows
 from ..models import DeadLetter
 from .connection import Neo4jBase, unwind
 
@@ -40,7 +40,7 @@ class Neo4jDeadLetters(Neo4jBase):
                 tx,
                 "UNWIND $rows AS row MERGE (d:DeadLetter {id: row.id}) ON CREATE SET d.received_at = row.received_at, "
                 "d.source = row.source, d.reason = row.reason, d.payload = row.payload, d.status = row.status",
-                letter_rows(letters),
+                as_dicts(LETTER_COLUMNS, letter_rows(letters)),
             )
 
         with self._session() as s:

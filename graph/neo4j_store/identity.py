@@ -20,6 +20,12 @@ from typing import Any
 from neo4j import ManagedTransaction
 
 from ..codecs import (
+    CUSTOMER_COLUMNS,
+    IDENTIFIER_COLUMNS,
+    MERGE_COLUMNS,
+    RECORD_COLUMNS,
+    SPLIT_COLUMNS,
+    as_dicts,
     assemble_profiles,
     customer_from_row,
     customer_rows,
@@ -308,14 +314,15 @@ class Neo4jIdentity(Neo4jBase):
             tx,
             "UNWIND $rows AS row MERGE (i:Identifier {uid: row.uid}) SET i.kind = row.kind, i.value = row.value, "
             "i.joined = row.joined, i.flagged = row.flagged, i.flag_reason = row.reason",
-            identifier_rows(changes),
+            as_dicts(IDENTIFIER_COLUMNS, identifier_rows(changes)),
         )
         unwind(
             tx,
             "UNWIND $rows AS row CREATE (c:Customer {id: row.id, created_at: row.created_at, status: row.status, "
             "merged_into: row.merged_into, golden: row.golden})",
-            customer_rows(changes),
+            as_dicts(CUSTOMER_COLUMNS, customer_rows(changes)),
         )
+        merges = as_dicts(MERGE_COLUMNS, merge_rows(changes))
         base = time.time_ns()  # orders merge and split events across change sets, like SQLite's rowid
         moves = [{"merged": m, "final": t} for m, t in changes.final_targets().items()]
         unwind(
@@ -338,7 +345,7 @@ class Neo4jIdentity(Neo4jBase):
             tx,
             "UNWIND $rows AS row MATCH (m:Customer {id: row.merged}) MATCH (s:Customer {id: row.survivor}) "
             "CREATE (m)-[:MERGED_INTO {at: row.at, evidence: row.evidence, records: row.records, seq: row.seq}]->(s)",
-            [{**row, "seq": base + i} for i, row in enumerate(merge_rows(changes))] if moves else [],
+            [{**row, "seq": base + i} for i, row in enumerate(merges)] if moves else [],
         )
         uids = [{"uid": w.record.uid} for w in changes.records if w.update]
         unwind(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[b:BELONGS_TO]->() DELETE b", uids)
@@ -349,7 +356,7 @@ class Neo4jIdentity(Neo4jBase):
             "r.data = row.data, r.hash = row.hash, r.first_lc = row.first_lc, r.last_lc = row.last_lc, "
             "r.view = row.view "
             "WITH r, row MATCH (c:Customer {id: row.cid}) CREATE (r)-[:BELONGS_TO {evidence: row.evidence}]->(c)",
-            record_rows(changes),
+            as_dicts(RECORD_COLUMNS, record_rows(changes)),
         )
         unwind(
             tx,
@@ -371,7 +378,10 @@ class Neo4jIdentity(Neo4jBase):
             tx,
             "UNWIND $rows AS row MATCH (n:Customer {id: row.new}) MATCH (s:Customer {id: row.source}) "
             "CREATE (n)-[:SPLIT_FROM {at: row.at, evidence: row.evidence, records: row.records, seq: row.seq}]->(s)",
-            [{**row, "seq": base + len(changes.merges) + i} for i, row in enumerate(split_rows(changes))],
+            [
+                {**row, "seq": base + len(merges) + i}
+                for i, row in enumerate(as_dicts(SPLIT_COLUMNS, split_rows(changes)))
+            ],
         )
         unwind(
             tx,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from neo4j import ManagedTransaction
 
-from ..codecs import event_rows, parse_event_time
+from ..codecs import EVENT_COLUMNS, as_dicts, event_rows, parse_event_time
 from ..models import ChangeSet, StoredEvent
 from .connection import Neo4jBase, unwind
 
@@ -29,7 +29,7 @@ class Neo4jJourney(Neo4jBase):
             tx,
             "UNWIND $rows AS row MERGE (e:Event {id: row.id}) ON CREATE SET e.type = row.type, e.at = row.at, "
             "e.data = row.data, e.record_uid = row.record_uid",
-            event_rows(changes),
+            as_dicts(EVENT_COLUMNS, event_rows(changes)),
         )
         super()._write(tx, changes)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from neo4j import ManagedTransaction
 
-from ..codecs import review_from_row, review_rows
+from ..codecs import REVIEW_COLUMNS, as_dicts, review_from_row, review_rows
 from ..models import ChangeSet, ReviewItem
 from .connection import Neo4jBase, unwind
 
@@ -44,7 +44,7 @@ class Neo4jReview(Neo4jBase):
             "UNWIND $rows AS row CREATE (v:Review {id: row.id, record_uid: row.record_uid, "
             "candidate_uid: row.candidate_uid, customer_id: row.customer_id, match_weight: row.match_weight, "
             "match_probability: row.match_probability, created_at: row.created_at, status: row.status})",
-            review_rows(changes.reviews),
+            as_dicts(REVIEW_COLUMNS, review_rows(changes.reviews)),
         )
         super()._write(tx, changes)
 
