@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.graph.models import HistoryEvent, Profile
 from c360.graph.store import GraphStore
-from c360.resolution.deterministic import CustomerIdFactory, LinkingConfig
+from c360.resolution.config import LinkingConfig, SurvivorshipConfig
+from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.scorer import Scorer
-from c360.resolution.survivorship import SurvivorshipConfig
 
 from .audit import AuditLog
 from .policy import Policy

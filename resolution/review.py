@@ -8,7 +8,8 @@ from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import ApartPair, ChangeSet, Evidence, MergeEvent, ReviewItem
 from c360.graph.store import GraphStore
 
-from .survivorship import SurvivorshipConfig, golden_record
+from .config import SurvivorshipConfig
+from .survivorship import golden_record
 
 
 def _open_item(store: GraphStore, review_id: str) -> ReviewItem:

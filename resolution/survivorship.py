@@ -8,11 +8,7 @@ from typing import Any
 
 from c360.graph.models import CANONICAL_FIELDS, GoldenValue, SourceRecord
 
-# SurvivorshipConfig lives in .config; named here too for graphql/service.py until its restructure
-# imports it from c360.resolution.config.
 from .config import SurvivorshipConfig
-
-__all__ = ["SurvivorshipConfig", "golden_record"]
 
 
 def _comparable(value: Any) -> Any:

@@ -9,7 +9,8 @@ from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
 from c360.graph.models import ApartPair, ChangeSet, Customer, Evidence, RecordMove, SplitEvent
 from c360.graph.store import GraphStore
 
-from .survivorship import SurvivorshipConfig, golden_record
+from .config import SurvivorshipConfig
+from .survivorship import golden_record
 
 
 def split(

@@ -26,6 +26,17 @@ from neo4j_server import Neo4jServer
 from server_tier import unavailable
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
+#: Fixtures that start a real server (Neo4j, Kafka): a test that uses one is in the ``servers`` tier.
+SERVER_FIXTURES = frozenset({"neo4j_server", "neo4j_config", "neo4j_docker_config", "kafka_broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real server ``servers``: ``pytest -m "not servers"`` is the fast tier."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or backend in ("neo4j", "neo4j-docker"):
+            item.add_marker(pytest.mark.servers)
 
 
 def _docker_running() -> bool:

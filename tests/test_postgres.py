@@ -42,6 +42,8 @@ CREATE TABLE {s}.transactions (
     created_at timestamptz, updated_at timestamptz NOT NULL);
 """
 
+pytestmark = pytest.mark.servers  # the PostgreSQL server (C360_TEST_POSTGRES_DSN)
+
 
 def _require() -> bool:
     return os.environ.get("C360_REQUIRE_POSTGRES", "") not in ("", "0")

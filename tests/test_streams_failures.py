@@ -30,7 +30,7 @@ from test_http_events import _free_port
 from test_pipeline import order, profile
 from test_streams_kafka import _env, _logs, _produce, _stop, _topics_create, _wait, _worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers]  # real servers: a broker of its own
 
 #: The workers' embedded store waits this long for SQLite's write lock before its write fails.
 STORE_LOCK_WAIT = 3
