@@ -154,22 +154,26 @@ class EmbeddedIdentity(EmbeddedBase):
                         out[cid] = active
         return out
 
-    def _get_customer(self, customer_id: str) -> Customer | None:
-        rows = self._all(f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = ?", (customer_id,))
-        return customer_from_row(*rows[0]) if rows else None
+    def _get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
+        out: dict[str, Customer] = {}
+        with self._lock:
+            for chunk in chunks(customer_ids):
+                for row in self._db.execute(
+                    f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id IN ({marks(len(chunk))})", chunk
+                ):
+                    out[row[0]] = customer_from_row(*row)
+        return out
 
     def _get_profiles(self, targets: Mapping[str, str]) -> dict[str, Profile]:
         # Four reads a chunk of 900 active ids plus one for their history, whatever the number of ids.
         actives = sorted(set(targets.values()))
-        customers: dict[str, Customer] = {}
         identifier_rows_: dict[str, list[tuple[str, IdentifierState]]] = defaultdict(list)
         record_rows_: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
         merged: dict[str, list[str]] = defaultdict(list)
-        with self._lock:
+        with self._lock:  # held throughout, so that no writer of this process comes between the reads
+            customers = self._get_customers(actives)
             for chunk in chunks(actives):
                 m = marks(len(chunk))
-                for row in self._db.execute(f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id IN ({m})", chunk):
-                    customers[row[0]] = customer_from_row(*row)
                 for cid, ruid, *state in self._db.execute(
                     "SELECT r.customer_id, ri.record_uid, i.kind, i.value, i.joined, i.flagged, i.flag_reason "
                     "FROM records r JOIN record_identifiers ri ON ri.record_uid = r.uid "

@@ -170,9 +170,11 @@ class Neo4jIdentity(Neo4jBase):
                 out[row["id"]] = active
         return out
 
-    def _get_customer(self, customer_id: str) -> Customer | None:
-        rows = self._read(f"MATCH (c:Customer {{id: $id}}) RETURN {_CUSTOMER_FIELDS}", id=customer_id)
-        return _customer(rows[0]) if rows else None
+    def _get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
+        rows = self._read(
+            f"UNWIND $ids AS cid MATCH (c:Customer {{id: cid}}) RETURN {_CUSTOMER_FIELDS}", ids=customer_ids
+        )
+        return {row["id"]: _customer(row) for row in rows}
 
     def _get_profiles(self, targets: Mapping[str, str]) -> dict[str, Profile]:
         # One read transaction (a consistent view) of eight statements, whatever the number of ids.

@@ -3,8 +3,8 @@
 Each port is a mixin of public ``@final`` methods that check their arguments (an argument error is an
 :class:`~c360.graph.errors.InvalidInputError`), call a small abstract hook and re-raise the backend's
 own errors as :class:`~c360.graph.errors.StoreError` (:meth:`Port._call`). Where both backends would
-write the same hook body, the port derives it once (``resolve`` from ``_resolve_many``, ``history``
-from ``_histories``, ``get_profile`` from ``_resolve_many`` and ``_get_profiles``).
+write the same hook body, the port derives it once (``resolve`` from ``_resolve_many``, ``get_customer`` from
+``_get_customers``, ``history`` from ``_histories``, ``get_profile`` from ``_resolve_many`` and ``_get_profiles``).
 
 Adding a domain (say ``consent``) is four new modules and a name in three class lists:
 

@@ -62,7 +62,7 @@ class IdentityPort(Port):
     @final
     def get_customer(self, customer_id: str) -> Customer | None:
         """Return the customer node itself (active or merged), without following redirects."""
-        return self._call("get_customer", lambda: self._get_customer(customer_id))
+        return self._call("get_customer", lambda: self._get_customers([customer_id])).get(customer_id)
 
     @final
     def get_profile(self, customer_id: str) -> Profile | None:
@@ -172,7 +172,8 @@ class IdentityPort(Port):
         """Write the change set in one transaction (every domain's part of it)."""
 
     @abstractmethod
-    def _get_customer(self, customer_id: str) -> Customer | None: ...
+    def _get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
+        """The customer nodes of the known ids of ``customer_ids`` (active or merged), keyed by id."""
 
     @abstractmethod
     def _resolve_many(self, customer_ids: list[str]) -> dict[str, str]:
