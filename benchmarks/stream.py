@@ -122,7 +122,7 @@ def embedded(work: Path, payloads: list[dict[str, Any]], batch: int) -> dict[str
 
 async def _admin(bootstrap: str) -> None:
     """Create the topics as the worker would (4 partitions), before anything is produced."""
-    from c360.streams.app import StreamsConfig
+    from c360.streams.config import StreamsConfig
     from c360.streams.topics import ensure_topics
 
     await ensure_topics(StreamsConfig(brokers=f"kafka://{bootstrap}", partitions=4))
@@ -130,7 +130,7 @@ async def _admin(bootstrap: str) -> None:
 
 async def _produce(bootstrap: str, payloads: list[dict[str, Any]], rate: float | None = None) -> dict[str, float]:
     from aiokafka import AIOKafkaProducer
-    from c360.streams.app import StreamsConfig
+    from c360.streams.config import StreamsConfig
     from c360.streams.events import parse_event
 
     config = StreamsConfig()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
-from c360.streams.producer import BrokerUnavailableError
+from c360.streams.config import BrokerUnavailableError
 
 from .principal import AuthError, ForbiddenError
 from .ratelimit import retry_after

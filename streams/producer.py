@@ -20,21 +20,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from c360.graph.errors import C360Error
 from c360.graph.models import DeadLetter
 
-from .app import StreamsConfig
+from .config import BrokerUnavailableError, StreamsConfig
 from .pipeline import Pipeline, Rejection, event_uid
 
 log = logging.getLogger(__name__)
-
-
-class BrokerUnavailableError(C360Error):
-    """Kafka did not answer in time: nothing was queued; try again after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: float = 5.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def bootstrap_servers(brokers: str) -> list[str]:

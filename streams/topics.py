@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from .app import EVENT_TYPES, StreamsConfig
-from .producer import BrokerUnavailableError, bootstrap_servers
+from .config import EVENT_TYPES, BrokerUnavailableError, StreamsConfig
+from .producer import bootstrap_servers
 
 #: Kafka's error code for a topic that already exists (a concurrent worker created it first).
 _TOPIC_ALREADY_EXISTS = 36

@@ -22,7 +22,7 @@ from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
 from c360.resolution.linker import Linker
-from c360.streams.app import StreamsConfig
+from c360.streams.config import StreamsConfig
 from c360.streams.events import parse_event
 from c360.streams.pipeline import Pipeline
 from test_pipeline import order, profile

@@ -11,8 +11,8 @@ back, releasing the lock.
 
 from __future__ import annotations
 
+from ..neo4j_config import Neo4jConfig
 from .blocking import Neo4jBlocking
-from .connection import Neo4jConfig
 from .dead_letters import Neo4jDeadLetters
 from .identity import Neo4jIdentity
 from .journey import Neo4jJourney

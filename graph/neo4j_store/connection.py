@@ -16,23 +16,13 @@ from typing import Any
 import neo4j
 from neo4j import GraphDatabase, ManagedTransaction
 from neo4j import exceptions as neo4j_errors
-from pydantic import Field, SecretStr
 
 from ..errors import StoreError, StoreUnavailableError
 from ..models import ChangeSet
-from ..store import GraphStore, StoreConfig
+from ..neo4j_config import Neo4jConfig
+from ..store import GraphStore
 
 _BATCH = 2000
-
-
-class Neo4jConfig(StoreConfig):
-    """Connection settings of the neo4j backend."""
-
-    uri: str = Field(default="bolt://127.0.0.1:7687", description="Bolt or neo4j:// URI of the server.")
-    user: str = Field(default="neo4j", description="User name.")
-    password: SecretStr = Field(default=SecretStr(""), description="Password.")
-    database: str = Field(default="neo4j", description="Database name.")
-    connection_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
 
 
 def unwind(tx: ManagedTransaction, query: str, rows: list[dict[str, Any]]) -> None:

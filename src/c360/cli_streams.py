@@ -15,10 +15,9 @@ from rich.table import Table
 
 from c360.graph.errors import InvalidInputError, StoreUnavailableError
 from c360.graph.store import GraphStore
-from c360.streams.app import StreamsConfig
+from c360.streams.config import BrokerUnavailableError, StreamsConfig
 from c360.streams.events import export_schemas
 from c360.streams.pipeline import Pipeline
-from c360.streams.producer import BrokerUnavailableError
 
 from .deps import build_pipeline, build_store, partner_keys
 from .settings import Settings

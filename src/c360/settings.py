@@ -20,9 +20,9 @@ from pydantic_settings import (
 
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
-from c360.graph.neo4j_store import Neo4jConfig
+from c360.graph.neo4j_config import Neo4jConfig
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
-from c360.streams.app import StreamsConfig
+from c360.streams.config import StreamsConfig
 
 
 class GraphSettings(BaseModel):
