@@ -17,7 +17,7 @@ import neo4j
 from neo4j import GraphDatabase, ManagedTransaction
 from neo4j import exceptions as neo4j_errors
 
-from ..errors import StoreError, StoreUnavailableError
+from ..errors import StoreUnavailableError
 from ..models import ChangeSet
 from ..neo4j_config import Neo4jConfig
 from ..store import GraphStore
@@ -113,9 +113,8 @@ class Neo4jBase(GraphStore):
                     since=datetime.now(UTC).isoformat(),
                 ).consume()
             except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError) as exc:
+                # Any other failure becomes a StoreError in GraphStore.exclusive().
                 raise StoreUnavailableError(f"neo4j store: cannot take the write lock: {exc}") from exc
-            except neo4j_errors.Neo4jError as exc:
-                raise StoreError(f"neo4j store: cannot take the write lock: {exc}") from exc
             try:
                 yield
             except BaseException:
