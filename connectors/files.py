@@ -1,7 +1,8 @@
 """The file connector: CSV, JSON Lines and Parquet files, mapped onto canonical source records.
 
-A row that cannot be read or has no key is rejected with its row number and reason; a field that does
-not parse is left empty and counted, and the row is still used.
+A row that cannot be read or has no key is rejected with its row number and reason (the ingest runner
+keeps it as a dead letter); a field that does not parse is left empty and counted, and the row is
+still used.
 """
 
 from __future__ import annotations
@@ -80,32 +81,40 @@ class FileSource:
         self._seen_columns: set[str] = set()  # JSON Lines: every key seen in any row
 
     def __iter__(self) -> Iterator[SourceRecord]:
-        """Yield the file's records; rejects and warnings go to :attr:`report`.
+        """Yield the file's records; rejects and warnings go to :attr:`report`."""
+        for item in self.rows():
+            if isinstance(item, SourceRecord):
+                yield item
 
-        A key seen before in the same file is rejected: a file is one snapshot of its source, and
-        ingesting it twice must leave the graph as the first time did.
+    def rows(self) -> Iterator[SourceRecord | Reject]:
+        """Yield each row as a record, or as a :class:`Reject` with its row number and reason.
+
+        :attr:`report` fills in as it goes. A key seen before in the same file is rejected: a file is
+        one snapshot of its source, and ingesting it twice must leave the graph as the first time did.
         """
         mapper: RowMapper | None = None
         seen: dict[str, int] = {}
         try:
             rows = {"csv": self._csv_rows, "jsonl": self._jsonl_rows, "parquet": self._parquet_rows}[self.format]()
-            for number, row, reason in rows:
+            for number, row, reason, raw in rows:
                 self.report.rows += 1
+                reject: Reject | None = None
                 if row is None:
-                    self.report.rejects.append(Reject(number, reason, ""))
-                    continue
-                if mapper is None:
-                    mapper = self._mapper(self._columns or list(row))
-                try:
-                    record = mapper.to_record(row)
-                except RowError as exc:
-                    self.report.rejects.append(Reject(number, str(exc), _raw(row)))
-                    continue
-                first = seen.setdefault(record.key, number)
-                if first != number:
-                    self.report.rejects.append(
-                        Reject(number, f"duplicate key {record.key!r} (first at row {first})", _raw(row))
-                    )
+                    reject = Reject(number, reason, raw)
+                else:
+                    if mapper is None:
+                        mapper = self._mapper(self._columns or list(row))
+                    try:
+                        record = mapper.to_record(row)
+                    except RowError as exc:
+                        reject = Reject(number, str(exc), _raw(row))
+                    else:
+                        first = seen.setdefault(record.key, number)
+                        if first != number:
+                            reject = Reject(number, f"duplicate key {record.key!r} (first at row {first})", _raw(row))
+                if reject is not None:
+                    self.report.rejects.append(reject)
+                    yield reject
                     continue
                 self.report.records += 1
                 yield record
@@ -130,9 +139,9 @@ class FileSource:
             mapper.check_columns(columns)
         return mapper
 
-    # Each reader yields (row number, row or None, reason-if-None). Files are decoded with
-    # surrogateescape so that one badly encoded row is rejected alone.
-    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    # Each reader yields (row number, row or None, reason if None, the row's text if None). Files are
+    # decoded with surrogateescape so that one badly encoded row is rejected alone.
+    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str, str]]:
         with self.path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
@@ -152,32 +161,34 @@ class FileSource:
                 if not values:
                     continue
                 if any(_BAD_BYTES.search(v) for v in values):
-                    yield number, None, "not valid UTF-8"
+                    yield number, None, "not valid UTF-8", _text(",".join(values))
                 elif len(values) != len(header):
-                    yield number, None, f"has {len(values)} fields, the header has {len(header)}"
+                    reason = f"has {len(values)} fields, the header has {len(header)}"
+                    yield number, None, reason, _text(",".join(values))
                 else:
-                    yield number, dict(zip(header, values, strict=True)), ""
+                    yield number, dict(zip(header, values, strict=True)), "", ""
 
-    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str, str]]:
         with self.path.open(encoding="utf-8", errors="surrogateescape") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
+                text = _text(line.rstrip("\r\n"))
                 if _BAD_BYTES.search(line):
-                    yield number, None, "not valid UTF-8"
+                    yield number, None, "not valid UTF-8", text
                     continue
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield number, None, f"invalid JSON: {exc.msg}"
+                    yield number, None, f"invalid JSON: {exc.msg}", text
                     continue
                 if not isinstance(obj, dict):
-                    yield number, None, "not a JSON object"
+                    yield number, None, "not a JSON object", text
                     continue
                 self._seen_columns.update(obj)
-                yield number, obj, ""
+                yield number, obj, "", ""
 
-    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any] | None, str, str]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -188,9 +199,14 @@ class FileSource:
             for batch in pf.iter_batches(batch_size=10_000):
                 for row in batch.to_pylist():
                     number += 1
-                    yield number, row, ""
+                    yield number, row, "", ""
         except pa.ArrowException as exc:
             raise InvalidInputError(f"{self.path}: not a readable Parquet file: {exc}") from exc
+
+
+def _text(raw: str) -> str:
+    """Text as read, with bytes that were not UTF-8 shown as U+FFFD (a dead letter must encode)."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _raw(row: Mapping[str, Any]) -> str:

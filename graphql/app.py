@@ -15,7 +15,6 @@ or a partner API key (``c360_...``, stored hashed; rate limited per partner). Er
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import Any, Protocol
 import orjson
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
-from c360.streams.pipeline import Pipeline
 from fastapi import FastAPI, Request
 from strawberry.fastapi import GraphQLRouter
 
@@ -49,7 +47,6 @@ __all__ = [
     "PARTNER_KEY_PREFIX",
     "ApiOptions",
     "EventSink",
-    "InProcessSink",
     "JSONBytes",
     "Metrics",
     "RateLimited",
@@ -59,7 +56,7 @@ __all__ = [
 
 
 class EventSink(Protocol):
-    """Where accepted partner events go: the in-process pipeline, or Kafka."""
+    """Where accepted partner events go: the in-process runner (:class:`c360.streams.runner.Runner`), or Kafka."""
 
     async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
         """Apply or enqueue a batch; returns the answer to the partner (accepted, rejected and why)."""
@@ -72,28 +69,6 @@ class EventSink(Protocol):
     async def problem(self) -> str | None:
         """Why events cannot be taken now (for ``/readyz``), or None when they can."""
         ...
-
-
-class InProcessSink:
-    """Runs the pipeline in a worker thread: the event is in the graph when the answer is sent."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self._lock = asyncio.Lock()  # one batch at a time: the store serialises writers anyway
-
-    async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
-        """Apply the batch now."""
-        async with self._lock:
-            outcome = await asyncio.to_thread(self.pipeline.process, payloads, sources=sources)
-        return outcome.to_json()
-
-    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Keep them in the dead-letter store."""
-        await asyncio.to_thread(self.pipeline.store.add_dead_letters, list(letters))
-
-    async def problem(self) -> str | None:
-        """None: the pipeline runs here, so events can be taken whenever the store answers."""
-        return None
 
 
 @dataclass(slots=True)

@@ -111,6 +111,20 @@ def to_stored(event: Event) -> StoredEvent:
     return StoredEvent(event_uid(event), event.type, event.occurred_at, event.model_dump_json(), record)
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An input a connector could not turn into an event (a file row without a key, say).
+
+    The pipeline keeps it as a dead letter like an invalid event: ``text`` is what the source held,
+    ``origin`` where (it makes the letter's id, so re-reading the same input keeps one letter).
+    """
+
+    reason: str
+    text: str
+    source: str | None
+    origin: str
+
+
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -163,6 +177,13 @@ class Pipeline:
         letters: list[DeadLetter] = []
         now = self.clock()
         for i, payload in enumerate(payloads):
+            if isinstance(payload, Unreadable):
+                letter = DeadLetter(
+                    letter_id(f"{payload.origin}\n{payload.text}"), now, payload.reason, payload.text, payload.source
+                )
+                letters.append(letter)
+                rejected.append(Rejection(i, None, payload.reason, letter.id))
+                continue
             text = payload_text(payload)
             source = payload.get("source") if isinstance(payload, dict) else None
             event_id = payload.get("event_id") if isinstance(payload, dict) else None

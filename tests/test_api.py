@@ -389,7 +389,7 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
     import asyncio
 
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
-    from c360.graphql.app import ApiOptions, InProcessSink, create_app
+    from c360.graphql.app import ApiOptions, create_app
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import TokenVerifier
     from c360.graphql.partners import PartnerKeys
@@ -397,6 +397,7 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
     from c360.graphql.service import ProfileService
     from c360.resolution.linker import Linker
     from c360.streams.pipeline import Pipeline
+    from c360.streams.runner import Runner
 
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     pipeline = Pipeline(store, Linker(store))
@@ -413,9 +414,8 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
         dev_mode=True,
         service=ProfileService(counting, policy, audit),  # type: ignore[arg-type]
     )
-    app = create_app(
-        store=counting, sink=InProcessSink(pipeline), partners=PartnerKeys(tmp_path / "p.json"), options=options
-    )  # type: ignore[arg-type]
+    partners = PartnerKeys(tmp_path / "p.json")
+    app = create_app(store=counting, sink=Runner(pipeline), partners=partners, options=options)  # type: ignore[arg-type]
     token = issue_dev_token(config, "data_steward", roles=policy.roles)
     query = "{ customers(first: 50) { nodes { id identifiers { kind value } } pageInfo { hasNextPage } } }"
 

@@ -35,3 +35,21 @@ def test_dead_letters_are_kept_listed_and_replayed_once(store: GraphStore) -> No
 def test_an_unknown_dead_letter_status_is_an_argument_error(store: GraphStore) -> None:
     with pytest.raises(InvalidInputError):
         store.dead_letters(status="lost")
+
+
+def test_dead_letters_are_listed_by_source(store: GraphStore) -> None:
+    store.add_dead_letters(
+        [
+            DeadLetter("D1", T, "row 2: missing key", "{}", "crm"),
+            DeadLetter("D2", T + timedelta(seconds=1), "bad email", "{}", "shop"),
+            DeadLetter("D3", T + timedelta(seconds=2), "not JSON", "{oops"),
+            DeadLetter("D4", T + timedelta(seconds=3), "row 9: not valid UTF-8", "", "crm"),
+        ]
+    )
+    store.mark_replayed("D4")
+    assert [d.id for d in store.dead_letters(source="crm")] == ["D1"]
+    assert [d.id for d in store.dead_letters(status=None, source="crm")] == ["D1", "D4"]
+    assert store.dead_letters(source="erp") == []
+    assert [d.id for d in store.dead_letters(status=None, limit=2)] == ["D1", "D2"]
+    with pytest.raises(InvalidInputError):
+        store.dead_letters(limit=0)

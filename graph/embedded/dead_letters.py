@@ -35,11 +35,12 @@ class EmbeddedDeadLetters(EmbeddedBase):
                 letter_rows(letters),
             )
 
-    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]:
-        where = "WHERE status = ?" if status else ""
+    def _dead_letters(self, status: str | None, limit: int | None, source: str | None) -> list[DeadLetter]:
+        conditions = [c for c, v in (("status = ?", status), ("source = ?", source)) if v is not None]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._all(
             f"SELECT {_COLUMNS} FROM dead_letters {where} ORDER BY received_at, id LIMIT ?",
-            [*([status] if status else []), -1 if limit is None else limit],
+            [*(v for v in (status, source) if v is not None), -1 if limit is None else limit],
         )
         return [letter_from_row(*r) for r in rows]
 

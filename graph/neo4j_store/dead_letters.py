@@ -46,12 +46,14 @@ class Neo4jDeadLetters(Neo4jBase):
         with self._session() as s:
             s.execute_write(work)
 
-    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]:
-        where = "WHERE d.status = $status" if status else ""
+    def _dead_letters(self, status: str | None, limit: int | None, source: str | None) -> list[DeadLetter]:
+        conditions = [c for c, v in (("d.status = $status", status), ("d.source = $source", source)) if v is not None]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         cap = "" if limit is None else "LIMIT $limit"
         rows = self._read(
             f"MATCH (d:DeadLetter) {where} RETURN {_FIELDS} ORDER BY received_at, id {cap}",
             status=status,
+            source=source,
             limit=limit,
         )
         return [_letter(r) for r in rows]

@@ -24,11 +24,15 @@ class DeadLetterPort(Port):
             self._call("add_dead_letters", lambda: self._add_dead_letters(list(letters)))
 
     @final
-    def dead_letters(self, status: str | None = "open", limit: int | None = 50) -> list[DeadLetter]:
-        """Dead letters, oldest first, of one status (None: all)."""
+    def dead_letters(
+        self, status: str | None = "open", limit: int | None = 50, *, source: str | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first, of one status (None: all), and of one source if ``source`` is given."""
         if status not in (None, "open", "replayed"):
             raise InvalidInputError(f"unknown dead-letter status {status!r}")
-        return self._call("dead_letters", lambda: self._dead_letters(status, limit))
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, not {limit}")
+        return self._call("dead_letters", lambda: self._dead_letters(status, limit, source))
 
     @final
     def get_dead_letter(self, letter_id: str) -> DeadLetter:
@@ -52,7 +56,7 @@ class DeadLetterPort(Port):
     def _add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
 
     @abstractmethod
-    def _dead_letters(self, status: str | None, limit: int | None) -> list[DeadLetter]: ...
+    def _dead_letters(self, status: str | None, limit: int | None, source: str | None) -> list[DeadLetter]: ...
 
     @abstractmethod
     def _get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...

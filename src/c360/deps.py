@@ -65,7 +65,7 @@ def auth_config(settings: Settings) -> AuthConfig:
 
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
-    from c360.graphql.app import ApiOptions, EventSink, InProcessSink, create_app
+    from c360.graphql.app import ApiOptions, EventSink, create_app
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import TokenVerifier
     from c360.graphql.policy import load_policy
@@ -79,7 +79,9 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
 
         sink = KafkaSink(settings.streams, pipeline)
     else:
-        sink = InProcessSink(pipeline)
+        from c360.streams.runner import Runner
+
+        sink = Runner(pipeline)
     api = settings.api
     policy = load_policy(api.policy_file)
     audit = AuditLog(settings.data_dir / "audit.log")

@@ -1,0 +1,125 @@
+"""The in-process runner: the pipeline in this process, for the CLI, the demo and the API without Kafka.
+
+Every record and event that does not come through Kafka goes through here: ``c360 ingest`` (file rows
+as profile updates, :func:`file_payloads`), ``c360 events send``, ``c360 pull postgres``, the demo and
+``POST /v1/events`` (:meth:`Runner.submit`). The runner cuts the input into batches, hands each to
+:meth:`Pipeline.process` (one transaction; bad input becomes a dead letter) and keeps the totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from c360.connectors.files import FileSource
+from c360.graph.models import DeadLetter, SourceRecord
+from c360.resolution.linker import IngestResult
+
+from .pipeline import Outcome, Pipeline, Rejection, Unreadable, profile_payload
+
+
+@dataclass(slots=True)
+class Totals:
+    """What a run did, summed over its batches."""
+
+    events: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    ingest: IngestResult = field(default_factory=IngestResult)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Events per second."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, outcome: Outcome, events: int, offset: int, seconds: float) -> None:
+        """Count one batch of ``events`` that started at input position ``offset``."""
+        self.events += events
+        self.accepted += len(outcome.accepted)
+        self.duplicates += outcome.duplicates
+        self.rejected.extend(Rejection(offset + r.index, r.event_id, r.reason, r.dead_letter) for r in outcome.rejected)
+        self.ingest.add(outcome.ingest)
+        self.seconds += seconds
+
+
+class Runner:
+    """Runs batches of payloads through the pipeline, here and now."""
+
+    def __init__(self, pipeline: Pipeline, *, batch_size: int = 500) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.pipeline = pipeline
+        self.batch_size = batch_size
+        self.totals = Totals()
+        self._lock = asyncio.Lock()  # the API's batches one at a time: the store serialises writers anyway
+
+    def apply(self, payloads: Sequence[Any], *, sources: Collection[str] | None = None) -> Outcome:
+        """Apply one batch in one transaction (invalid or unreadable input to the dead-letter store)."""
+        started = time.perf_counter()
+        outcome = self.pipeline.process(payloads, sources=sources)
+        self.totals.add(outcome, len(payloads), self.totals.events, time.perf_counter() - started)
+        return outcome
+
+    def run(
+        self,
+        payloads: Iterable[Any],
+        *,
+        sources: Collection[str] | None = None,
+        progress: Callable[[Totals], None] | None = None,
+    ) -> Totals:
+        """Apply ``payloads`` in batches of :attr:`batch_size`; ``progress`` sees the totals after each."""
+        batch: list[Any] = []
+        for payload in payloads:
+            batch.append(payload)
+            if len(batch) >= self.batch_size:
+                self.apply(batch, sources=sources)
+                batch = []
+                if progress:
+                    progress(self.totals)
+        if batch:
+            self.apply(batch, sources=sources)
+            if progress:
+                progress(self.totals)
+        return self.totals
+
+    # -- the API's event sink (graphql.app.EventSink) ----------------------------------------------------
+
+    async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
+        """Apply a partner's batch in a worker thread: its events are in the graph when this returns."""
+        async with self._lock:
+            outcome = await asyncio.to_thread(self.apply, payloads, sources=sources)
+        return outcome.to_json()
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep what could not even be split into events in the dead-letter store."""
+        await asyncio.to_thread(self.pipeline.store.add_dead_letters, list(letters))
+
+    async def problem(self) -> str | None:
+        """None: the pipeline runs here, so events can be taken whenever the store answers."""
+        return None
+
+
+def row_event_id(record: SourceRecord) -> str:
+    """The event id of a file row: from its content and time, so that re-reading a file changes nothing.
+
+    A row that changes, or comes back with a later time, is a new event and is applied.
+    """
+    digest = hashlib.sha256(orjson.dumps(record.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"row:{digest[:32]}"
+
+
+def file_payloads(source: FileSource) -> Iterator[dict[str, Any] | Unreadable]:
+    """A file's rows as ``profile_update`` payloads; a row that cannot be read or has no key as :class:`Unreadable`."""
+    name = source.path.name
+    for row in source.rows():
+        if isinstance(row, SourceRecord):
+            yield profile_payload(row, row_event_id(row))
+        else:
+            yield Unreadable(f"{name} row {row.row}: {row.reason}", row.raw, source.source, f"{name}:{row.row}")
