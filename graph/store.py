@@ -40,7 +40,7 @@ _REGISTRY: dict[str, tuple[type[StoreConfig], StoreFactory]] = {}
 
 
 def register_store(name: str, config_cls: type[StoreConfig], factory: StoreFactory) -> None:
-    """Register a backend under a short name with its config class."""
+    """Register a backend under a name with its config class (a plugin module registers ``module:name``)."""
     _REGISTRY[name] = (config_cls, factory)
 
 
@@ -51,12 +51,22 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _load_builtin(name: str) -> None:
-    if name in _REGISTRY or name not in _BUILTIN:
+def _load(name: str) -> None:
+    """Import the module of a backend not registered yet: a built-in one, or ``module:name``'s module."""
+    if name in _REGISTRY:
         return
-    module_name, config_name, store_name = _BUILTIN[name]
-    module = importlib.import_module(f"{__package__}.{module_name}")
-    register_store(name, getattr(module, config_name), getattr(module, store_name))
+    if name in _BUILTIN:
+        module_name, config_name, store_name = _BUILTIN[name]
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        register_store(name, getattr(module, config_name), getattr(module, store_name))
+    elif ":" in name:
+        module_name = name.partition(":")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"graph backend {name!r}: cannot import {module_name}: {exc}") from exc
+        if name not in _REGISTRY:
+            raise ConfigError(f"graph backend {name!r}: importing {module_name} did not register it (register_store)")
 
 
 def store_names() -> list[str]:
@@ -65,8 +75,12 @@ def store_names() -> list[str]:
 
 
 def open_store(name: str, config: dict[str, Any] | StoreConfig) -> GraphStore:
-    """Open the backend ``name`` with ``config`` (a dict is validated by the backend's config class)."""
-    _load_builtin(name)
+    """Open the backend ``name`` with ``config`` (a dict is validated by the backend's config class).
+
+    ``name`` is a built-in backend (``embedded``, ``neo4j``), one registered with :func:`register_store`,
+    or ``package.module:name``: the module is imported (only now) and must register ``name`` as that.
+    """
+    _load(name)
     try:
         config_cls, factory = _REGISTRY[name]
     except KeyError:

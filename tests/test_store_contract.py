@@ -53,3 +53,29 @@ def test_embedded_store_opens_a_file_of_an_older_schema(tmp_path: Path) -> None:
         assert all(isinstance(e.records, tuple) for e in store.history("C1"))
     finally:
         store.close()
+
+
+def test_a_backend_registered_by_a_plugin_module_is_chosen_in_settings(tmp_path: Path) -> None:
+    import sys
+
+    from c360.deps import build_store
+    from c360.settings import load_settings
+
+    sys.modules.pop("plugin_store", None)
+    options = {"file": str(tmp_path / "plugin.db")}
+    settings = load_settings(data_dir=tmp_path, graph={"backend": "plugin_store:copy", "options": options})
+    assert "plugin_store" not in sys.modules  # imported when the store opens, not before
+    store = build_store(settings)
+    try:
+        assert type(store).__name__ == "CopyStore" and "plugin_store:copy" in store_names()
+        seed(store)
+        assert store.stats().records > 0 and (tmp_path / "plugin.db").is_file()
+    finally:
+        store.close()
+    bad = load_settings(data_dir=tmp_path, graph={"backend": "plugin_store:copy", "options": {"colour": "blue"}})
+    with pytest.raises(ConfigError, match="invalid plugin_store:copy store config"):
+        build_store(bad)
+    with pytest.raises(ConfigError, match="cannot import no_such_module"):
+        open_store("no_such_module:x", {})
+    with pytest.raises(ConfigError, match="did not register"):
+        open_store("store_contract:x", {})

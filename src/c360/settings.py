@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -30,18 +30,28 @@ class GraphSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["embedded", "neo4j"] = Field(default="embedded", description="Store backend.")
+    backend: str = Field(
+        default="embedded",
+        min_length=1,
+        description="Store backend: embedded, neo4j, or package.module:name for a backend that module registers "
+        "(register_store); each is imported only when chosen.",
+    )
     embedded_file: str = Field(default="graph.db", description="Embedded store file, relative to the data dir.")
     embedded_lock_timeout: float = Field(
         default=30, gt=0, le=3600, description="Seconds an embedded-store writer waits for another process's lock."
     )
     neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig, description="Connection of the neo4j backend.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Config of any other backend, checked by that backend's config class."
+    )
 
-    def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig:
+    def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig | dict[str, Any]:
         """Return the config of the chosen backend."""
         if self.backend == "neo4j":
             return self.neo4j
-        return EmbeddedConfig(path=data_dir / self.embedded_file, lock_timeout=self.embedded_lock_timeout)
+        if self.backend == "embedded":
+            return EmbeddedConfig(path=data_dir / self.embedded_file, lock_timeout=self.embedded_lock_timeout)
+        return dict(self.options)
 
 
 class IngestSettings(BaseModel):
