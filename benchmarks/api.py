@@ -47,8 +47,8 @@ def prepare(work: Path, customers: int, shoppers: int) -> None:
         print(f"reusing the store in {work}")
         return
     from c360.connectors.files import FileSource
-    from c360.connectors.retail import generate_retail, shoppers_from_keys
     from c360.connectors.synthetic import generate
+    from c360.connectors.synthetic.retail import generate_retail, shoppers_from_keys
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
     from c360.resolution.linker import Linker
     from c360.streams.pipeline import Pipeline

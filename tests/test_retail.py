@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from c360.connectors.retail import RetailSet, Shopper, generate_retail, shoppers_from_keys
+from c360.connectors.synthetic.retail import RetailSet, Shopper, generate_retail, shoppers_from_keys
 from c360.graph.errors import InvalidInputError
 from c360.streams.events import JOURNEY_TYPES, parse_event
 

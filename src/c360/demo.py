@@ -5,7 +5,7 @@
 2. Every source row becomes a ``profile_update`` event and goes through the stream pipeline, which links
    it in real time (deterministic rules, and the trained model once there is one).
 3. A retail journey for those customers: brands, products, orders with line items, payments and refunds,
-   clickstream (``connectors.retail``), through the same pipeline.
+   clickstream (``connectors.synthetic.retail``), through the same pipeline.
 4. Splink is trained on the stored records, then batch resolution merges what the real-time rules could
    not decide and queues uncertain pairs for the data stewards.
 5. A report: records, customers, merges, review items, accuracy against the ground truth, and a few
@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from c360.connectors.files import FileSource
-from c360.connectors.retail import RetailSet, generate_retail, shoppers_from_keys
 from c360.connectors.synthetic import Dataset, generate
+from c360.connectors.synthetic.retail import RetailSet, generate_retail, shoppers_from_keys
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
 from c360.resolution.batch import BatchResolver, BatchSummary

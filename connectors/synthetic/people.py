@@ -22,7 +22,7 @@ from typing import Any
 from c360.graph.errors import InvalidInputError
 from faker import Faker
 
-from .mapping import ColumnMapping, load_mapping
+from ..mapping import ColumnMapping, load_mapping
 
 MANIFEST = "dataset.json"
 
