@@ -48,7 +48,7 @@ def test_wheel_installs_every_folder_as_a_subpackage(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("c360-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in (
-        "c360/cli.py",
+        "c360/cli/__init__.py",
         "c360/graph/store.py",
         "c360/resolution/linker.py",
         "c360/connectors/files.py",

@@ -3,67 +3,23 @@
 from __future__ import annotations
 
 import csv
-import getpass
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
+from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.resolution.explain import explain_records
 from c360.resolution.review import approve, reject
 
-from .deps import build_store, model_registry
-from .settings import Settings
+from ..deps import build_store, model_registry
+from ..settings import Settings
+from .common import audited, out, who
 
 review_app = typer.Typer(help="The review queue of uncertain pairs, for data stewards.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-
-
-def who(by: str | None) -> str:
-    """The person deciding: ``by``, else the OS user."""
-    if by:
-        return by
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-@contextmanager
-def audited(settings: Settings, action: str, target: str | None, *, by: str | None = None) -> Iterator[None]:
-    """Write the audit entry of a command that reads a profile or changes the graph, whatever its outcome.
-
-    The command line works on the store directly, as an operator: its entries carry role ``cli``.
-    """
-    from c360.graphql.audit import AuditLog
-
-    log = AuditLog(settings.data_dir / "audit.log")
-
-    def entry(outcome: str, detail: str | None = None) -> None:
-        log.append(actor=who(by), role="cli", action=action, target=target, outcome=outcome, detail=detail)
-
-    try:
-        yield
-    except NotFoundError:
-        entry("not_found")
-        raise
-    except typer.Exit:
-        entry("refused", "invalid input")
-        raise
-    except C360Error as exc:
-        entry("refused", f"{type(exc).__name__}: {exc}")
-        raise
-    except Exception as exc:
-        entry("error", type(exc).__name__)
-        raise
-    entry("ok")
 
 
 @review_app.command("list")

@@ -1,4 +1,4 @@
-"""``c360 resolve``: train and inspect the probabilistic model."""
+"""``c360 resolve`` and ``c360 explain``: train, inspect and apply the probabilistic model; explain a pair."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
@@ -21,16 +20,13 @@ from c360.resolution.explain import explain
 from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.splink_adapter import train
 
-from .cli_review import audited
-from .deps import build_store, model_registry
-from .settings import Settings
+from ..deps import build_store, model_registry
+from ..settings import Settings
+from .common import audited, err, out
 
 resolve_app = typer.Typer(help="Probabilistic resolution: train, inspect, resolve in batch.", no_args_is_help=True)
 model_app = typer.Typer(help="The trained model.", no_args_is_help=True)
 resolve_app.add_typer(model_app, name="model")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 @resolve_app.command("train")

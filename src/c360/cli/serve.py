@@ -1,0 +1,37 @@
+"""``c360 serve``: the API under uvicorn."""
+
+from __future__ import annotations
+
+import gc
+from typing import Annotated
+
+import typer
+
+from ..settings import Settings
+from .common import err, store_of
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8360,
+    dev: Annotated[bool, typer.Option("--dev", help="Dev mode: local tokens (c360 auth token), GraphiQL.")] = False,
+) -> None:
+    """Serve the API with uvicorn until stopped: /graphql, /v1 (REST, partner events), /healthz, /readyz, /metrics."""
+    import uvicorn
+
+    from ..deps import build_app
+
+    settings: Settings = ctx.obj.settings
+    if dev:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"dev_mode": True})})
+    with store_of(ctx) as store:
+        mode = "dev mode: GraphiQL on /graphql, tokens from c360 auth token" if settings.api.dev_mode else "production"
+        err.print(f"c360 serving on http://{host}:{port} (store: {store.name}; {mode})")
+        app_ = build_app(settings, store)
+        # Start-up objects (schema, settings, caches) never die: keep them out of every GC pass, and
+        # collect less often, since a request allocates many short-lived objects (fewer, shorter pauses).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
