@@ -9,9 +9,7 @@ from typing import Annotated
 import typer
 
 from c360.graph.errors import NotFoundError
-from c360.graph.models import Identifier
 from c360.resolution.linker import CustomerIdFactory
-from c360.resolution.normalize import normalize_email, normalize_national_id, normalize_phone
 from c360.resolution.undo import split
 
 from ..settings import Settings
@@ -104,24 +102,22 @@ def customer_find(
     kind: Annotated[str, typer.Option(help="Kind of --national-id.")] = "ssn",
 ) -> None:
     """Find customers by email, phone, name or national id; prints JSON summaries."""
-    given = [v for v in (email, phone, name, national_id) if v]
+    from c360.graphql.profiles_service import find_customer_ids
+
+    given = [v for v in (email, phone, name, national_id) if v is not None]
     if len(given) != 1:
         fail("give exactly one of --email, --phone, --name, --national-id")
     settings: Settings = ctx.obj.settings
     with store_of(ctx) as store, audited(settings, "search_customers", None):
-        if name:
-            parts = name.split()
-            ids = store.find_by_name(parts[0] if len(parts) > 1 else None, parts[-1])
-        else:
-            if email:
-                ident = ("email", normalize_email(email))
-            elif phone:
-                ident = ("phone", normalize_phone(phone, settings.linking.default_region))
-            else:
-                ident = ("national_id", normalize_national_id(national_id, kind))
-            if ident[1] is None:
-                fail(f"not a valid {ident[0].replace('_', ' ')}: {email or phone or national_id}")
-            ids = store.find_by_identifier(Identifier(ident[0], ident[1]))
+        ids = find_customer_ids(
+            store=store,
+            default_region=settings.linking.default_region,
+            email=email,
+            phone=phone,
+            name=name,
+            national_id=national_id,
+            kind=kind,
+        )
         results = []
         for cid in ids:
             c = store.get_customer(cid)
