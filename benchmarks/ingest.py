@@ -4,8 +4,10 @@
     python benchmarks/ingest.py --sizes 10000 --backends embedded --repeat 5
 
 Each run is a fresh process (so peak RSS is its own) reading the generated CSV/JSONL/Parquet files
-through the file connector into an empty store. The neo4j backend runs against a real Neo4j Community
-5.26 server started here (``tests/servers/neo4j``); its JVM memory is not in the client's peak RSS.
+through the file connector into an empty store, the way ``c360 ingest`` does: every row a profile update
+event through the in-process runner and the pipeline (``streams/runner.py``). The neo4j backend runs
+against a real Neo4j Community 5.26 server started here (``tests/servers/neo4j``); its JVM memory is
+not in the client's peak RSS.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def child(backend: str, data: Path, workdir: Path) -> dict[str, float]:
     from c360.connectors.synthetic import Dataset
     from c360.graph.store import open_store
     from c360.resolution.linker import Linker
+    from c360.streams.pipeline import Pipeline
+    from c360.streams.runner import Runner, file_payloads
 
     ds = Dataset.load(data)
     if backend == "embedded":
@@ -36,14 +40,11 @@ def child(backend: str, data: Path, workdir: Path) -> dict[str, float]:
     else:
         store = open_store("neo4j", json.loads(os.environ["C360_BENCH_NEO4J"]))
         store.reset(confirm=True)
-    linker = Linker(store)
-    batch = int(os.environ.get("C360_BENCH_BATCH", "2000"))
+    runner = Runner(Pipeline(store, Linker(store)), batch_size=int(os.environ.get("C360_BENCH_BATCH", "2000")))
     started = time.perf_counter()
-    records = merges = 0
     for sf in ds.sources:
-        result = linker.ingest(FileSource(sf.path, sf.source, ds.mapping_of(sf)), batch_size=batch)
-        records += result.received
-        merges += result.merges
+        runner.run(file_payloads(FileSource(sf.path, sf.source, ds.mapping_of(sf))))
+    records, merges = runner.totals.ingest.received, runner.totals.ingest.merges
     stats = store.stats()
     store.close()  # included: the embedded store's last WAL checkpoint happens here
     seconds = time.perf_counter() - started

@@ -46,13 +46,6 @@ class ReadReport:
     #: JSON Lines: mapped columns that no row had (a typo in the mapping?)
     unseen_columns: list[str] = field(default_factory=list)
 
-    def write_rejects(self, path: Path) -> None:
-        """Write the rejects as JSON Lines (``row``, ``reason``, ``raw``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            for r in self.rejects:
-                fh.write(json.dumps({"row": r.row, "reason": r.reason, "raw": r.raw}, ensure_ascii=False) + "\n")
-
 
 def detect_format(path: Path) -> str:
     """Return ``csv``, ``jsonl`` or ``parquet`` from the file name."""

@@ -81,13 +81,33 @@ def test_ingest_get_find_export(populated: Path) -> None:
     assert events[-1]["before"] == [survivor[0]] and len(events[-1]["after"]) == 2
 
 
-def test_file_ingest_reports_rejects(tmp_path: Path) -> None:
+def test_file_ingest_keeps_bad_rows_as_dead_letters_that_can_be_replayed(tmp_path: Path) -> None:
     (tmp_path / "people.csv").write_text("id,email,date_of_birth\n1,a@x.com,1990-01-01\n,b@x.com,\n3,c@x.com,soon\n")
-    proc = c360("ingest", "people.csv", "--source", "shop", "--rejects", "rej.jsonl", cwd=tmp_path)
+    proc = c360("ingest", "people.csv", "--source", "shop", cwd=tmp_path)
     assert "2 records" in proc.stdout and "1 rejected" in proc.stdout
-    assert "date_of_birth: 1" in proc.stdout
-    (reject,) = [json.loads(line) for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
-    assert reject["row"] == 3 and "missing key" in reject["reason"]
+    assert "date_of_birth: 1" in proc.stdout and "c360 dlq list --source shop" in proc.stdout
+    assert not (tmp_path / ".c360" / "rejects").exists()
+    (letter,) = json.loads(c360("dlq", "list", "--source", "shop", "--json", cwd=tmp_path).stdout)
+    assert letter["reason"].startswith("people.csv row 3: ") and "missing key" in letter["reason"]
+    assert letter["id"] in proc.stdout and json.loads(letter["payload"])["email"] == "b@x.com"
+    assert json.loads(c360("dlq", "list", "--source", "crm", "--json", cwd=tmp_path).stdout) == []
+    # Ingesting the file again changes nothing and keeps one letter.
+    again = c360("ingest", "people.csv", "--source", "shop", cwd=tmp_path)
+    assert "0 new, 0 updated, 0 unchanged, 2 seen before" in again.stdout and "1 rejected" in again.stdout
+    assert len(json.loads(c360("dlq", "list", "--all", "--json", cwd=tmp_path).stdout)) == 1
+    # The steward replays it with the key the row lacked.
+    fixed = {
+        "event_id": "people.csv-row-3",
+        "type": "profile_update",
+        "source": "shop",
+        "occurred_at": "2026-05-01T00:00:00Z",
+        "profile": {"customer_key": "2", "email": "b@x.com"},
+    }
+    (tmp_path / "fixed.json").write_text(json.dumps(fixed))
+    c360("dlq", "replay", letter["id"], "--payload", "fixed.json", cwd=tmp_path)
+    assert c360("dlq", "list", "--source", "shop", "--json", cwd=tmp_path).stdout.strip() == "[]"
+    found = json.loads(c360("customer", "find", "--email", "b@x.com", cwd=tmp_path).stdout)
+    assert len(found) == 1
 
 
 @pytest.mark.parametrize(
@@ -153,14 +173,13 @@ def test_cli_on_neo4j(tmp_path: Path, neo4j_config: Neo4jConfig) -> None:
     assert sorted(r["key"] for r in doc["records"]) == ["1", "2"]
 
 
-def test_config_typo_and_unwritable_rejects_fail_before_any_write(tmp_path: Path) -> None:
+def test_a_config_typo_or_a_bad_source_fails_before_any_write(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("grpah:\n  backend: neo4j\n")
     proc = c360("--config", "c.yaml", "customer", "get", "x", cwd=tmp_path, ok=False)
     assert proc.returncode == 1 and "grpah" in proc.stderr
     (tmp_path / "p.csv").write_text("id,email\n1,a@x.com\n")
-    (tmp_path / "blocker").write_text("a file where a folder should be")
-    proc = c360("ingest", "p.csv", "--source", "s", "--rejects", "blocker/r.jsonl", cwd=tmp_path, ok=False)
-    assert proc.returncode == 1 and "cannot write rejects" in proc.stderr
+    proc = c360("ingest", "p.csv", "--source", "a|b", cwd=tmp_path, ok=False)
+    assert proc.returncode == 1 and "invalid source name" in proc.stderr
     assert not (tmp_path / ".c360" / "graph.db").exists()
     ok = c360("ingest", "p.csv", "--source", "s", cwd=tmp_path, env={"C360_DEBUG": ""})
     assert "1 records" in ok.stdout

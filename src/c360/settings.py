@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_config import Neo4jConfig
+from c360.graph.store import store_names
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
 from c360.streams.config import StreamsConfig
 
@@ -44,6 +45,14 @@ class GraphSettings(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Config of any other backend, checked by that backend's config class."
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        if ":" not in name and name not in store_names():
+            known = ", ".join(store_names())
+            raise ValueError(f"unknown graph backend {name!r}; choose {known} or package.module:name")
+        return name
 
     def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig | dict[str, Any]:
         """Return the config of the chosen backend."""

@@ -22,13 +22,14 @@ dlq_app = typer.Typer(help="The dead-letter store: events that could not be appl
 def dlq_list(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Replayed ones too.")] = False,
+    source: Annotated[str | None, typer.Option(help="Only those of this source (a file's --source, say).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most to show.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List dead letters, oldest first."""
     store = build_store(ctx.obj.settings)
     try:
-        letters = store.dead_letters(None if all_ else "open", limit)
+        letters = store.dead_letters(None if all_ else "open", limit, source=source)
     finally:
         store.close()
     if as_json:

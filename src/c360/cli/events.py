@@ -11,6 +11,7 @@ import typer
 
 from c360.graph.errors import InvalidInputError
 from c360.streams.events import export_schemas
+from c360.streams.runner import Runner, Totals
 
 from ..deps import build_pipeline, build_store
 from .common import err, out
@@ -59,18 +60,20 @@ def events_send(
     """
     payloads = _read_events(path)
     store = build_store(ctx.obj.settings)
-    accepted = duplicates = rejected = 0
     try:
-        pipeline = build_pipeline(ctx.obj.settings, store)
-        for i in range(0, len(payloads), batch_size):
-            outcome = pipeline.process(payloads[i : i + batch_size])
-            accepted += len(outcome.accepted)
-            duplicates += outcome.duplicates
-            rejected += len(outcome.rejected)
-            for r in outcome.rejected:
-                err.print(f"rejected event {i + r.index} ({r.event_id or 'no id'}): {r.reason} -> {r.dead_letter}")
+        runner = Runner(build_pipeline(ctx.obj.settings, store), batch_size=batch_size)
+        seen = 0
+
+        def rejected_so_far(totals: Totals) -> None:
+            nonlocal seen
+            for r in totals.rejected[seen:]:
+                err.print(f"rejected event {r.index} ({r.event_id or 'no id'}): {r.reason} -> {r.dead_letter}")
+            seen = len(totals.rejected)
+
+        t = runner.run(payloads, progress=rejected_so_far)
     finally:
         store.close()
-    out.print(f"{len(payloads):,} events: {accepted:,} applied, {duplicates:,} seen before, {rejected:,} rejected")
-    if rejected:
+    rejected = len(t.rejected)
+    out.print(f"{t.events:,} events: {t.accepted:,} applied, {t.duplicates:,} seen before, {rejected:,} rejected")
+    if t.rejected:
         raise typer.Exit(1)

@@ -30,6 +30,7 @@ def pull_postgres(
     from pydantic import ValidationError
 
     from c360.connectors.postgres import FileWatermarks, PostgresSource, PostgresSourceConfig
+    from c360.streams.runner import Runner
 
     try:
         config = PostgresSourceConfig(dsn=dsn, source=source, schema_name=schema, batch_size=batch_size)
@@ -39,22 +40,18 @@ def pull_postgres(
     settings = ctx.obj.settings
     reader = PostgresSource(config, FileWatermarks(settings.data_dir / "watermarks.json"))
     store = build_store(settings)
-    totals = {"read": 0, "applied": 0, "seen": 0, "rejected": 0}
     try:
-        pipeline = build_pipeline(settings, store)
+        runner = Runner(build_pipeline(settings, store), batch_size=batch_size)
         for batch in reader.read():
-            outcome = pipeline.process(batch.payloads)
+            outcome = runner.apply(batch.payloads)
             batch.commit()
-            totals["read"] += len(batch.payloads)
-            totals["applied"] += len(outcome.accepted)
-            totals["seen"] += outcome.duplicates
-            totals["rejected"] += len(outcome.rejected)
             for r in outcome.rejected:
                 err.print(f"rejected {batch.table} event {r.event_id or '?'}: {r.reason} -> {r.dead_letter}")
-            err.print(f"{batch.table}: {totals['read']:,} rows so far, up to {batch.end[0]}")
+            err.print(f"{batch.table}: {runner.totals.events:,} rows so far, up to {batch.end[0]}")
     finally:
         store.close()
+    t = runner.totals
     out.print(
-        f"{totals['read']:,} rows: {totals['applied']:,} applied, {totals['seen']:,} seen before, "
-        f"{totals['rejected']:,} rejected (c360 dlq list)"
+        f"{t.events:,} rows: {t.accepted:,} applied, {t.duplicates:,} seen before, "
+        f"{len(t.rejected):,} rejected (c360 dlq list --source {source})"
     )
