@@ -29,14 +29,13 @@ from c360.connectors.synthetic import Dataset, generate
 from c360.connectors.synthetic.retail import RetailSet, generate_retail, shoppers_from_keys
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
-from c360.resolution.batch import BatchResolver, BatchSummary
+from c360.resolution.batch import BatchSummary
 from c360.resolution.blocking import filing
-from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.metrics import PairwiseScores, pairwise
 from c360.resolution.splink_adapter import train
 from c360.streams.pipeline import Pipeline, profile_payload
 
-from .deps import build_pipeline, model_registry
+from .deps import build_batch_resolver, build_pipeline, model_registry
 from .settings import Settings
 
 #: events per pipeline batch (one store transaction each)
@@ -151,17 +150,7 @@ def run_demo(
     stages["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    resolver = BatchResolver(
-        store,
-        model_registry(settings).load().settings,
-        linking=settings.linking,
-        realtime=settings.realtime,
-        survivorship=settings.survivorship,
-        clock=lambda: datetime.now(UTC),
-        new_id=CustomerIdFactory(),
-        new_review_id=CustomerIdFactory("R"),
-        log_level=logging.ERROR,
-    )
+    resolver = build_batch_resolver(settings, store, log_level=logging.ERROR)
     batch = resolver.run(progress=lambda what: progress(f"batch resolution: {what}"))
     stages["resolve"] = time.perf_counter() - t
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from c360.graph.store import GraphStore, open_store
-from c360.resolution.linker import Linker
-from c360.resolution.model_registry import ModelRegistry
+from c360.resolution.linker import CustomerIdFactory, Linker
+from c360.resolution.model_registry import Artifact, ModelRegistry
 from c360.streams.pipeline import Pipeline
 
 from .settings import Settings
@@ -14,8 +16,10 @@ from .settings import Settings
 if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
     from fastapi import FastAPI
 
+    from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
     from c360.graphql.partners import PartnerKeys
+    from c360.resolution.batch import BatchResolver
 
 
 def build_store(settings: Settings) -> GraphStore:
@@ -35,6 +39,29 @@ def build_linker(settings: Settings, store: GraphStore) -> Linker:
     return Linker(store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime)
 
 
+def build_batch_resolver(
+    settings: Settings, store: GraphStore, *, artifact: Artifact | None = None, log_level: int = logging.ERROR
+) -> BatchResolver:
+    """Batch resolution over ``store`` with a trained model: ``artifact``, else the latest one saved.
+
+    Splink loads with it (``c360.resolution.batch``), so it is imported here, not with this module.
+    """
+    from c360.resolution.batch import BatchResolver
+
+    model = artifact if artifact is not None else model_registry(settings).load()
+    return BatchResolver(
+        store,
+        model.settings,
+        linking=settings.linking,
+        realtime=settings.realtime,
+        survivorship=settings.survivorship,
+        clock=lambda: datetime.now(UTC),
+        new_id=CustomerIdFactory(),
+        new_review_id=CustomerIdFactory("R"),
+        log_level=log_level,
+    )
+
+
 def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
     """The event pipeline over ``store``, with the configured linker."""
     return Pipeline(store, build_linker(settings, store))
@@ -45,6 +72,13 @@ def partner_keys(settings: Settings) -> PartnerKeys:
     from c360.graphql.partners import PartnerKeys
 
     return PartnerKeys(settings.data_dir / "partners.json")
+
+
+def audit_log(settings: Settings) -> AuditLog:
+    """The audit trail of the data directory (hash-chained; the API and the command line append to it)."""
+    from c360.graphql.audit import AuditLog
+
+    return AuditLog(settings.data_dir / "audit.log")
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -66,7 +100,6 @@ def auth_config(settings: Settings) -> AuthConfig:
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
     from c360.graphql.app import ApiOptions, EventSink, create_app
-    from c360.graphql.audit import AuditLog
     from c360.graphql.auth import TokenVerifier
     from c360.graphql.policy import load_policy
     from c360.graphql.ratelimit import RateLimiter
@@ -84,7 +117,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         sink = Runner(pipeline)
     api = settings.api
     policy = load_policy(api.policy_file)
-    audit = AuditLog(settings.data_dir / "audit.log")
+    audit = audit_log(settings)
     config = auth_config(settings)
     verifier = TokenVerifier(config, policy.roles) if api.jwks_url or api.key_file or api.dev_mode else None
     registry = model_registry(settings)

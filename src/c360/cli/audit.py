@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..deps import audit_log
 from .common import fail, out
 
 audit_app = typer.Typer(help="The audit trail of profile reads and changes.", no_args_is_help=True)
@@ -12,9 +13,7 @@ audit_app = typer.Typer(help="The audit trail of profile reads and changes.", no
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
     """Check the audit trail's hash chain; name the first entry altered or removed (exit 1 if any)."""
-    from c360.graphql.audit import AuditLog
-
-    log = AuditLog(ctx.obj.settings.data_dir / "audit.log")
+    log = audit_log(ctx.obj.settings)
     result = log.verify()
     if not result.ok:
         fail(f"audit trail broken at entry {result.broken_at}: {result.problem} ({result.entries} entries intact)")

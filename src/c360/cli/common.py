@@ -18,7 +18,7 @@ from rich.text import Text
 from c360.graph.errors import C360Error, NotFoundError
 from c360.graph.store import GraphStore
 
-from ..deps import build_store
+from ..deps import audit_log, build_store
 from ..settings import Settings, load_settings
 
 out = Console(soft_wrap=True)
@@ -83,9 +83,7 @@ def audited(settings: Settings, action: str, target: str | None, *, by: str | No
 
     The command line works on the store directly, as an operator: its entries carry role ``cli``.
     """
-    from c360.graphql.audit import AuditLog
-
-    log = AuditLog(settings.data_dir / "audit.log")
+    log = audit_log(settings)
 
     def entry(outcome: str, detail: str | None = None) -> None:
         log.append(actor=who(by), role="cli", action=action, target=target, outcome=outcome, detail=detail)

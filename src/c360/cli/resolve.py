@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import sys
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,13 +13,11 @@ from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
-from c360.resolution.batch import BatchResolver
 from c360.resolution.blocking import filing
 from c360.resolution.explain import explain
-from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.splink_adapter import train
 
-from ..deps import build_store, model_registry
+from ..deps import build_batch_resolver, build_store, model_registry
 from ..settings import Settings
 from .common import audited, err, out
 
@@ -89,16 +86,8 @@ def batch_cmd(
     artifact = model_registry(settings).load()
     store = build_store(settings)
     try:
-        resolver = BatchResolver(
-            store,
-            artifact.settings,
-            linking=settings.linking,
-            realtime=settings.realtime,
-            survivorship=settings.survivorship,
-            clock=lambda: datetime.now(UTC),
-            new_id=CustomerIdFactory(),
-            new_review_id=CustomerIdFactory("R"),
-            log_level=logging.INFO if verbose else logging.ERROR,
+        resolver = build_batch_resolver(
+            settings, store, artifact=artifact, log_level=logging.INFO if verbose else logging.ERROR
         )
         with err.status("batch resolution") as status:
             summary = resolver.run(dry_run=dry_run, progress=lambda what: status.update(f"batch resolution: {what}"))
