@@ -106,13 +106,15 @@ class Runner:
         return None
 
 
-def row_event_id(record: SourceRecord) -> str:
-    """The event id of a file row: from its content and time, so that re-reading a file changes nothing.
+def row_payload(record: SourceRecord) -> dict[str, Any]:
+    """A file row's ``profile_update`` payload, its event id from its content and time.
 
-    A row that changes, or comes back with a later time, is a new event and is applied.
+    Re-reading a file changes nothing; a row that changes, or comes back with a later time, is a new event.
     """
-    digest = hashlib.sha256(orjson.dumps(record.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f"row:{digest[:32]}"
+    payload = profile_payload(record, "")
+    digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    payload["event_id"] = f"row:{digest[:32]}"
+    return payload
 
 
 def file_payloads(source: FileSource) -> Iterator[dict[str, Any] | Unreadable]:
@@ -120,6 +122,6 @@ def file_payloads(source: FileSource) -> Iterator[dict[str, Any] | Unreadable]:
     name = source.path.name
     for row in source.rows():
         if isinstance(row, SourceRecord):
-            yield profile_payload(row, row_event_id(row))
+            yield row_payload(row)
         else:
             yield Unreadable(f"{name} row {row.row}: {row.reason}", row.raw, source.source, f"{name}:{row.row}")
