@@ -33,7 +33,8 @@ from c360.resolution.batch import BatchSummary
 from c360.resolution.blocking import filing
 from c360.resolution.metrics import PairwiseScores, pairwise
 from c360.resolution.splink_adapter import train
-from c360.streams.pipeline import Pipeline, profile_payload
+from c360.streams.pipeline import Pipeline, Unreadable
+from c360.streams.runner import Runner, Totals, file_payloads
 
 from .deps import build_batch_resolver, build_pipeline, model_registry
 from .settings import Settings
@@ -45,28 +46,12 @@ DEMO_NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
-class Applied:
-    """What the pipeline did with a stream of events."""
-
-    events: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        """Events per second."""
-        return self.events / self.seconds if self.seconds else 0.0
-
-
-@dataclass(slots=True)
 class DemoReport:
     """Everything the demo did, for printing (and for tests)."""
 
     dataset: Dataset
-    profiles: Applied
-    retail: Applied
+    profiles: Totals
+    retail: Totals
     retail_counts: dict[str, int]
     model_version: int
     batch: BatchSummary
@@ -82,27 +67,15 @@ class DemoReport:
 Progress = Callable[[str], None]
 
 
-def _apply(pipeline: Pipeline, payloads: Sequence[dict[str, Any]], what: str, progress: Progress) -> Applied:
-    """Send ``payloads`` through the pipeline in batches, as the HTTP endpoint and the Faust agents do."""
-    done = Applied(events=len(payloads))
-    start = time.perf_counter()
-    for i in range(0, len(payloads), BATCH):
-        outcome = pipeline.process(payloads[i : i + BATCH])
-        done.accepted += len(outcome.accepted)
-        done.duplicates += outcome.duplicates
-        done.rejected += len(outcome.rejected)
-        progress(f"{what}: {min(i + BATCH, len(payloads)):,} / {len(payloads):,} events")
-    done.seconds = time.perf_counter() - start
-    return done
+def _apply(pipeline: Pipeline, payloads: Sequence[Any], what: str, progress: Progress) -> Totals:
+    """Send ``payloads`` through the in-process runner, in batches, as ``c360 ingest`` and the HTTP endpoint do."""
+    runner = Runner(pipeline, batch_size=BATCH)
+    return runner.run(payloads, progress=lambda t: progress(f"{what}: {t.events:,} / {len(payloads):,} events"))
 
 
-def profile_events(dataset: Dataset) -> list[dict[str, Any]]:
-    """Every source row of the data set as a ``profile_update`` event (rows that do not map are left out)."""
-    payloads = []
-    for sf in dataset.sources:
-        for record in FileSource(sf.path, sf.source, dataset.mapping_of(sf)):
-            payloads.append(profile_payload(record, f"profile:{record.key}"))
-    return payloads
+def profile_events(dataset: Dataset) -> list[dict[str, Any] | Unreadable]:
+    """Every source row of the data set as a ``profile_update`` event, as ``c360 ingest`` reads it."""
+    return [p for sf in dataset.sources for p in file_payloads(FileSource(sf.path, sf.source, dataset.mapping_of(sf)))]
 
 
 def _accuracy(store: GraphStore, dataset: Dataset) -> PairwiseScores:
@@ -128,7 +101,7 @@ def run_demo(
     progress("generating customers")
     dataset = generate(customers, settings.data_dir / "demo-data", seed=seed)
     people = profile_events(dataset)
-    keys = [(p["source"], p["profile"]["customer_key"]) for p in people]
+    keys = [(p["source"], p["profile"]["customer_key"]) for p in people if isinstance(p, dict)]
     retail: RetailSet = generate_retail(shoppers_from_keys(keys, start=DEMO_NOW, seed=seed), seed=seed, until=DEMO_NOW)
     journey = retail.events()
     stages["generate"] = time.perf_counter() - t

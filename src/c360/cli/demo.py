@@ -51,14 +51,14 @@ def demo(
             highlight=False,
         )
         out.print(
-            f"profiles: {p.events:,} events, {p.accepted:,} applied, {p.duplicates:,} seen before, {p.rejected:,} "
+            f"profiles: {p.events:,} events, {p.accepted:,} applied, {p.duplicates:,} seen before, {len(p.rejected):,} "
             f"rejected ({p.rate:,.0f} events/s with real-time resolution)",
             highlight=False,
         )
         counts = ", ".join(f"{n:,} {t}" for t, n in report.retail_counts.items())
         out.print(
             f"journey: {r.events:,} events ({counts}): {r.accepted:,} applied, {r.duplicates:,} seen before, "
-            f"{r.rejected:,} rejected ({r.rate:,.0f} events/s)",
+            f"{len(r.rejected):,} rejected ({r.rate:,.0f} events/s)",
             highlight=False,
         )
         out.print(
