@@ -1,20 +1,65 @@
-"""The c360 command line, run as a user runs it: a subprocess per command."""
+"""The c360 command line, run as a user runs it.
+
+``c360()`` runs a command through the entry point ``python -m c360`` runs (``c360.cli.main``), in this
+process: its exit status, stdout and stderr, in the given folder and with only the given C360_
+variables. ``c360_process()`` starts ``python -m c360`` instead, for what only a real process shows
+(one line on stderr and no traceback on the way out); starting Python and importing c360 costs about a
+second a command, which the many commands run to set up and check state need not pay.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from c360.graph.neo4j_store import Neo4jConfig
 
 
 def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """``c360 ARGS`` in ``cwd``, in this process: what ``python -m c360 ARGS`` exits with and prints."""
+    from typer.testing import CliRunner
+
+    from c360.cli import main
+
+    variables: dict[str, str | None] = {k: None for k in os.environ if k.startswith("C360_")}
+    variables.update(env or {})
+    with (
+        CliRunner().isolation(env=variables) as (stdout, stderr, _),
+        contextlib.chdir(cwd),
+        mock.patch.object(sys, "argv", ["c360", *args]),
+    ):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:  # sys.exit("message"): Python prints it to stderr and exits 1
+                print(exc.code, file=sys.stderr)
+                code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        proc = subprocess.CompletedProcess(
+            ["c360", *args], code, stdout.getvalue().decode(), stderr.getvalue().decode()
+        )
+    if ok:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def c360_process(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``python -m c360 ARGS`` in ``cwd``, a process of its own, with only the C360_ variables of ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
     full_env.update(env or {})
     proc = subprocess.run(
@@ -32,15 +77,28 @@ def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = Tr
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working folder with a generated data set ingested into ./.c360."""
+    """A working folder with a generated data set ingested into ./.c360; a test that changes it takes a copy."""
     cwd = tmp_path_factory.mktemp("cli")
     c360("generate", "--customers", "200", "--output", "data", "--seed", "11", cwd=cwd)
     c360("ingest", "data", cwd=cwd)
     return cwd
 
 
-def test_ingest_get_find_export(populated: Path) -> None:
-    cwd = populated
+@pytest.fixture(scope="module")
+def trained(populated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A copy of ``populated`` with a model from ``c360 resolve train``, and what that command printed."""
+    cwd = copy_of(populated, tmp_path_factory.mktemp("trained"))
+    return cwd, c360("resolve", "train", "--max-pairs", "100000", cwd=cwd).stdout
+
+
+def copy_of(folder: Path, to: Path) -> Path:
+    """``folder`` (data and ./.c360, its store closed) copied into ``to``: a test's own working folder."""
+    shutil.copytree(folder, to, dirs_exist_ok=True)
+    return to
+
+
+def test_ingest_get_find_export(populated: Path, tmp_path: Path) -> None:
+    cwd = copy_of(populated, tmp_path)
     c360("export", "links", "--output", "links.csv", cwd=cwd)
     with (cwd / "links.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -128,7 +186,7 @@ def test_file_ingest_keeps_bad_rows_as_dead_letters_that_can_be_replayed(tmp_pat
     ],
 )
 def test_errors_are_one_line_and_non_zero(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
-    proc = c360(*args, cwd=tmp_path, env=env, ok=False)
+    proc = c360_process(*args, cwd=tmp_path, env=env, ok=False)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -185,14 +243,14 @@ def test_a_config_typo_or_a_bad_source_fails_before_any_write(tmp_path: Path) ->
     assert "1 records" in ok.stdout
 
 
-def test_resolve_train_and_model_show(populated: Path) -> None:
-    out = c360("resolve", "train", "--max-pairs", "100000", cwd=populated).stdout
+def test_resolve_train_and_model_show(trained: tuple[Path, str]) -> None:
+    cwd, out = trained  # what c360 resolve train printed
     assert out.startswith("model v") and "trained on" in out
-    shown = c360("resolve", "model", "show", cwd=populated).stdout
+    shown = c360("resolve", "model", "show", cwd=cwd).stdout
     for comparison in ("first_name", "last_name", "dob", "email", "phone", "address", "postcode", "national_id"):
         assert comparison in shown
     assert "exact match" in shown and "prior: P(two random records match)" in shown
-    missing = c360("resolve", "model", "show", "--version", "99", cwd=populated, ok=False)
+    missing = c360("resolve", "model", "show", "--version", "99", cwd=cwd, ok=False)
     assert missing.returncode == 1 and "no model version 99" in missing.stderr
 
 
@@ -201,39 +259,37 @@ def test_resolve_model_show_without_a_model(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "run: c360 resolve train" in proc.stderr
 
 
-def test_explain_two_records_and_a_record_against_a_customer(populated: Path) -> None:
-    c360("export", "links", "--output", "ex.csv", cwd=populated)
-    with (populated / "ex.csv").open() as fh:
+def test_explain_two_records_and_a_record_against_a_customer(trained: tuple[Path, str], tmp_path: Path) -> None:
+    cwd = copy_of(trained[0], tmp_path)  # with the model c360 resolve train made
+    c360("export", "links", "--output", "ex.csv", cwd=cwd)
+    with (cwd / "ex.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     by_customer: dict[str, list[str]] = {}
     for r in rows:
         by_customer.setdefault(r["customer_id"], []).append(f"{r['source']}|{r['source_key']}")
     cid, (a, b, *_) = next((c, keys) for c, keys in by_customer.items() if len(keys) >= 2)
     other = next(keys[0] for c, keys in by_customer.items() if c != cid)
-    c360("resolve", "train", "--max-pairs", "100000", cwd=populated)
 
-    same = json.loads(c360("explain", a, b, "--json", cwd=populated).stdout)
+    same = json.loads(c360("explain", a, b, "--json", cwd=cwd).stdout)
     assert same["same_customer"] is True and same["deterministic"]["identifiers"]
     parts = same["probabilistic"]
     total = parts["prior_weight"] + sum(c["weight"] + c["tf_adjustment"] for c in parts["comparisons"])
     assert abs(total - parts["match_weight"]) < 1e-9 and len(parts["comparisons"]) == 8
 
-    apart = json.loads(c360("explain", a, other, "--json", cwd=populated).stdout)
+    apart = json.loads(c360("explain", a, other, "--json", cwd=cwd).stdout)
     assert apart["same_customer"] is False and len(apart["probabilistic"]["comparisons"]) == 8
 
-    vs_customer = json.loads(c360("explain", a, cid, "--json", cwd=populated).stdout)
+    vs_customer = json.loads(c360("explain", a, cid, "--json", cwd=cwd).stdout)
     assert vs_customer["left"]["record"] == a and vs_customer["right"]["customer"] == cid
-    text = c360("explain", a, b, cwd=populated).stdout
+    text = c360("explain", a, b, cwd=cwd).stdout
     assert "match weight" in text and "deterministic: shared strong identifiers" in text
 
-    missing = c360("explain", a, "nope|1", cwd=populated, ok=False)
+    missing = c360("explain", a, "nope|1", cwd=cwd, ok=False)
     assert missing.returncode == 1 and "no record nope|1" in missing.stderr
 
 
-def test_review_queue_from_the_command_line(tmp_path: Path) -> None:
-    c360("generate", "--customers", "300", "--output", "data", "--seed", "4", cwd=tmp_path)
-    c360("ingest", "data", cwd=tmp_path)
-    c360("resolve", "train", "--max-pairs", "100000", cwd=tmp_path)
+def test_review_queue_from_the_command_line(trained: tuple[Path, str], tmp_path: Path) -> None:
+    copy_of(trained[0], tmp_path)  # generated, ingested, and a model trained
     doc = json.loads(c360("customer", "get", _first_customer(tmp_path), cwd=tmp_path).stdout)
     g = doc["golden"]
     twin = f"id,first_name,last_name,date_of_birth\nT1,{g['first_name']['value']},{g['last_name']['value']},"

@@ -1,4 +1,4 @@
-"""``c360 demo``: the README's first command, run as a user would, then checked through the other commands."""
+"""``c360 demo``: the README's first command, run as a user would (a process), then checked by other commands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from test_cli import c360
+from test_cli import c360, c360_process
 
 
 def _number(label: str, text: str) -> int:
@@ -16,7 +16,7 @@ def _number(label: str, text: str) -> int:
 
 
 def test_demo_streams_trains_resolves_and_shows_profiles_with_timelines(tmp_path: Path) -> None:
-    run = c360("demo", "--customers", "150", "--show", "2", cwd=tmp_path)
+    run = c360_process("demo", "--customers", "150", "--show", "2", cwd=tmp_path)  # as a user runs it
     text = run.stdout
     records, customers = _number("records", text), _number("customers", text)
     assert 150 <= customers < records  # duplicates were merged, and not everything into one
