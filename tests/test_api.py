@@ -62,6 +62,8 @@ class Server:
     config: AuthConfig
     partner_key: str
     busy_key: str  # only the rate-limit test uses it
+    #: one client for the module: ``httpx.get`` makes a client, and an SSL context, per request (~80 ms)
+    http: httpx.Client
 
     def token(self, role_: str, subject: str = "tester", **claims: Any) -> str:
         role = role_
@@ -74,7 +76,7 @@ class Server:
 
     def rest(self, path: str, role: str | None = None, **params: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(role)}"} if role else {}
-        return httpx.get(f"{self.url}{path}", params=params, headers=headers, timeout=10)
+        return self.http.get(f"{self.url}{path}", params=params, headers=headers, timeout=10)
 
     def gql(
         self, query: str, role: str | None = "data_steward", token: str | None = None, **variables: Any
@@ -82,7 +84,7 @@ class Server:
         headers = {}
         if token or role:
             headers["Authorization"] = f"Bearer {token or self.token(role or '')}"
-        response = httpx.post(
+        response = self.http.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=10
         )
         body: dict[str, Any] = response.json()
@@ -119,8 +121,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = AuthConfig(dev_mode=True, dev_key_file=home / ".c360" / "dev-signing.key")
     dev_secret(home / ".c360" / "dev-signing.key")
     limits = {"C360_API__PARTNER_RATE": "0.2", "C360_API__PARTNER_BURST": "3"}
-    with serving(home, "--dev", env=limits) as url:
-        yield Server(url, home, config, key, busy)
+    with serving(home, "--dev", env=limits) as url, httpx.Client() as http:
+        yield Server(url, home, config, key, busy, http)
     assert "Traceback" not in (home / "serve.log").read_text()  # nothing unexpected happened server-side
 
 
@@ -276,10 +278,11 @@ def test_credentials_are_checked_401_and_403(server: Server) -> None:
         server.token("marketer", role="nobody"),
         jwt.encode({"sub": "x", "role": "admin"}, "guessed-secret-guessed-secret-32b", algorithm="HS256"),
     ):
-        response = httpx.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {bad}"})
+        response = server.http.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {bad}"})
         assert response.status_code == 401, response.text
         assert response.headers["www-authenticate"] == "Bearer" and "Traceback" not in response.text
-    partner = httpx.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {server.partner_key}"})
+    partner_auth = {"Authorization": f"Bearer {server.partner_key}"}
+    partner = server.http.get(f"{server.url}/v1/customers/{cid}", headers=partner_auth)
     assert partner.status_code == 403
 
 
@@ -287,10 +290,10 @@ def test_partner_keys_are_rate_limited_with_retry_after(server: Server) -> None:
     auth = {"Authorization": f"Bearer {server.busy_key}"}
     statuses = []
     for _ in range(6):
-        response = httpx.post(f"{server.url}/v1/events", json=[], headers=auth)
+        response = server.http.post(f"{server.url}/v1/events", json=[], headers=auth)
         statuses.append(response.status_code)
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
-    limited = httpx.post(f"{server.url}/v1/events", json=[], headers=auth)
+    limited = server.http.post(f"{server.url}/v1/events", json=[], headers=auth)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert limited.headers["content-type"] == "application/problem+json"
 
@@ -355,12 +358,12 @@ def test_reads_and_changes_are_audited_and_the_chain_verifies(server: Server) ->
 
 
 def test_ops_endpoints_openapi_graphiql_and_sdl(server: Server) -> None:
-    assert httpx.get(f"{server.url}/readyz").json()["status"] == "ready"
-    metrics = httpx.get(f"{server.url}/metrics").text
+    assert server.http.get(f"{server.url}/readyz").json()["status"] == "ready"
+    metrics = server.http.get(f"{server.url}/metrics").text
     assert 'c360_http_requests_total{method="GET",route="/v1/customers/{customer_id}"' in metrics
-    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    paths = server.http.get(f"{server.url}/openapi.json").json()["paths"]
     assert {"/v1/customers/{customer_id}", "/v1/customers", "/v1/events"} <= set(paths)
-    ide = httpx.get(f"{server.url}/graphql", headers={"Accept": "text/html"})
+    ide = server.http.get(f"{server.url}/graphql", headers={"Accept": "text/html"})
     assert ide.status_code == 200 and "graphiql" in ide.text.lower()
     sdl = c360("graphql", "schema", cwd=server.home).stdout
     assert "type Customer" in sdl and "reviewQueue(" in sdl and "approveReview(" in sdl
@@ -449,5 +452,5 @@ def test_cli_issues_dev_tokens_only_in_dev_mode(server: Server) -> None:
         "auth", "token", "--role", "data_steward", "--subject", "cli-user", "--dev", cwd=server.home
     ).stdout.strip()
     cid = _ann_id(server)
-    answer = httpx.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {token}"})
+    answer = server.http.get(f"{server.url}/v1/customers/{cid}", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200 and answer.json()["golden"]["email"]["value"] == ANN["email"]

@@ -39,21 +39,29 @@ def serving(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterat
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"c360 serve did not start: {(home / 'serve.log').read_text()}")
-            time.sleep(0.1)
+        with httpx.Client() as probe:
+            while True:
+                try:
+                    if probe.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError(f"c360 serve did not start: {(home / 'serve.log').read_text()}")
+                time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module: ``httpx.get`` makes a client, and an SSL context, per request (~80 ms)."""
+    with httpx.Client() as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +72,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         yield url, key, home
 
 
-def test_partner_events_are_applied_rejected_or_refused(server: tuple[str, str, Path]) -> None:
+def test_partner_events_are_applied_rejected_or_refused(server: tuple[str, str, Path], http: httpx.Client) -> None:
     url, key, home = server
     auth = {"Authorization": f"Bearer {key}"}
-    assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
+    assert http.get(f"{url}/readyz").json()["status"] == "ready"
     batch = [
         profile("p1", "1", 0, first_name="Ann", email="ann@example.com"),
         order("o1", "1", 5),
         {**order("o2", "1", 6), "quantity": "many"},
         {**order("o3", "1", 7), "source": "shop"},  # not a source acme may send as
     ]
-    answer = httpx.post(f"{url}/v1/events", json=batch, headers=auth)
+    answer = http.post(f"{url}/v1/events", json=batch, headers=auth)
     assert answer.status_code == 200
     body = answer.json()
     assert body["event_ids"] == ["crm|p1", "crm|o1"] and body["accepted"] == 2
@@ -86,29 +94,29 @@ def test_partner_events_are_applied_rejected_or_refused(server: tuple[str, str, 
     timeline = json.loads(c360("customer", "timeline", cid, cwd=home).stdout)
     assert [e["id"] for e in timeline["events"]] == ["crm|o1"]
     # The same batch again: nothing applied twice.
-    again = httpx.post(f"{url}/v1/events", json={"events": batch[:2]}, headers=auth).json()
+    again = http.post(f"{url}/v1/events", json={"events": batch[:2]}, headers=auth).json()
     assert again["accepted"] == 0 and again["duplicates"] == 2
     letters = json.loads(c360("dlq", "list", "--json", cwd=home).stdout)
     assert len(letters) == 2 and {d["source"] for d in letters} == {"crm", "shop"}
 
 
-def test_bad_requests_get_problem_answers(server: tuple[str, str, Path]) -> None:
+def test_bad_requests_get_problem_answers(server: tuple[str, str, Path], http: httpx.Client) -> None:
     url, key, home = server
     auth = {"Authorization": f"Bearer {key}"}
-    no_key = httpx.post(f"{url}/v1/events", json=[])
+    no_key = http.post(f"{url}/v1/events", json=[])
     assert no_key.status_code == 401 and no_key.headers["content-type"] == "application/problem+json"
     assert no_key.headers["www-authenticate"] == "Bearer"
-    wrong = httpx.post(f"{url}/v1/events", json=[], headers={"X-API-Key": key + "x"})
+    wrong = http.post(f"{url}/v1/events", json=[], headers={"X-API-Key": key + "x"})
     assert wrong.status_code == 401
-    broken = httpx.post(f"{url}/v1/events", content=b"{not json", headers=auth)
+    broken = http.post(f"{url}/v1/events", content=b"{not json", headers=auth)
     assert broken.status_code == 400 and "not JSON" in broken.json()["detail"]
     assert "Traceback" not in broken.text
     assert any(d["payload"] == "{not json" for d in json.loads(c360("dlq", "list", "--json", cwd=home).stdout))
-    shape = httpx.post(f"{url}/v1/events", json={"nope": 1}, headers=auth)
+    shape = http.post(f"{url}/v1/events", json={"nope": 1}, headers=auth)
     assert shape.status_code == 400
-    many = httpx.post(f"{url}/v1/events", json=[{}] * 1001, headers=auth)
+    many = http.post(f"{url}/v1/events", json=[{}] * 1001, headers=auth)
     assert many.status_code == 413
-    assert httpx.get(f"{url}/nowhere").headers["content-type"] == "application/problem+json"
+    assert http.get(f"{url}/nowhere").headers["content-type"] == "application/problem+json"
 
 
 def test_partner_keys_are_stored_hashed_and_can_be_revoked(tmp_path: Path) -> None:
