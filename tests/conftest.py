@@ -21,6 +21,7 @@ import pytest
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.neo4j_store import Neo4jConfig, Neo4jStore
 from c360.graph.store import GraphStore
+from corpus import Corpus, trained_corpus
 from kafka_server import KafkaServer, KafkaUnavailable
 from neo4j_server import Neo4jServer
 from server_tier import unavailable
@@ -93,6 +94,13 @@ def neo4j_docker_config() -> Iterator[Neo4jConfig]:
 
     with Neo4jContainer("neo4j:5.26-community") as container:
         yield Neo4jConfig(uri=container.get_connection_url(), user="neo4j", password=SecretStr(container.password))
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """400 generated persons (seed 31) and a model trained on them, once a session: the batch and real-time
+    resolution tests read it (each trained its own, on a set of the same size)."""
+    return trained_corpus(tmp_path_factory.mktemp("corpus"), 400, 31)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from c360.connectors.files import FileSource
-from c360.connectors.synthetic import generate
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.errors import ConflictError
 from c360.graph.models import SourceRecord, SplitEvent
@@ -18,24 +16,8 @@ from c360.resolution.batch import BatchResolver
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
 from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.metrics import pairwise
-from c360.resolution.scorer import Scorer
-from c360.resolution.splink_adapter import train
 from c360.resolution.undo import split
-
-Corpus = tuple[list[SourceRecord], dict[str, str], dict[str, Any], Scorer]
-
-
-def _corpus(folder: Path, persons: int, seed: int) -> Corpus:
-    ds = generate(persons, folder / "data", seed=seed)
-    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
-    truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
-    settings, tf_tables, _ = train(records, region="US", max_pairs=1e5)
-    return records, truth, settings, Scorer(settings, tf_tables)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    return _corpus(tmp_path_factory.mktemp("batch"), 400, 31)
+from corpus import Corpus, trained_corpus
 
 
 def links(store: GraphStore) -> dict[str, str]:
@@ -156,7 +138,7 @@ def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphS
 
 def test_incremental_equals_batch_on_10k_records(tmp_path: Path) -> None:
     """Record by record with real-time resolution, then one batch run: the clusterings agree (F1 >= 0.99)."""
-    records, truth, settings, scorer = _corpus(tmp_path, 5100, 7)
+    records, truth, settings, scorer = trained_corpus(tmp_path, 5100, 7)
     assert len(records) >= 10_000
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     try:

@@ -17,15 +17,7 @@ from c360.resolution.features import features, unpack_view
 from c360.resolution.linker import Linker
 from c360.resolution.scorer import Scorer
 from c360.resolution.splink_adapter import train
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceRecord], Scorer]:
-    folder = tmp_path_factory.mktemp("rt")
-    ds = generate(400, folder / "data", seed=21)
-    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
-    settings, tf_tables, _ = train(records, region="US", max_pairs=1e5)
-    return records, Scorer(settings, tf_tables)
+from corpus import Corpus
 
 
 def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> Linker:
@@ -34,10 +26,8 @@ def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: S
     return Linker(store, scorer=scorer)
 
 
-def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(
-    store: GraphStore, corpus: tuple[list[SourceRecord], Scorer]
-) -> None:
-    records, scorer = corpus
+def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(store: GraphStore, corpus: Corpus) -> None:
+    records, _, _, scorer = corpus
     linker = _ingest_with_model(store, records, scorer)
     base = next(
         r for r in records if r.first_name and r.last_name and r.date_of_birth and r.address_line1 and r.postcode
@@ -68,10 +58,10 @@ def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(
     assert unpack_view(filed["kiosk|K1"].view, "kiosk|K1") == features(twin, "US")
 
 
-def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceRecord], Scorer]) -> None:
+def test_model_can_be_switched_off(tmp_path: Path, corpus: Corpus) -> None:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 
-    records, scorer = corpus
+    records, _, _, scorer = corpus
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
     _ingest_with_model(store, records, scorer)
     base = records[0]
@@ -81,10 +71,10 @@ def test_model_can_be_switched_off(tmp_path: Path, corpus: tuple[list[SourceReco
     store.close()
 
 
-def test_batch_equals_one_by_one_with_the_model(tmp_path: Path, corpus: tuple[list[SourceRecord], Scorer]) -> None:
+def test_batch_equals_one_by_one_with_the_model(tmp_path: Path, corpus: Corpus) -> None:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 
-    records, scorer = corpus
+    records, _, _, scorer = corpus
     seed, rest = records[:300], records[300:360]
     # Twins of later records carry no identifiers: only the model can place them, and some of their
     # originals arrive in the same batch.
@@ -121,16 +111,14 @@ def _twin(base: SourceRecord, key: str) -> SourceRecord:
     )
 
 
-def test_uncertain_pairs_go_to_review_and_decisions_stick(
-    store: GraphStore, corpus: tuple[list[SourceRecord], Scorer]
-) -> None:
+def test_uncertain_pairs_go_to_review_and_decisions_stick(store: GraphStore, corpus: Corpus) -> None:
     from datetime import UTC, datetime
 
     from c360.graph.errors import ConflictError, InvalidInputError
     from c360.resolution.config import SurvivorshipConfig
     from c360.resolution.review import approve, reject
 
-    records, scorer = corpus
+    records, _, _, scorer = corpus
     _ingest_with_model(store, records, scorer)
     unsure = RealtimeConfig(upper=0.9999999999, lower=0.5)
     linker = Linker(store, scorer=scorer, realtime=unsure)

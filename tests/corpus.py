@@ -1,0 +1,24 @@
+"""A generated customer set read back from its files, its ground truth, and a Splink model trained on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from c360.connectors.files import FileSource
+from c360.connectors.synthetic import generate
+from c360.graph.models import SourceRecord
+from c360.resolution.scorer import Scorer
+from c360.resolution.splink_adapter import train
+
+#: records, ground truth (record uid -> person), the model's settings, a scorer for them
+Corpus = tuple[list[SourceRecord], dict[str, str], dict[str, Any], Scorer]
+
+
+def trained_corpus(folder: Path, persons: int, seed: int) -> Corpus:
+    """``persons`` generated into ``folder``, read as c360 reads them, and a model trained on every record."""
+    ds = generate(persons, folder / "data", seed=seed)
+    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
+    truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
+    settings, tf_tables, _ = train(records, region="US", max_pairs=1e5)
+    return records, truth, settings, Scorer(settings, tf_tables)
