@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,15 @@ from c360.graph.models import SourceRecord
 from c360.resolution.scorer import Scorer
 from c360.resolution.splink_adapter import train
 
-#: records, ground truth (record uid -> person), the model's settings, a scorer for them
-Corpus = tuple[list[SourceRecord], dict[str, str], dict[str, Any], Scorer]
+
+@dataclass(frozen=True)
+class Corpus:
+    records: list[SourceRecord]
+    truth: dict[str, str]  # record uid -> person
+    settings: dict[str, Any]  # the trained model (Splink's JSON)
+    tf_tables: dict[str, dict[str, float]]
+    summary: dict[str, Any]  # what training reports
+    scorer: Scorer
 
 
 def trained_corpus(folder: Path, persons: int, seed: int) -> Corpus:
@@ -20,5 +28,5 @@ def trained_corpus(folder: Path, persons: int, seed: int) -> Corpus:
     ds = generate(persons, folder / "data", seed=seed)
     records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
     truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
-    settings, tf_tables, _ = train(records, region="US", max_pairs=1e5)
-    return records, truth, settings, Scorer(settings, tf_tables)
+    settings, tf_tables, summary = train(records, region="US", max_pairs=1e5)
+    return Corpus(records, truth, settings, tf_tables, summary, Scorer(settings, tf_tables))

@@ -45,7 +45,7 @@ def resolver(store: GraphStore, settings: dict[str, Any]) -> BatchResolver:
 
 
 def test_batch_links_keeps_ids_and_a_second_run_changes_nothing(store: GraphStore, corpus: Corpus) -> None:
-    records, truth, settings, _ = corpus
+    records, truth, settings = corpus.records, corpus.truth, corpus.settings
     Linker(store).ingest(records)
     before = links(store)
     summary = resolver(store, settings).run()
@@ -69,7 +69,7 @@ def test_batch_links_keeps_ids_and_a_second_run_changes_nothing(store: GraphStor
 
 
 def test_batch_splits_what_a_loose_threshold_merged(store: GraphStore, corpus: Corpus) -> None:
-    records, truth, settings, scorer = corpus
+    records, truth, settings, scorer = corpus.records, corpus.truth, corpus.settings, corpus.scorer
     loose = RealtimeConfig(upper=0.5, lower=0.3)
     Linker(store, scorer=scorer, realtime=loose).ingest(records)
     before = links(store)
@@ -89,7 +89,7 @@ def test_batch_splits_what_a_loose_threshold_merged(store: GraphStore, corpus: C
 
 
 def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphStore, corpus: Corpus) -> None:
-    records, _, settings, scorer = corpus
+    records, settings, scorer = corpus.records, corpus.settings, corpus.scorer
     linker = Linker(store, scorer=scorer)
     linker.ingest(records)
     by_customer = groups(links(store))
@@ -138,7 +138,8 @@ def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphS
 
 def test_incremental_equals_batch_on_10k_records(tmp_path: Path) -> None:
     """Record by record with real-time resolution, then one batch run: the clusterings agree (F1 >= 0.99)."""
-    records, truth, settings, scorer = trained_corpus(tmp_path, 5100, 7)
+    big = trained_corpus(tmp_path, 5100, 7)
+    records, truth, settings, scorer = big.records, big.truth, big.settings, big.scorer
     assert len(records) >= 10_000
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     try:

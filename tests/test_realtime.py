@@ -27,7 +27,7 @@ def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: S
 
 
 def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(store: GraphStore, corpus: Corpus) -> None:
-    records, _, _, scorer = corpus
+    records, scorer = corpus.records, corpus.scorer
     linker = _ingest_with_model(store, records, scorer)
     base = next(
         r for r in records if r.first_name and r.last_name and r.date_of_birth and r.address_line1 and r.postcode
@@ -61,7 +61,7 @@ def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(store: Graph
 def test_model_can_be_switched_off(tmp_path: Path, corpus: Corpus) -> None:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 
-    records, _, _, scorer = corpus
+    records, scorer = corpus.records, corpus.scorer
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
     _ingest_with_model(store, records, scorer)
     base = records[0]
@@ -74,7 +74,7 @@ def test_model_can_be_switched_off(tmp_path: Path, corpus: Corpus) -> None:
 def test_batch_equals_one_by_one_with_the_model(tmp_path: Path, corpus: Corpus) -> None:
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 
-    records, _, _, scorer = corpus
+    records, scorer = corpus.records, corpus.scorer
     seed, rest = records[:300], records[300:360]
     # Twins of later records carry no identifiers: only the model can place them, and some of their
     # originals arrive in the same batch.
@@ -118,7 +118,7 @@ def test_uncertain_pairs_go_to_review_and_decisions_stick(store: GraphStore, cor
     from c360.resolution.config import SurvivorshipConfig
     from c360.resolution.review import approve, reject
 
-    records, _, _, scorer = corpus
+    records, scorer = corpus.records, corpus.scorer
     _ingest_with_model(store, records, scorer)
     unsure = RealtimeConfig(upper=0.9999999999, lower=0.5)
     linker = Linker(store, scorer=scorer, realtime=unsure)

@@ -6,25 +6,24 @@ import random
 from pathlib import Path
 
 import pytest
-from c360.connectors.files import FileSource
-from c360.connectors.synthetic import generate
 from c360.graph.errors import ConfigError, NotFoundError
 from c360.graph.models import SourceRecord
 from c360.resolution.features import features
 from c360.resolution.model_registry import ModelRegistry
 from c360.resolution.similarity import jaro_winkler, levenshtein
 from c360.resolution.specification import COMPARISONS, TF_COLUMNS
-from c360.resolution.splink_adapter import train
+from corpus import Corpus
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceRecord], dict[tuple[str, str], str], Path]:
+def trained(
+    corpus: Corpus, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[SourceRecord], dict[tuple[str, str], str], Path]:
+    """The session's corpus, its ground truth by (source, key), and its model saved in a registry."""
     folder = tmp_path_factory.mktemp("model")
-    ds = generate(1500, folder / "data", seed=5)
-    records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
-    settings, tf_tables, summary = train(records, region="US", max_pairs=2e5)
-    ModelRegistry(folder / "models").save(settings, tf_tables, summary)
-    return records, ds.truth_map(), folder / "models"
+    ModelRegistry(folder / "models").save(corpus.settings, corpus.tf_tables, corpus.summary)
+    truth = {(r.source, r.key): corpus.truth[r.uid] for r in corpus.records}
+    return corpus.records, truth, folder / "models"
 
 
 def test_scorer_agrees_with_splink_score_pairs(
