@@ -42,12 +42,18 @@ def test_verify_names_the_first_altered_or_removed_entry(tmp_path: Path) -> None
     path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
     result = AuditLog(path).verify()
     assert result.broken_at == 2 and "missing" in (result.problem or "")
-    # Re-hashed after a change: the next entry no longer follows it.
+    # Re-hashed after a change (no key needed for that): its seal no longer fits.
     forged = json.loads(lines[1])
     forged["actor"] = "someone else"
-    from c360.graphql.audit import _digest
+    from c360.graphql.audit import _digest, read_keys
 
     forged["hash"] = _digest(forged)
+    path.write_text("\n".join([lines[0], json.dumps(forged), *lines[2:]]) + "\n")
+    result = AuditLog(path).verify()
+    assert result.broken_at == 2 and "not sealed" in (result.problem or "")
+    # Re-hashed and re-sealed with the key: the next entry no longer follows it.
+    keys = read_keys(AuditLog(path).keys_path)
+    forged["mac"] = keys.mac(forged["kid"], forged["hash"])
     path.write_text("\n".join([lines[0], json.dumps(forged), *lines[2:]]) + "\n")
     assert AuditLog(path).verify().broken_at == 3
 
