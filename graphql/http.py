@@ -1,4 +1,11 @@
-"""What the REST routes share: problem responses, the fast JSON response, who calls, the error handlers."""
+"""What the REST routes share: problem responses, the fast JSON response, who calls, the error handlers.
+
+Every refusal the HTTP layer answers is audited: a 401 (no or invalid token or partner key: the reason
+and the kind of credential, never the credential), a 429, a 403 or 4xx that no service function has
+audited already (:func:`~c360.graphql.audit.is_audited`), a request that does not validate (422). The
+entry names the caller when it is known (``request.state.principal``), the method and path (never the
+query string, which may carry an email), and the client's address.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from .audit import AuditLog, is_audited
 from .auth import TokenVerifier, bearer_token
 from .errors import RateLimited, answer_of
 from .partners import Partner, PartnerKeys
@@ -72,8 +80,9 @@ class Authenticator:
         partner = self.partners.verify(key) if key else None
         if partner is None:
             raise AuthError("send a partner API key: Authorization: Bearer <key>")
+        request.state.principal = who = as_principal(partner)
         self._limit(partner)
-        return as_principal(partner)
+        return who
 
     def __call__(self, request: Request) -> Principal:
         """The caller: a partner key, or a verified bearer JWT; AuthError (401) otherwise."""
@@ -82,33 +91,83 @@ class Authenticator:
             partner = self.partners.verify(key)
             if partner is None:
                 raise AuthError("unknown or revoked API key")
+            request.state.principal = who = as_principal(partner)
             self._limit(partner)
-            return as_principal(partner)
+            return who
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             raise AuthError("send credentials: Authorization: Bearer <token>")
         if self.verifier is None:
             raise AuthError("no token verification is configured (api.jwks_url, api.key_file or api.dev_mode)")
-        return self.verifier.verify(token)
+        request.state.principal = who = self.verifier.verify(token)
+        return who
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error as problem+json (on ``/graphql``: a GraphQL error with its code), by the error table."""
+def credentials_of(request: Request) -> str:
+    """What credential a request carried, for the audit trail (never the credential itself)."""
+    authorization = request.headers.get("authorization")
+    token = bearer_token(authorization)
+    key = token if token and token.startswith(PARTNER_KEY_PREFIX) else request.headers.get("x-api-key")
+    if key:
+        claimed = key[len(PARTNER_KEY_PREFIX) :].rpartition("_")[0] if key.startswith(PARTNER_KEY_PREFIX) else ""
+        return f"a partner key of {claimed[:64]!r}" if claimed else "a partner key"
+    if token:
+        return "a bearer token"
+    return "a malformed Authorization header" if authorization else "none"
+
+
+async def audit_refusal(audit: AuditLog, request: Request, status: int, reason: str) -> None:
+    """Audit a refusal the HTTP layer answers (see the module's notes); a failed write is logged, not raised.
+
+    The refusal is answered either way: it gives nothing away, and a caller who cannot be answered
+    would only retry.
+    """
+    who: Principal | None = getattr(request.state, "principal", None)
+    action, outcome = {401: ("authenticate", "unauthenticated"), 403: ("request", "denied")}.get(
+        status, ("rate_limit" if status == 429 else "request", "refused")
+    )
+    client = request.client.host if request.client else "unknown"
+    try:
+        await audit.record(
+            actor=who.subject if who else "anonymous",
+            role=who.role if who else "anonymous",
+            action=action,
+            target=f"{request.method} {request.url.path}",
+            outcome=outcome,
+            detail=f"{status}: {reason}; credentials: {credentials_of(request)}; from {client}",
+        )
+    except OSError as exc:
+        log.error("a refusal (%s %s, %d) could not be audited: %s", request.method, request.url.path, status, exc)
+
+
+def install_error_handlers(app: FastAPI, *, audit: AuditLog | None = None) -> None:
+    """Answer every error as problem+json (on ``/graphql``: a GraphQL error with its code), by the error table.
+
+    With ``audit``, every refusal not audited yet is (see the module's notes); a route that is not
+    there (404, 405) is not a refusal of anything.
+    """
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if audit is not None and 400 <= exc.status_code < 500 and exc.status_code not in (404, 405):
+            await audit_refusal(audit, request, exc.status_code, str(exc.detail))
         return problem(exc.status_code, "HTTP error", str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem(422, "Invalid request", "; ".join(str(e.get("msg")) for e in exc.errors()[:5]))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(str(e.get("msg")) for e in exc.errors()[:5])
+        if audit is not None:
+            await audit_refusal(audit, request, 422, f"invalid request: {detail}")
+        return problem(422, "Invalid request", detail)
 
     @app.exception_handler(C360Error)
     async def _domain(request: Request, exc: C360Error) -> JSONResponse:
-        if isinstance(exc, RateLimited):
-            return problem(429, "Too many requests", str(exc), headers={"Retry-After": retry_after(exc.wait)})
         answer = answer_of(exc)
         status = answer.status
+        if audit is not None and 400 <= status < 500 and not is_audited(exc):
+            await audit_refusal(audit, request, status, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, RateLimited):
+            return problem(429, "Too many requests", str(exc), headers={"Retry-After": retry_after(exc.wait)})
         message = str(exc) if answer.public else "the service failed; the error is logged"
         if status == 500:
             log.error("unexpected c360 error", exc_info=exc)

@@ -1,7 +1,8 @@
-"""Operations: ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics``."""
+"""Operations: ``/healthz``, ``/readyz`` (store, audit trail, and Kafka when configured), ``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -49,11 +50,18 @@ def ops_router(*, service: ProfileService, sink: EventSink, metrics: Metrics) ->
 
     @router.get("/readyz", response_model=None)
     async def readyz() -> dict[str, str] | JSONResponse:
-        """The store answers, and so does Kafka when events go there."""
+        """The store answers, the audit trail takes entries, and Kafka answers when events go there.
+
+        Every read is audited, so a broken audit trail (a write that fails, a last entry that does not
+        verify, a log cut back) makes the service not ready: 503 with the reason.
+        """
         try:
             name = await service.ping()
         except C360Error as exc:
             return problem(503, "Not ready", str(exc))
+        broken = await asyncio.to_thread(service.audit.problem)
+        if broken:
+            return problem(503, "Not ready", broken)
         why = await sink.problem()
         if why:
             return problem(503, "Not ready", why)

@@ -24,7 +24,7 @@ from c360.resolution.config import LinkingConfig, SurvivorshipConfig
 from c360.resolution.linker import CustomerIdFactory
 from c360.resolution.scorer import Scorer
 
-from .audit import AuditLog
+from .audit import AuditLog, mark_audited
 from .policy import Policy
 from .principal import ForbiddenError, Principal
 
@@ -114,25 +114,40 @@ class ProfileService:
         *,
         detail: str | None = None,
     ) -> T:
-        """Check the permission, await ``work``, and audit the outcome either way."""
-        try:
-            self.policy.require(who, action)
-        except ForbiddenError:
-            await self.record(who, action, target, "denied")
-            raise
+        """Check the permission, await ``work``, and audit the outcome either way.
+
+        The result is returned only once its entry is durable. While the audit trail is failing, the
+        work does not even start (:class:`~c360.graphql.audit.AuditUnavailableError`, a 503): no change
+        is made that could not be audited, no read is done that could not be answered.
+        """
+        if self.audit.failure is not None:
+            await asyncio.to_thread(self.audit.open)  # raises while it still fails
+        await self.require(who, action, target)
         try:
             result = await work()
-        except NotFoundError:
+        except NotFoundError as exc:
             await self.record(who, action, target, "not_found", detail)
+            mark_audited(exc)
             raise
         except C360Error as exc:
             await self.record(who, action, target, "refused", f"{type(exc).__name__}: {exc}")
+            mark_audited(exc)
             raise
-        except Exception:
+        except Exception as exc:
             await self.record(who, action, target, "error", detail)
+            mark_audited(exc)
             raise
         await self.record(who, action, target, "ok", detail)
         return result
+
+    async def require(self, who: Principal, action: str, target: str | None = None) -> None:
+        """The policy's permission check; a refusal is audited (``denied``, with the reason) and raised."""
+        try:
+            self.policy.require(who, action)
+        except ForbiddenError as exc:
+            await self.record(who, action, target, "denied", str(exc))
+            mark_audited(exc)
+            raise
 
     async def record(
         self, who: Principal, action: str, target: str | None, outcome: str, detail: str | None = None
