@@ -109,7 +109,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
         docs_url="/docs" if opts.dev_mode else None,
         redoc_url=None,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, audit=opts.audit)
     metrics = Metrics()
 
     async def graphql_context(request: Request) -> ApiContext:

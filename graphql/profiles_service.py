@@ -138,7 +138,7 @@ async def list_customer_ids(
 ) -> tuple[list[str], str | None]:
     """A page of all customers' IDs in ID order (the profiles read from it are audited one by one)."""
     check_first(first)
-    service.policy.require(who, "search_customers")
+    await service.require(who, "search_customers")
     start = decode_cursor(after) if after else None
     ids, cursor = await service.read(lambda: service.store.list_customers(first, start))
     return ids, encode_cursor(cursor) if cursor else None
