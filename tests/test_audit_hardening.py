@@ -283,3 +283,174 @@ def test_long_values_are_cut_so_a_refused_request_cannot_write_a_megabyte(tmp_pa
     assert entry["target"].startswith("x" * MAX_VALUE) and entry["target"].endswith("[999744 more characters]")
     lone = log.append(actor="a", role="r", action="read_profile", target="C\udc80", outcome="ok")
     assert lone["target"] == "C?" and AuditLog(path).verify().ok
+
+
+# -- the API: refusals audited, nothing answered unaudited, /readyz --------------------------------
+
+
+class _Api:
+    """The app in this process over an embedded store with two customers, a dev verifier and a partner."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+        from c360.graphql.app import ApiOptions, create_app
+        from c360.graphql.auth import AuthConfig, TokenVerifier
+        from c360.graphql.partners import PartnerKeys
+        from c360.graphql.policy import load_policy
+        from c360.graphql.ratelimit import RateLimiter
+        from c360.graphql.service import ProfileService
+        from c360.resolution.linker import Linker
+        from c360.streams.pipeline import Pipeline
+        from c360.streams.runner import Runner
+
+        store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
+        pipeline = Pipeline(store, Linker(store))
+        people = [
+            {
+                "event_id": f"p{i}",
+                "type": "profile_update",
+                "source": "crm",
+                "occurred_at": "2026-05-01T10:00:00Z",
+                "profile": {"customer_key": f"K{i}", "first_name": f"N{i}", "email": f"p{i}@example.com"},
+            }
+            for i in range(2)
+        ]
+        assert len(pipeline.process(people).accepted) == 2
+        self.customer = store.list_customers(1, None)[0][0]
+        policy = load_policy()
+        self.audit = AuditLog(tmp_path / "audit.log")
+        self.config = AuthConfig(dev_mode=True, dev_key_file=tmp_path / "dev.key")
+        self.policy = policy
+        partners = PartnerKeys(tmp_path / "partners.json")
+        self.partner_key = partners.issue("acme", ["acme"])
+        options = ApiOptions(
+            policy=policy,
+            audit=self.audit,
+            verifier=TokenVerifier(self.config, policy.roles),
+            dev_mode=True,
+            partner_limiter=RateLimiter(0.001, 2),
+            service=ProfileService(store, policy, self.audit),
+        )
+        self.app = create_app(store=store, sink=Runner(pipeline), partners=partners, options=options)
+
+    def token(self, role: str, subject: str = "tester") -> str:
+        from c360.graphql.auth import issue_dev_token
+
+        return issue_dev_token(self.config, role, subject, roles=self.policy.roles)
+
+    def ask(self, *requests: tuple[str, str, dict[str, Any]]) -> list[Any]:
+        import asyncio
+
+        import httpx
+
+        async def run() -> list[Any]:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://c360") as client:
+                return [await client.request(method, url, **kw) for method, url, kw in requests]
+
+        return asyncio.run(run())
+
+    def entries(self) -> list[dict[str, Any]]:
+        return _entries(self.audit.path)
+
+
+def test_401s_are_audited_with_the_reason_never_the_credential(tmp_path: Path) -> None:
+    api = _Api(tmp_path)
+    forged = api.token("data_steward")[:-4] + "AAAA"
+    url = f"/v1/customers/{api.customer}"
+    answers = api.ask(
+        ("GET", url, {}),
+        ("GET", url, {"headers": {"Authorization": f"Bearer {forged}"}}),
+        ("GET", url, {"headers": {"Authorization": "Bearer c360_ghost_" + "x" * 43}}),
+        ("POST", "/v1/events", {"headers": {"X-API-Key": "nope"}, "json": []}),
+        ("POST", "/graphql", {"json": {"query": "{ customers(first: 1) { nodes { id } } }"}}),
+    )
+    assert [a.status_code for a in answers] == [401] * 5
+    refused = [e for e in api.entries() if e["outcome"] == "unauthenticated"]
+    assert [(e["action"], e["target"]) for e in refused] == [
+        ("authenticate", f"GET {url}"),
+        ("authenticate", f"GET {url}"),
+        ("authenticate", f"GET {url}"),
+        ("authenticate", "POST /v1/events"),
+        ("authenticate", "POST /graphql"),
+    ]
+    assert "credentials: none" in refused[0]["detail"] and "send credentials" in refused[0]["detail"]
+    assert "signature" in refused[1]["detail"] and "a bearer token" in refused[1]["detail"]
+    assert "partner key of 'ghost'" in refused[2]["detail"] and "unknown or revoked" in refused[2]["detail"]
+    text = api.audit.path.read_text()
+    assert forged not in text and "x" * 43 not in text and "nope" not in text
+
+
+def test_a_forbidden_customers_query_and_rate_limited_partner_are_audited(tmp_path: Path) -> None:
+    api = _Api(tmp_path)
+    partner = {"Authorization": f"Bearer {api.partner_key}"}
+    query = {"query": "{ customers(first: 5) { nodes { id } } }"}
+    answers = api.ask(*[("POST", "/graphql", {"headers": partner, "json": query})] * 3)
+    body = answers[0].json()
+    assert body["data"] is None or body["data"].get("customers") is None
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert answers[2].status_code == 429  # a burst of two
+    entries = api.entries()
+    denied = [e for e in entries if e["action"] == "search_customers"]
+    assert [(e["actor"], e["role"], e["outcome"]) for e in denied] == [("acme", "partner", "denied")] * 2
+    limited = [e for e in entries if e["action"] == "rate_limit"]
+    assert [(e["actor"], e["outcome"], e["target"]) for e in limited] == [("acme", "refused", "POST /graphql")]
+
+
+def test_an_invalid_lookup_and_a_huge_id_are_audited_in_bounded_entries(tmp_path: Path) -> None:
+    api = _Api(tmp_path)
+    steward = {"Authorization": f"Bearer {api.token('data_steward')}"}
+    huge = "C" + "9" * 60_000  # (httpx refuses longer URLs; the GraphQL body limit is the GraphQL tests')
+    answers = api.ask(
+        ("GET", "/v1/customers", {"headers": steward, "params": {"email": "not-an-email"}}),
+        ("GET", "/v1/customers", {"headers": steward, "params": {"email": "x" * 400}}),
+        ("GET", f"/v1/customers/{huge}", {"headers": steward}),
+    )
+    assert [a.status_code for a in answers] == [400, 422, 404]
+    entries = api.entries()
+    assert any(e["outcome"] == "refused" and "not a valid email" in (e["detail"] or "") for e in entries)
+    assert any(e["outcome"] == "refused" and e["detail"].startswith("422") for e in entries)
+    assert "not-an-email" not in api.audit.path.read_text()  # the path is kept, never the query string
+    assert max(len(line) for line in api.audit.path.read_text().splitlines()) < 4 * MAX_VALUE
+
+
+def test_a_read_whose_audit_write_fails_answers_503_with_no_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import c360.graphql.audit as audit
+
+    api = _Api(tmp_path)
+    steward = {"Authorization": f"Bearer {api.token('data_steward')}"}
+    url = f"/v1/customers/{api.customer}"
+    assert api.ask(("GET", url, {"headers": steward}))[0].status_code == 200
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "fsync", full)
+    query = {"query": f'{{ customer(id: "{api.customer}") {{ id golden {{ email {{ value }} }} }} }}'}
+    rest, gql, ready = api.ask(
+        ("GET", url, {"headers": steward}),
+        ("POST", "/graphql", {"headers": steward, "json": query}),
+        ("GET", "/readyz", {}),
+    )
+    assert rest.status_code == 503 and "p0@example.com" not in rest.text and "p1@example.com" not in rest.text
+    assert "example.com" not in gql.text and (gql.json().get("data") or {}).get("customer") is None
+    assert ready.status_code == 503 and "No space left on device" in ready.json()["detail"]
+    monkeypatch.undo()
+    ready, rest = api.ask(("GET", "/readyz", {}), ("GET", url, {"headers": steward}))
+    assert ready.status_code == 200 and rest.status_code == 200
+    assert AuditLog(api.audit.path).verify().ok
+
+
+def test_readyz_reports_a_log_that_is_refused_and_reads_are_refused_with_it(tmp_path: Path) -> None:
+    api = _Api(tmp_path)
+    steward = {"Authorization": f"Bearer {api.token('data_steward')}"}
+    url = f"/v1/customers/{api.customer}"
+    assert api.ask(("GET", url, {"headers": steward}))[0].status_code == 200
+    api.audit.close()
+    with api.audit.path.open("ab") as fh:
+        fh.write(b"not an entry\n")
+    ready, rest = api.ask(("GET", "/readyz", {}), ("GET", url, {"headers": steward}))
+    assert ready.status_code == 503 and "not an audit entry" in ready.json()["detail"]
+    assert rest.status_code == 503 and "p0@example.com" not in rest.text
