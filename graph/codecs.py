@@ -219,10 +219,10 @@ def review_from_row(
 
 
 def letter_from_row(
-    lid: str, received_at: str, source: str | None, reason: str, payload: str, status: str
+    lid: str, received_at: str, source: str | None, reason: str, payload: str, status: str, sender: str | None
 ) -> DeadLetter:
-    """A dead letter from its stored columns."""
-    return DeadLetter(lid, datetime.fromisoformat(received_at), reason, payload, source, status)  # type: ignore[arg-type]
+    """A dead letter from its stored columns (``sender`` None: kept before senders were recorded)."""
+    return DeadLetter(lid, datetime.fromisoformat(received_at), reason, payload, source, status, sender)  # type: ignore[arg-type]
 
 
 # -- change set -> rows: tuples in the embedded store's column order; ``as_dicts`` names them for Cypher --
@@ -249,7 +249,7 @@ REVIEW_COLUMNS = (
     "reason",
 )
 EVENT_COLUMNS = ("id", "type", "at", "data", "record_uid")
-LETTER_COLUMNS = ("id", "received_at", "source", "reason", "payload", "status")
+LETTER_COLUMNS = ("id", "received_at", "source", "reason", "payload", "status", "sender")
 
 
 def as_dicts(columns: tuple[str, ...], rows: Iterable[Row]) -> list[dict[str, Any]]:
@@ -334,4 +334,4 @@ def event_rows(changes: ChangeSet) -> list[Row]:
 
 def letter_rows(letters: Iterable[DeadLetter]) -> list[Row]:
     """Rows of dead letters (:data:`LETTER_COLUMNS`)."""
-    return [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status) for d in letters]
+    return [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status, d.sender) for d in letters]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,6 +33,28 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 IDENTIFIER_KINDS: tuple[str, ...] = ("email", "phone", "national_id", "customer_number")
 
 CustomerStatus = Literal["active", "merged"]
+
+
+#: What a source system may be named: it names records (``source|key``), dead letters and, on the command
+#: line, files; a name of this shape is never a path (no ``/``, no leading ``.``), so it cannot leave a folder.
+SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_SOURCE_NAME = re.compile(SOURCE_NAME_PATTERN)
+
+
+def is_source_name(name: object) -> bool:
+    """Whether ``name`` is a valid source name (:data:`SOURCE_NAME_PATTERN`)."""
+    return isinstance(name, str) and _SOURCE_NAME.fullmatch(name) is not None
+
+
+def source_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid source name, or None if it is."""
+    if is_source_name(name):
+        return None
+    shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:80] + "...")
+    return (
+        f"invalid source name {shown}: 1 to 64 lower-case letters, digits, '_', '.' or '-', starting with a "
+        "letter or digit (a source name is never a path)"
+    )
 
 
 def record_uid(source: str, key: str) -> str:
@@ -450,7 +473,12 @@ class TimelinePage:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An event that could not be applied, kept with the reason until it is replayed."""
+    """An event that could not be applied, kept with the reason until it is replayed.
+
+    ``source`` is the source the payload claims (it may be a lie); ``sender`` is who handed it over, as
+    authenticated: ``partner:<name>``, ``user:<subject>``, ``cli:<os user>``, ``kafka``; None for letters
+    kept before senders were recorded.
+    """
 
     id: str
     received_at: datetime
@@ -458,6 +486,7 @@ class DeadLetter:
     payload: str
     source: str | None = None
     status: Literal["open", "replayed"] = "open"
+    sender: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As JSON."""
@@ -465,6 +494,7 @@ class DeadLetter:
             "id": self.id,
             "received_at": self.received_at.isoformat(),
             "source": self.source,
+            "sender": self.sender,
             "reason": self.reason,
             "status": self.status,
             "payload": self.payload,

@@ -19,7 +19,7 @@ from ..errors import StoreUnavailableError
 from ..models import ChangeSet
 from ..store import GraphStore, StoreConfig
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 # SQLite allows 32766 host parameters; stay far below for IN lists.
 _CHUNK = 900

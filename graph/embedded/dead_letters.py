@@ -11,11 +11,11 @@ from .connection import EmbeddedBase
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, received_at TEXT NOT NULL, source TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL,
-    status TEXT NOT NULL);
+    status TEXT NOT NULL, sender TEXT);
 CREATE INDEX IF NOT EXISTS dead_letters_status ON dead_letters(status, received_at);
 """
 
-_COLUMNS = "id, received_at, source, reason, payload, status"
+_COLUMNS = "id, received_at, source, reason, payload, status, sender"
 
 
 class EmbeddedDeadLetters(EmbeddedBase):
@@ -24,6 +24,9 @@ class EmbeddedDeadLetters(EmbeddedBase):
     def _create(self, db: sqlite3.Connection) -> None:
         super()._create(db)
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
+        if "sender" not in columns:  # before schema 4 letters did not say who sent them: their sender is NULL
+            db.execute("ALTER TABLE dead_letters ADD COLUMN sender TEXT")
 
     def _tables(self) -> list[str]:
         return [*super()._tables(), "dead_letters"]
@@ -31,7 +34,7 @@ class EmbeddedDeadLetters(EmbeddedBase):
     def _add_dead_letters(self, letters: list[DeadLetter]) -> None:
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO dead_letters ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 letter_rows(letters),
             )
 

@@ -12,7 +12,7 @@ from .connection import Neo4jBase, unwind
 
 _FIELDS = (
     "d.id AS id, d.received_at AS received_at, d.source AS source, d.reason AS reason, d.payload AS payload, "
-    "d.status AS status"
+    "d.status AS status, d.sender AS sender"
 )
 
 
@@ -39,7 +39,8 @@ class Neo4jDeadLetters(Neo4jBase):
             unwind(
                 tx,
                 "UNWIND $rows AS row MERGE (d:DeadLetter {id: row.id}) ON CREATE SET d.received_at = row.received_at, "
-                "d.source = row.source, d.reason = row.reason, d.payload = row.payload, d.status = row.status",
+                "d.source = row.source, d.reason = row.reason, d.payload = row.payload, d.status = row.status, "
+                "d.sender = row.sender",
                 as_dicts(LETTER_COLUMNS, letter_rows(letters)),
             )
 

@@ -11,6 +11,14 @@ from ..models import DeadLetter
 from .base import Port
 
 
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class DeadLetterPort(Port):
     """Keep, list, read and mark replayed the events that could not be applied."""
 
@@ -19,7 +27,13 @@ class DeadLetterPort(Port):
         """Keep events that could not be applied, with their reasons (in one transaction).
 
         A letter whose id is kept already is not added again (a redelivered bad event stays one letter).
+        Every text must be valid Unicode (no lone surrogates: both backends store UTF-8).
         """
+        for d in letters:
+            for name in ("id", "reason", "payload", "source", "sender"):
+                value = getattr(d, name)
+                if value is not None and not _encodes(value):
+                    raise InvalidInputError(f"dead letter {d.id!a}: its {name} is not valid Unicode")
         if letters:
             self._call("add_dead_letters", lambda: self._add_dead_letters(list(letters)))
 
