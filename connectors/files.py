@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from c360.graph.errors import InvalidInputError
-from c360.graph.models import SourceRecord
+from c360.graph.models import SourceRecord, source_name_problem
 
 from .mapping import ColumnMapping, RowError, RowMapper, default_mapping
 
@@ -59,8 +59,9 @@ class FileSource:
     """Iterate a file's rows as :class:`SourceRecord`; :attr:`report` fills in as it goes."""
 
     def __init__(self, path: Path, source: str, mapping: ColumnMapping | None = None) -> None:
-        if not source or "|" in source:
-            raise InvalidInputError(f"invalid source name {source!r}: non-empty, without '|'")
+        problem = source_name_problem(source)
+        if problem is not None:
+            raise InvalidInputError(problem)
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file")
         self.path = path

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from c360.graph.errors import InvalidInputError
+from c360.graph.models import source_name_problem
 from faker import Faker
 
 from ..mapping import ColumnMapping, load_mapping
@@ -139,6 +140,16 @@ class SourceFile:
     mapping: Path
 
 
+def _inside(root: Path, name: object) -> Path:
+    """``root / name`` for a relative ``name`` that stays inside ``root``; InvalidInputError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{root / MANIFEST}: a file name must be a non-empty string, not {name!r}")
+    path = Path(name)
+    if path.is_absolute() or not (root / path).resolve().is_relative_to(root.resolve()):
+        raise InvalidInputError(f"{root / MANIFEST}: {name!r} is outside the data set folder")
+    return root / path
+
+
 @dataclass(slots=True)
 class Dataset:
     """A generated data set on disk."""
@@ -151,14 +162,27 @@ class Dataset:
 
     @classmethod
     def load(cls, root: Path) -> Dataset:
-        """Read the manifest ``dataset.json`` of a generated (or hand-written) data set."""
+        """Read the manifest ``dataset.json`` of a generated (or hand-written) data set.
+
+        Its source names must be valid (:func:`~c360.graph.models.source_name_problem`) and its files lie
+        inside the folder: a manifest cannot name a path outside it.
+        """
         try:
             data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-            sources = [SourceFile(s["source"], root / s["path"], root / s["mapping"]) for s in data["sources"]]
+            entries = list(data["sources"])
+            sources = []
+            for s in entries:
+                problem = source_name_problem(s["source"])
+                if problem is not None:
+                    raise InvalidInputError(f"{root / MANIFEST}: {problem}")
+                sources.append(SourceFile(s["source"], _inside(root, s["path"]), _inside(root, s["mapping"])))
+            truth = _inside(root, data["truth"]) if data.get("truth") else None
+            counts = int(data.get("records", 0)), int(data.get("persons", 0))
+        except InvalidInputError:
+            raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"{root}: not a data set folder (a valid {MANIFEST} is needed): {exc}") from exc
-        truth = root / data["truth"] if data.get("truth") else None
-        return cls(root, sources, truth, int(data.get("records", 0)), int(data.get("persons", 0)))
+        return cls(root, sources, truth, *counts)
 
     def mapping_of(self, source: SourceFile) -> ColumnMapping:
         """Load the mapping of one source."""
