@@ -1,6 +1,7 @@
 """Review: the queue of uncertain pairs and stewards' decisions on them.
 
-Each function authorises the caller against the policy and audits the outcome.
+Each function authorises the caller against the policy and audits the outcome; the items it returns
+have their record uids (and reasons) masked for the caller's role (the policy's ``source_key`` rule).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ async def review_queue(
         offset = decode_offset(after)
         items = service.store.review_items("open", limit=offset + first + 1)
         more = len(items) > offset + first
-        return items[offset : offset + first], encode_cursor(str(offset + first)) if more else None
+        page = [service.policy.mask_review_item(who.role, i) for i in items[offset : offset + first]]
+        return page, encode_cursor(str(offset + first)) if more else None
 
     return await service.audited(who, "read_review_queue", None, lambda: service.read(work))
 
@@ -40,12 +42,13 @@ async def customer_review_items(
         customer_id,
         lambda: service.read(lambda: service.store.review_items("open", limit=None)),
     )
-    return [i for i in items if i.record_uid in record_uids or i.candidate_uid in record_uids]
+    mine = [i for i in items if i.record_uid in record_uids or i.candidate_uid in record_uids]
+    return [service.policy.mask_review_item(who.role, i) for i in mine]
 
 
 async def approve_review(*, service: ProfileService, who: Principal, review_id: str, reason: str | None) -> ReviewItem:
     """Approve a review item: its two customers become one."""
-    return await service.audited(
+    item = await service.audited(
         who,
         "approve_review",
         review_id,
@@ -60,11 +63,12 @@ async def approve_review(*, service: ProfileService, who: Principal, review_id: 
             )
         ),
     )
+    return service.policy.mask_review_item(who.role, item)
 
 
 async def reject_review(*, service: ProfileService, who: Principal, review_id: str, reason: str) -> ReviewItem:
     """Reject a review item: the pair is kept apart from now on."""
-    return await service.audited(
+    item = await service.audited(
         who,
         "reject_review",
         review_id,
@@ -72,3 +76,4 @@ async def reject_review(*, service: ProfileService, who: Principal, review_id: s
             lambda: reject(service.store, review_id, by=who.subject, reason=reason, now=datetime.now(UTC))
         ),
     )
+    return service.policy.mask_review_item(who.role, item)

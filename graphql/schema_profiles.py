@@ -24,7 +24,10 @@ from .schema_review import ReviewItemNode
 from .service import ProfileService
 
 
-@strawberry.type(description="One golden field: its value as your role may see it, and where it came from.")
+@strawberry.type(
+    description="One golden field: its value as your role may see it, and where it came from (source_key masked "
+    "by role: record keys may be personal data)."
+)
 class GoldenField:
     name: str
     value: str
@@ -46,7 +49,11 @@ class FieldValue:
     value: str
 
 
-@strawberry.type(name="SourceRecord", description="A record of a source system linked to the customer.")
+@strawberry.type(
+    name="SourceRecord",
+    description="A record of a source system linked to the customer; key and uid are masked by role (a source may "
+    "be keyed by email): roles that see them hashed give these uids back to explain and split.",
+)
 class SourceRecordNode:
     uid: str
     source: str
@@ -64,7 +71,7 @@ class HistoryEntry:
     data: JSON
 
 
-@strawberry.type
+@strawberry.type(description="A journey event; its id and the record key it names (customer_key) are masked by role.")
 class TimelineEvent:
     id: str
     type: str
@@ -222,9 +229,15 @@ class Customer:
         if types and not set(types) <= JOURNEY_TYPES:
             raise InvalidInputError(f"types may be: {', '.join(sorted(JOURNEY_TYPES))}")
         page = await _journey(info, str(self.id), "read_timeline", first, after, types or sorted(JOURNEY_TYPES))
+        policy = self.service.policy
         return TimelinePage(
             events=[
-                TimelineEvent(id=e.id, type=e.type, occurred_at=e.occurred_at, data=orjson.loads(e.data))
+                TimelineEvent(
+                    id=policy.mask_uid(self.role, e.id),
+                    type=e.type,
+                    occurred_at=e.occurred_at,
+                    data=cast(JSON, policy.mask_event(self.role, orjson.loads(e.data))),
+                )
                 for e in page.events
             ],
             page_info=page_info(page.next_cursor),
@@ -289,7 +302,7 @@ class Customer:
             customer_id=str(self.id),
             record_uids={r.record.uid for r in self.profile.records},
         )
-        return [ReviewItemNode.of(i) for i in items]
+        return [ReviewItemNode.of(i) for i in items]  # masked by the service
 
 
 @strawberry.type

@@ -161,16 +161,11 @@ class ProfileService:
 
     def mask_identifier(self, role: str, uid: str) -> str | None:
         """``kind|value`` with the value as ``role`` may see it; None when the role may not see it."""
-        kind, _, value = uid.partition("|")
-        masked = self.policy.mask(role, IDENTIFIER_FIELD.get(kind, "customer_number"), value)
-        return None if masked is None else f"{kind}|{masked}"
+        return self.policy.mask_identifier(role, uid)
 
     def mask_evidence(self, role: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
-        """Link or merge evidence with its identifiers masked for ``role``."""
-        out = dict(evidence)
-        if "identifiers" in out:
-            out["identifiers"] = [m for uid in out["identifiers"] if (m := self.mask_identifier(role, uid))]
-        return out
+        """Link or merge evidence with its identifiers, record uid and note masked for ``role``."""
+        return self.policy.mask_evidence(role, evidence)
 
     def golden(self, role: str, profile: Profile) -> dict[str, dict[str, Any]]:
         """The golden record as ``role`` may see it: field -> value (masked) with its source and rule.
@@ -183,18 +178,21 @@ class ProfileService:
         for name, gv in profile.customer.golden.items():
             masked = self.policy.mask(role, name, gv.value, today=today)
             if masked is not None:
-                golden[name] = {**gv.to_json(), "value": masked.isoformat() if isinstance(masked, date) else masked}
+                value = masked.isoformat() if isinstance(masked, date) else masked
+                golden[name] = {**gv.to_json(), "value": value, "source_key": self.policy.mask_key(role, gv.source_key)}
         dob = profile.customer.golden.get("date_of_birth")
         if dob is not None:
             age = self.policy.mask(role, "age", dob.value, today=today)
             if age is not None:
-                golden["age"] = {**dob.to_json(), "value": age, "rule": "derived from date_of_birth"}
+                key = self.policy.mask_key(role, dob.source_key)
+                golden["age"] = {**dob.to_json(), "value": age, "source_key": key, "rule": "derived from date_of_birth"}
         incomes = [r.record for r in profile.records if r.record.attributes.get("annual_income") not in (None, "")]
         if incomes:
             newest = max(incomes, key=lambda r: r.observed_at)
             income = self.policy.mask(role, "annual_income", newest.attributes["annual_income"], today=today)
             if income is not None:
-                source = {"source": newest.source, "source_key": newest.key, "rule": "most_recent"}
+                key = self.policy.mask_key(role, newest.key)
+                source = {"source": newest.source, "source_key": key, "rule": "most_recent"}
                 golden["annual_income"] = {"value": income, **source, "observed_at": newest.observed_at.isoformat()}
         return golden
 
@@ -249,8 +247,8 @@ class ProfileService:
         return doc
 
     def history_json(self, role: str, events: Sequence[HistoryEvent]) -> list[dict[str, Any]]:
-        """Merge and split events as JSON with masked evidence."""
-        return [{**e.to_json(), "evidence": self.mask_evidence(role, e.evidence.to_json())} for e in events]
+        """Merge and split events as JSON with masked record uids and evidence."""
+        return [self.policy.mask_history_event(role, e.to_json()) for e in events]
 
     async def ping(self) -> str:
         """The store's name once it answers a ping; its StoreError when it does not."""

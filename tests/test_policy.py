@@ -4,6 +4,7 @@ and policy files that must be rejected with a message naming the place."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from datetime import date
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
-from c360.graph.errors import InvalidInputError
+from c360.graph.errors import ConfigError, InvalidInputError
 from c360.graphql.auth import ForbiddenError, Principal
-from c360.graphql.policy import ATTRIBUTES, BUNDLED_POLICY, FIELDS, RULES, Policy, load_policy
+from c360.graphql.hash_keys import HashKeys
+from c360.graphql.policy import ATTRIBUTES, BUNDLED_POLICY, FIELDS, RULES, SOURCE_KEY, Policy, load_policy
 
-POLICY = load_policy()
+KEYS = HashKeys.generate()
+POLICY = load_policy(hash_keys=KEYS)
 TODAY = date(2024, 6, 1)
 BORN = date(1990, 5, 17)  # 34 on TODAY
 
@@ -76,6 +79,11 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def keyed(text: str, keys: HashKeys = KEYS) -> str:
+    """The ``hash`` rule's answer, computed here: HMAC-SHA256 under the current key, with its id."""
+    return f"hmac:{keys.current}:" + hmac.new(keys.secrets[keys.current], text.encode(), hashlib.sha256).hexdigest()
+
+
 def normalised(value: Any) -> str:
     return (value.isoformat() if isinstance(value, date) else str(value)).strip().casefold()
 
@@ -102,8 +110,9 @@ def test_each_field_is_masked_by_its_rule(role: str, name: str) -> None:
     elif rule == "deny":
         assert masked is None
     elif rule == "hash":
-        assert masked == sha256(POLICY.hash_salt + normalised(value))
-        assert re.fullmatch(r"[0-9a-f]{64}", masked) and masked != value
+        assert masked == keyed(normalised(value))
+        assert re.fullmatch(r"hmac:k1:[0-9a-f]{64}", masked) and masked != value
+        assert masked.rpartition(":")[2] != sha256(normalised(value))  # not the unkeyed digest
     elif rule == "range":
         assert name in ("age", "annual_income")
         assert masked == ("30-39" if name == "age" else "50k-75k")
@@ -146,16 +155,16 @@ def test_a_source_record_keeps_its_provenance_and_masks_its_attributes(role: str
         "internal_note": "do not show",
     }
     masked = POLICY.mask_record(role, record, today=TODAY)
-    assert {k: masked[k] for k in ("source", "key", "observed_at")} == {
-        k: record[k] for k in ("source", "key", "observed_at")
-    }
+    assert {k: masked[k] for k in ("source", "observed_at")} == {k: record[k] for k in ("source", "observed_at")}
+    # The key is a value that may carry PII: it follows the source_key rule.
+    assert masked["key"] == ("42" if POLICY.rule(role, SOURCE_KEY) == "full" else keyed("42"))
     assert "internal_note" not in masked
     assert masked.get("email") == POLICY.mask(role, "email", SAMPLE["email"])
     assert masked.get("age") == POLICY.mask(role, "age", BORN, today=TODAY)
     attributes = masked.get("attributes", {})
     income, tier = POLICY.rule(role, "annual_income"), POLICY.rule(role, ATTRIBUTES)
     assert attributes.get("annual_income") == {"full": "62,000", "range": "50k-75k", "deny": None}.get(income, "?")
-    assert attributes.get("loyalty_tier") == {"full": "Gold", "hash": sha256("gold"), "deny": None}[tier]
+    assert attributes.get("loyalty_tier") == {"full": "Gold", "hash": keyed("gold"), "deny": None}[tier]
 
 
 # -- generated: every (role, action) ---------------------------------------------------------------
@@ -198,11 +207,11 @@ def test_a_marketer_sees_age_and_income_as_ranges_and_no_birth_date() -> None:
     assert POLICY.rule("marketer", "date_of_birth") == "deny"
     for name in ("first_name", "last_name", "email", "phone", "national_id"):
         assert POLICY.rule("marketer", name) in ("hash", "deny")
-    assert POLICY.mask("marketer", "email", "  JANE@example.COM ") == sha256("jane@example.com")
+    assert POLICY.mask("marketer", "email", "  JANE@example.COM ") == keyed("jane@example.com")
 
 
-def test_a_data_consumer_sees_personal_data_as_sha256() -> None:
-    assert POLICY.mask("data_consumer", "email", "Jane.Doe@Example.com") == sha256("jane.doe@example.com")
+def test_a_data_consumer_sees_personal_data_as_keyed_hashes() -> None:
+    assert POLICY.mask("data_consumer", "email", "Jane.Doe@Example.com") == keyed("jane.doe@example.com")
     for name in ("first_name", "last_name", "email", "phone", "national_id", "date_of_birth", "address_line1"):
         assert POLICY.rule("data_consumer", name) == "hash"
 
@@ -260,10 +269,15 @@ def _write(tmp_path: Path, data: Any) -> Path:
     return path
 
 
-def test_a_salt_changes_the_hashes(tmp_path: Path) -> None:
-    policy = load_policy(_write(tmp_path, _bundled() | {"hash_salt": "pepper"}))
-    assert policy.mask("data_consumer", "email", " A@B.C ") == sha256("peppera@b.c")
+def test_another_key_changes_the_hashes_and_a_salt_in_the_file_is_refused(tmp_path: Path) -> None:
+    other = HashKeys.generate()
+    policy = load_policy(hash_keys=other)
+    assert policy.mask("data_consumer", "email", " A@B.C ") == keyed("a@b.c", other)
     assert policy.mask("data_consumer", "email", "a@b.c") != POLICY.mask("data_consumer", "email", "a@b.c")
+    with pytest.raises(InvalidInputError, match=r"policy.yaml: hash_salt: hashes are keyed now"):
+        load_policy(_write(tmp_path, _bundled() | {"hash_salt": "pepper"}))
+    with pytest.raises(ConfigError, match="no hash key"):
+        load_policy().mask("data_consumer", "email", "a@b.c")  # no built-in key to fall back on
 
 
 def test_income_bands_are_configurable(tmp_path: Path) -> None:
@@ -336,6 +350,16 @@ BAD: list[tuple[str, Any, str]] = [
     ("bands out of order", lambda d: d | {"income_bands": [50000, 25000]}, r"income_bands: give positive band edges"),
     ("no bands", lambda d: d | {"income_bands": []}, r"income_bands"),
     ("passthrough of a field", lambda d: d | {"passthrough": ["id", "email"]}, r"passthrough: email are masked"),
+    (
+        "passthrough of a key",
+        lambda d: d | {"passthrough": ["id", "key", "uid"]},
+        r"passthrough: key, uid hold record keys: they follow the source_key rule",
+    ),
+    (
+        "source_key denied",
+        lambda d: _rule(d, "marketer", "source_key", "deny"),
+        r"roles\.marketer\.fields\.source_key: rule 'deny' does not apply to source_key \(it may be full, hash\)",
+    ),
     ("no roles", lambda d: d | {"roles": {}}, r"roles: the policy defines no roles"),
     ("not a mapping", lambda d: "- just\n- a list\n", r"the policy must be a mapping"),
     ("empty", lambda d: "", r"the policy must be a mapping"),

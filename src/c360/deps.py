@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from c360.graph.store import GraphStore, open_store
@@ -18,7 +19,9 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
 
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
+    from c360.graphql.hash_keys import HashKeys
     from c360.graphql.partners import PartnerKeys
+    from c360.graphql.policy import Policy
     from c360.resolution.batch import BatchResolver
 
 
@@ -81,6 +84,43 @@ def audit_log(settings: Settings) -> AuditLog:
     return AuditLog(settings.data_dir / "audit.log")
 
 
+def hash_key_file(settings: Settings) -> Path:
+    """Where the key ring of the ``hash`` masking rule is: ``api.hash_key_file``, else the data directory's."""
+    from c360.graphql.hash_keys import DEFAULT_FILE
+
+    return settings.api.hash_key_file or settings.data_dir / DEFAULT_FILE
+
+
+def hash_keys(settings: Settings) -> HashKeys:
+    """The key ring of the ``hash`` masking rule (HMAC-SHA256 secrets; hashes read ``hmac:<key id>:<hex>``).
+
+    The data directory's ring is generated on first use (mode 0600); a file named by ``api.hash_key_file``
+    must exist (a missing mounted secret is an error, not a new key that would change every hash).
+    """
+    from c360.graphql.hash_keys import open_hash_keys
+
+    return open_hash_keys(hash_key_file(settings), create=settings.api.hash_key_file is None)
+
+
+def rotate_hash_key(settings: Settings) -> HashKeys:
+    """Add a new current key to the ``hash`` rule's key ring and return the new ring (``c360 keys rotate --hash``).
+
+    The old keys stay in the ring, so hashes made before can still be recognised; every hash made from
+    now on is under the new key (``hmac:<new id>:...``), so consumers joining on hashes re-read what they
+    keep. A running server keeps the ring it started with: restart it.
+    """
+    from c360.graphql.hash_keys import rotate_hash_keys
+
+    return rotate_hash_keys(hash_key_file(settings))
+
+
+def build_policy(settings: Settings) -> Policy:
+    """The role policy (``api.policy_file`` or the bundled one), hashing with the deployment's key ring."""
+    from c360.graphql.policy import load_policy
+
+    return load_policy(settings.api.policy_file, hash_keys=hash_keys(settings))
+
+
 def auth_config(settings: Settings) -> AuthConfig:
     """How bearer tokens are verified (and, in dev mode, issued)."""
     from c360.graphql.auth import AuthConfig
@@ -101,7 +141,6 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
     from c360.graphql.app import ApiOptions, EventSink, create_app
     from c360.graphql.auth import TokenVerifier
-    from c360.graphql.policy import load_policy
     from c360.graphql.ratelimit import RateLimiter
     from c360.graphql.service import ProfileService
 
@@ -116,14 +155,14 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
 
         sink = Runner(pipeline)
     api = settings.api
-    policy = load_policy(api.policy_file)
+    role_policy = build_policy(settings)
     audit = audit_log(settings)
     config = auth_config(settings)
-    verifier = TokenVerifier(config, policy.roles) if api.jwks_url or api.key_file or api.dev_mode else None
+    verifier = TokenVerifier(config, role_policy.roles) if api.jwks_url or api.key_file or api.dev_mode else None
     registry = model_registry(settings)
     service = ProfileService(
         store,
-        policy,
+        role_policy,
         audit,
         linking=settings.linking,
         survivorship=settings.survivorship,
@@ -131,7 +170,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         inline_reads=settings.graph.backend == "embedded",
     )
     options = ApiOptions(
-        policy=policy,
+        policy=role_policy,
         audit=audit,
         verifier=verifier,
         dev_mode=api.dev_mode,

@@ -85,6 +85,11 @@ class ApiSettings(BaseModel):
     key_file: Path | None = Field(default=None, description="A PEM public key or JWKS JSON file to verify tokens.")
     role_claim: str = Field(default="role", description="The claim that holds the role (a string or a list).")
     policy_file: Path | None = Field(default=None, description="Roles, permissions and masking; default: bundled.")
+    hash_key_file: Path | None = Field(
+        default=None,
+        description="The secret key ring of the hash masking rule (HMAC-SHA256, JSON, mode 0600); default: "
+        "hash-keys.json in the data dir, generated on first use. A file named here must exist.",
+    )
     partner_rate: float = Field(default=20.0, gt=0, description="Requests per second a partner key may sustain.")
     partner_burst: int = Field(default=40, ge=1, description="Requests a partner key may send at once.")
 
