@@ -451,8 +451,15 @@ class Linker:
                 seen.add(e.id)
                 kept.append(e)
         if record_events is not None:
-            applied = {e.id for e in kept}
-            records = [r for r, eid in zip(records, record_events, strict=True) if eid in applied]
+            # One record per applied event, the first one carrying its id: a repeat of an id within the batch
+            # is a duplicate like a redelivery, whatever its values or its key.
+            pending = {e.id for e in kept}
+            taken: list[SourceRecord] = []
+            for r, eid in zip(records, record_events, strict=True):
+                if eid in pending:
+                    pending.discard(eid)
+                    taken.append(r)
+            records = taken
         return kept, records, len(events) - len(kept)
 
     def ingest(

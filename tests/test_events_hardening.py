@@ -1,15 +1,38 @@
-"""Issue 13's attacks on the event paths, each reproduced first: source names that are paths."""
+"""Issue 13's attacks on the event paths, each reproduced first (one event id twice in a batch, paths)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from c360.connectors.files import FileSource
 from c360.connectors.synthetic import Dataset
 from c360.graph.errors import InvalidInputError
+from c360.graph.models import SourceRecord
+from c360.graph.store import GraphStore
+from c360.resolution.linker import Linker
 from test_cli import c360
+
+
+def links(store: GraphStore) -> dict[str, str]:
+    return {f"{s}|{k}": c for s, k, c in store.iter_links()}
+
+
+# -- 2. one event id in one batch: the first wins -------------------------------------------------------
+
+
+def test_the_linker_links_one_record_per_applied_event(store: GraphStore) -> None:
+    from c360.graph.models import StoredEvent
+
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    a, b = SourceRecord("crm", "a", at, first_name="Ann"), SourceRecord("crm", "b", at, first_name="Bo")
+    event = StoredEvent("crm|e1", "profile_update", at, "{}", None)
+    result = Linker(store).ingest_batch([a, b], events=[event, event], record_events=["crm|e1", "crm|e1"])
+    assert (result.events, result.duplicates, result.inserted) == (["crm|e1"], 1, 1)
+    assert set(links(store)) == {"crm|a"}
+
 
 # -- 5. source names are never paths --------------------------------------------------------------------
 
