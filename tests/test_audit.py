@@ -132,15 +132,16 @@ def test_cli_reads_and_changes_are_audited_too(tmp_path: Path) -> None:
     c360("customer", "split", cid, "--records", "crm|9", "--reason", "x", cwd=tmp_path, ok=False)
     entries = [json.loads(line) for line in (tmp_path / ".c360" / "audit.log").read_text().splitlines()]
     got = [(e["action"], e["target"], e["outcome"]) for e in entries]
-    assert got[:4] == [
+    assert got[:5] == [
+        ("send_events", str(events), "ok"),  # a change: audited since issue 13
         ("search_customers", None, "ok"),
         ("read_profile", cid, "ok"),
         ("read_profile", "C404", "not_found"),
         ("split", cid, "ok"),
     ]
-    assert got[4][0] == "split" and got[4][2] in ("refused", "not_found")
-    assert entries[3]["actor"] == "steward-sue" and all(e["role"] == "cli" for e in entries)
-    assert "intact: 5 entries" in c360("audit", "verify", cwd=tmp_path).stdout
+    assert got[5][0] == "split" and got[5][2] in ("refused", "not_found")
+    assert entries[4]["actor"] == "steward-sue" and all(e["role"] == "cli" for e in entries)
+    assert "intact: 6 entries" in c360("audit", "verify", cwd=tmp_path).stdout
 
 
 def test_two_writers_share_one_chain(tmp_path: Path) -> None:

@@ -454,3 +454,120 @@ def test_readyz_reports_a_log_that_is_refused_and_reads_are_refused_with_it(tmp_
     ready, rest = api.ask(("GET", "/readyz", {}), ("GET", url, {"headers": steward}))
     assert ready.status_code == 503 and "not an audit entry" in ready.json()["detail"]
     assert rest.status_code == 503 and "p0@example.com" not in rest.text
+
+
+# -- the command line: every change audited, nothing printed unaudited ---------------------------
+
+
+def _cli_entries(home: Path) -> list[dict[str, Any]]:
+    return _entries(home / ".c360" / "audit.log")
+
+
+def _people(home: Path) -> Path:
+    (home / "people.csv").write_text("id,first_name,email\n1,Ann,ann@example.com\n2,Bob,bob@example.com\n,Cy,c@x.com\n")
+    return home / "people.csv"
+
+
+def test_cli_prints_no_profile_when_its_audit_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import c360.graphql.audit as audit
+    from test_cli import c360
+
+    _people(tmp_path)
+    c360("ingest", "people.csv", "--source", "crm", cwd=tmp_path)
+    cid = json.loads(c360("customer", "find", "--email", "ann@example.com", cwd=tmp_path).stdout)[0]["id"]
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "fsync", full)
+    for args in (("customer", "get", cid), ("customer", "find", "--email", "ann@example.com")):
+        got = c360(*args, cwd=tmp_path, ok=False)
+        assert got.returncode == 1 and got.stdout == "" and "audit entry could not be written" in got.stderr
+    monkeypatch.undo()
+    assert "ann@example.com" in c360("customer", "get", cid, cwd=tmp_path).stdout
+
+
+def test_cli_changes_are_audited_with_who_what_and_counts(tmp_path: Path) -> None:
+    from test_cli import c360
+
+    _people(tmp_path)
+    c360("ingest", "people.csv", "--source", "crm", cwd=tmp_path)
+    key = c360("partner", "add", "acme", "--sources", "acme,shop", cwd=tmp_path).stdout.strip()
+    c360("partner", "add", "acme", "--rotate", cwd=tmp_path)
+    c360("partner", "list", cwd=tmp_path)
+    c360("partner", "revoke", "acme", cwd=tmp_path)
+    c360("partner", "revoke", "acme", cwd=tmp_path, ok=False)
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([{"event_id": "e1", "type": "profile_update", "source": "crm"}]))
+    c360("events", "send", "events.json", cwd=tmp_path, ok=False)  # rejected: exit 1, still audited
+    c360("export", "links", "--output", "links.csv", cwd=tmp_path)
+    c360("auth", "token", "--role", "marketer", "--subject", "sam", "--dev", cwd=tmp_path)
+    c360("review", "list", cwd=tmp_path)
+    got = [(e["action"], e["target"], e["outcome"]) for e in _cli_entries(tmp_path)]
+    assert got == [
+        ("ingest", "crm", "ok"),
+        ("partner_add", "acme", "ok"),
+        ("partner_rotate_key", "acme", "ok"),
+        ("read_partners", None, "ok"),
+        ("partner_revoke", "acme", "ok"),
+        ("partner_revoke", "acme", "not_found"),
+        ("send_events", "events.json", "ok"),
+        ("export_links", "links.csv", "ok"),
+        ("issue_token", "sam", "ok"),
+        ("read_review_queue", None, "ok"),
+    ]
+    entries = _cli_entries(tmp_path)
+    ingest = entries[0]
+    assert ingest["role"] == "cli" and ingest["actor"]
+    assert ingest["detail"].startswith("3 rows, 2 records (2 new,") and "1 rejected" in ingest["detail"]
+    assert ingest["detail"].endswith("file people.csv")
+    assert entries[1]["detail"] == "sources acme,shop"
+    assert "0 applied" in entries[6]["detail"] and "1 rejected" in entries[6]["detail"]
+    assert entries[8]["detail"] == "dev token, role marketer, 3600 s"
+    assert key not in (tmp_path / ".c360" / "audit.log").read_text()
+    assert "intact: 10 entries" in c360("audit", "verify", cwd=tmp_path).stdout
+
+
+def test_cli_refuses_to_change_anything_while_the_audit_trail_is_broken(tmp_path: Path) -> None:
+    from test_cli import c360
+
+    c360("partner", "add", "acme", cwd=tmp_path)
+    log = tmp_path / ".c360" / "audit.log"
+    with log.open("ab") as fh:
+        fh.write(b"not an entry\n")
+    got = c360("partner", "add", "other", cwd=tmp_path, ok=False)
+    assert got.returncode == 1 and "not an audit entry" in got.stderr and got.stdout == ""
+    assert "other" not in (tmp_path / ".c360" / "partners.json").read_text()
+    _people(tmp_path)
+    assert c360("ingest", "people.csv", "--source", "crm", cwd=tmp_path, ok=False).returncode == 1
+    db = tmp_path / ".c360" / "graph.db"
+    if db.exists():
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM records").fetchone() == (0,)
+
+
+def test_cli_audit_head_verify_head_and_rotate_key(tmp_path: Path) -> None:
+    from test_cli import c360
+
+    c360("partner", "add", "acme", cwd=tmp_path)
+    c360("partner", "list", cwd=tmp_path)
+    line = c360("audit", "head", cwd=tmp_path).stdout.strip()
+    shipped = json.loads(line)
+    assert shipped["count"] == 2 and shipped["c360_audit_head"] == f"2:{shipped['hash']}"
+    verified = c360("audit", "verify", "--head", shipped["c360_audit_head"], cwd=tmp_path).stdout
+    assert f"intact: 2 entries; head 2:{shipped['hash']}" in verified and "matches the head given" in verified
+    assert "intact: 2 entries" in c360("audit", "verify", "--head", line, cwd=tmp_path).stdout
+    assert "k2 is current" in c360("audit", "rotate-key", "--by", "ops", cwd=tmp_path).stdout
+    c360("partner", "list", cwd=tmp_path)
+    assert "intact: 4 entries" in c360("audit", "verify", "--head", line, cwd=tmp_path).stdout
+    # Cut back to one entry: the anchor and the shipped head both catch it.
+    log = tmp_path / ".c360" / "audit.log"
+    log.write_text(log.read_text().splitlines(keepends=True)[0])
+    bad = c360("audit", "verify", cwd=tmp_path, ok=False)
+    assert bad.returncode == 1 and "cut back" in bad.stderr and "head 1:" in bad.stderr
+    (tmp_path / ".c360" / "audit.log.head").unlink()
+    bad = c360("audit", "verify", "--head", line, cwd=tmp_path, ok=False)
+    assert bad.returncode == 1 and "anchor" in bad.stderr
+    assert c360("audit", "verify", "--head", "2:nothex", cwd=tmp_path, ok=False).returncode == 1

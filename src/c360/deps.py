@@ -78,10 +78,13 @@ def partner_keys(settings: Settings) -> PartnerKeys:
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    """The audit trail of the data directory (hash-chained; the API and the command line append to it)."""
+    """The audit trail of the data directory (sealed with ``audit.key_file``, else ``audit-keys.json`` there).
+
+    The API and the command line append to it; a configured key file must exist.
+    """
     from c360.graphql.audit import AuditLog
 
-    return AuditLog(settings.data_dir / "audit.log")
+    return AuditLog(settings.data_dir / "audit.log", key_file=settings.audit.key_file)
 
 
 def hash_key_file(settings: Settings) -> Path:

@@ -94,6 +94,19 @@ class ApiSettings(BaseModel):
     partner_burst: int = Field(default=40, ge=1, description="Requests a partner key may send at once.")
 
 
+class AuditSettings(BaseModel):
+    """The audit trail (``audit.log`` in the data dir): its sealing key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key_file: Path | None = Field(
+        default=None,
+        description="The secret key ring that seals audit entries (HMAC-SHA256, JSON, mode 0600); default: "
+        "audit-keys.json in the data dir, generated on first use. A file named here must exist; keep it "
+        "where only the audit trail's writers can read it.",
+    )
+
+
 class Settings(BaseSettings):
     """All of c360's settings."""
 
@@ -107,6 +120,7 @@ class Settings(BaseSettings):
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig, description="Real-time probabilistic matching.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="Kafka and the Faust worker.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The profile API.")
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

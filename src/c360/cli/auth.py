@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..settings import Settings
-from .common import fail, out
+from .common import audited, fail, out
 
 auth_app = typer.Typer(help="Local tokens for dev mode.", no_args_is_help=True)
 
@@ -32,4 +32,7 @@ def auth_token(
     if not settings.api.dev_mode:
         fail("local tokens exist in dev mode only: pass --dev (and run c360 serve --dev) or set C360_API__DEV_MODE=1")
     policy = load_policy(settings.api.policy_file)
-    out.print(issue_dev_token(auth_config(settings), role, subject, ttl, roles=policy.roles), highlight=False)
+    with audited(settings, "issue_token", subject, change=True) as note:
+        note.detail = f"dev token, role {role}, {ttl} s"
+        token = issue_dev_token(auth_config(settings), role, subject, ttl, roles=policy.roles)
+    out.print(token, highlight=False)

@@ -77,29 +77,49 @@ def who(by: str | None) -> str:
         return "cli"
 
 
-@contextmanager
-def audited(settings: Settings, action: str, target: str | None, *, by: str | None = None) -> Iterator[None]:
-    """Write the audit entry of a command that reads a profile or changes the graph, whatever its outcome.
+@dataclass
+class Audited:
+    """What an audited command adds to its entry: the detail of its outcome (counts, files)."""
 
-    The command line works on the store directly, as an operator: its entries carry role ``cli``.
+    detail: str | None = None
+
+
+@contextmanager
+def audited(
+    settings: Settings, action: str, target: str | None, *, by: str | None = None, change: bool = False
+) -> Iterator[Audited]:
+    """Write the audit entry of a command that reads data or changes it, whatever its outcome.
+
+    The audit trail is checked first: a broken one (:class:`~c360.graphql.audit.AuditUnavailableError`)
+    stops the command before it reads or changes anything. The entry is written when the body ends,
+    so a command prints what it read *after* the block: nothing is shown that is not audited. The
+    command line works on the store directly, as an operator: its entries carry role ``cli``.
     """
     log = audit_log(settings)
+    log.open()  # a torn tail is repaired here; a log that cannot take entries stops the command
+    note = Audited()
 
     def entry(outcome: str, detail: str | None = None) -> None:
-        log.append(actor=who(by), role="cli", action=action, target=target, outcome=outcome, detail=detail)
+        try:
+            log.append(actor=who(by), role="cli", action=action, target=target, outcome=outcome, detail=detail)
+        except OSError as exc:
+            from c360.graphql.audit import AuditUnavailableError
+
+            done = "the change was made, but " if change and outcome == "ok" else ""
+            raise AuditUnavailableError(f"{action}: {done}its audit entry could not be written: {exc}") from exc
 
     try:
-        yield
+        yield note
     except NotFoundError:
-        entry("not_found")
+        entry("not_found", note.detail)
         raise
-    except typer.Exit:
-        entry("refused", "invalid input")
+    except typer.Exit as exc:
+        entry("refused" if exc.exit_code else "ok", note.detail or ("invalid input" if exc.exit_code else None))
         raise
     except C360Error as exc:
-        entry("refused", f"{type(exc).__name__}: {exc}")
+        entry("refused", "; ".join(filter(None, (f"{type(exc).__name__}: {exc}", note.detail))))
         raise
     except Exception as exc:
-        entry("error", type(exc).__name__)
+        entry("error", "; ".join(filter(None, (type(exc).__name__, note.detail))))
         raise
-    entry("ok")
+    entry("ok", note.detail)

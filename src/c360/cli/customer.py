@@ -25,7 +25,7 @@ def customer_get(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(
         profile = store.get_profile(customer_id)
         if profile is None:
             raise NotFoundError(f"no customer {customer_id}")
-        print_json(profile.to_json())
+    print_json(profile.to_json())  # once its audit entry is on disk
 
 
 @customer_app.command("history")
@@ -74,7 +74,7 @@ def customer_split(
     """Split records out of a customer into a new one; they will not be merged back automatically."""
     wanted = [r.strip() for r in records.split(",") if r.strip()]
     settings: Settings = ctx.obj.settings
-    with store_of(ctx) as store, audited(settings, "split", customer_id, by=by):
+    with store_of(ctx) as store, audited(settings, "split", customer_id, by=by, change=True):
         event = split(
             store,
             customer_id,
@@ -108,7 +108,7 @@ def customer_find(
     if len(given) != 1:
         fail("give exactly one of --email, --phone, --name, --national-id")
     settings: Settings = ctx.obj.settings
-    with store_of(ctx) as store, audited(settings, "search_customers", None):
+    with store_of(ctx) as store, audited(settings, "search_customers", None) as note:
         ids = find_customer_ids(
             store=store,
             default_region=settings.linking.default_region,
@@ -132,4 +132,5 @@ def customer_find(
                         },
                     }
                 )
-        print_json(results)
+        note.detail = f"{len(results)} found"
+    print_json(results)  # once its audit entry is on disk

@@ -13,7 +13,7 @@ import typer
 from c360.connectors.synthetic import generate
 
 from ..settings import Settings
-from .common import err, out, store_of
+from .common import audited, err, out, store_of
 
 
 def generate_cmd(
@@ -41,9 +41,14 @@ def demo(
     from ..demo import describe_event, run_demo, showcase
 
     settings: Settings = ctx.obj.settings
-    with store_of(ctx) as store:
+    # The report shows profiles: it is captured and printed once the demo's audit entry is on disk.
+    with store_of(ctx) as store, audited(settings, "demo", None, change=True) as note, out.capture() as shown:
         with err.status("demo") as status:
             report = run_demo(settings, store, customers=customers, seed=seed, progress=status.update)
+        note.detail = (
+            f"{report.dataset.records} records generated into {report.dataset.root}; {report.records} records, "
+            f"{report.customers} customers; showed {show} profiles"
+        )
         ds, p, r, b = report.dataset, report.profiles, report.retail, report.batch
         out.print(
             f"generated {ds.records:,} customer records of {ds.persons:,} persons in {len(ds.sources)} sources "
@@ -101,6 +106,7 @@ def demo(
                     f"  {event.occurred_at.isoformat(timespec='minutes')}  {describe_event(event.data)}",
                     highlight=False,
                 )
+    out.file.write(shown.get())
     out.print(
         "Look one up: c360 customer get ID | c360 customer timeline ID | c360 review list | c360 serve",
         highlight=False,

@@ -14,7 +14,7 @@ from c360.streams.events import export_schemas
 from c360.streams.runner import Runner, Totals
 
 from ..deps import build_pipeline, build_store
-from .common import err, out
+from .common import audited, err, out
 
 events_app = typer.Typer(help="Event schemas and sending events through the pipeline.", no_args_is_help=True)
 
@@ -58,21 +58,24 @@ def events_send(
 
     Exits 1 when any event was rejected; rejected events are in the dead-letter store (c360 dlq list).
     """
-    payloads = _read_events(path)
-    store = build_store(ctx.obj.settings)
-    try:
-        runner = Runner(build_pipeline(ctx.obj.settings, store), batch_size=batch_size)
-        seen = 0
+    settings = ctx.obj.settings
+    with audited(settings, "send_events", str(path), change=True) as note:
+        payloads = _read_events(path)
+        store = build_store(settings)
+        try:
+            runner = Runner(build_pipeline(settings, store), batch_size=batch_size)
+            seen = 0
 
-        def rejected_so_far(totals: Totals) -> None:
-            nonlocal seen
-            for r in totals.rejected[seen:]:
-                err.print(f"rejected event {r.index} ({r.event_id or 'no id'}): {r.reason} -> {r.dead_letter}")
-            seen = len(totals.rejected)
+            def rejected_so_far(totals: Totals) -> None:
+                nonlocal seen
+                for r in totals.rejected[seen:]:
+                    err.print(f"rejected event {r.index} ({r.event_id or 'no id'}): {r.reason} -> {r.dead_letter}")
+                seen = len(totals.rejected)
 
-        t = runner.run(payloads, progress=rejected_so_far)
-    finally:
-        store.close()
+            t = runner.run(payloads, progress=rejected_so_far)
+        finally:
+            store.close()
+        note.detail = f"{t.events} events: {t.accepted} applied, {t.duplicates} seen before, {len(t.rejected)} rejected"
     rejected = len(t.rejected)
     out.print(f"{t.events:,} events: {t.accepted:,} applied, {t.duplicates:,} seen before, {rejected:,} rejected")
     if t.rejected:

@@ -10,7 +10,7 @@ import typer
 
 from c360.graph.errors import InvalidInputError
 
-from .common import out, store_of
+from .common import audited, out, store_of
 
 export_app = typer.Typer(help="Export what the graph holds.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ export_app = typer.Typer(help="Export what the graph holds.", no_args_is_help=Tr
 @export_app.command("links")
 def export_links(ctx: typer.Context, output: Annotated[Path, typer.Option(help="CSV file to write.")]) -> None:
     """Write source,source_key,customer_id for every source record."""
-    with store_of(ctx) as store:
+    with store_of(ctx) as store, audited(ctx.obj.settings, "export_links", str(output)) as note:
         try:
             fh = output.open("w", newline="", encoding="utf-8")
         except OSError as exc:
@@ -30,4 +30,5 @@ def export_links(ctx: typer.Context, output: Annotated[Path, typer.Option(help="
             for row in store.iter_links():
                 writer.writerow(row)
                 n += 1
+        note.detail = f"{n} links"
     out.print(f"wrote {n} links to {output}", highlight=False)

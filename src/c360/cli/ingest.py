@@ -21,7 +21,7 @@ from c360.streams.runner import Runner, Totals, file_payloads
 
 from ..deps import build_pipeline
 from ..settings import Settings
-from .common import err, fail, out, store_of
+from .common import audited, err, fail, out, store_of
 
 
 def _progress() -> Progress:
@@ -89,8 +89,22 @@ def ingest(
         sources = [(FileSource(path, source, load_mapping(mapping) if mapping else None), path)]
     with store_of(ctx) as store:
         for fs, file in sources:
-            _report(fs.source, _ingest_file(settings, store, fs, _count_rows(file)), fs.report)
+            with audited(settings, "ingest", fs.source, change=True) as note:
+                note.detail = f"file {file}"
+                totals = _ingest_file(settings, store, fs, _count_rows(file))
+                note.detail = f"{_counts(totals, fs.report)}; file {file}"
+            _report(fs.source, totals, fs.report)
         _print_stats(store)
+
+
+def _counts(totals: Totals, report: ReadReport) -> str:
+    """What an ingest did, for its audit entry (counts first: a long file name is what gets cut)."""
+    r = totals.ingest
+    return (
+        f"{report.rows} rows, {report.records} records ({r.inserted} new, {r.updated} updated, {r.unchanged} "
+        f"unchanged, {totals.duplicates} seen before), {len(totals.rejected)} rejected, {r.new_customers} new "
+        f"customers, {r.merges} merges"
+    )
 
 
 def _print_stats(store: GraphStore) -> None:

@@ -9,7 +9,7 @@ import typer
 from c360.graph.errors import InvalidInputError
 
 from ..deps import build_pipeline, build_store
-from .common import err, out
+from .common import audited, err, out
 
 pull_app = typer.Typer(help="Pull events from source databases, incrementally.", no_args_is_help=True)
 
@@ -40,14 +40,20 @@ def pull_postgres(
     settings = ctx.obj.settings
     reader = PostgresSource(config, FileWatermarks(settings.data_dir / "watermarks.json"))
     store = build_store(settings)
+    # The entry names the source and schema, never the DSN (it may carry a password).
     try:
-        runner = Runner(build_pipeline(settings, store), batch_size=batch_size)
-        for batch in reader.read():
-            outcome = runner.apply(batch.payloads)
-            batch.commit()
-            for r in outcome.rejected:
-                err.print(f"rejected {batch.table} event {r.event_id or '?'}: {r.reason} -> {r.dead_letter}")
-            err.print(f"{batch.table}: {runner.totals.events:,} rows so far, up to {batch.end[0]}")
+        with audited(settings, "pull_postgres", f"{source} ({schema})", change=True) as note:
+            runner = Runner(build_pipeline(settings, store), batch_size=batch_size)
+            for batch in reader.read():
+                outcome = runner.apply(batch.payloads)
+                batch.commit()
+                for r in outcome.rejected:
+                    err.print(f"rejected {batch.table} event {r.event_id or '?'}: {r.reason} -> {r.dead_letter}")
+                err.print(f"{batch.table}: {runner.totals.events:,} rows so far, up to {batch.end[0]}")
+                t = runner.totals
+                note.detail = (
+                    f"{t.events} rows: {t.accepted} applied, {t.duplicates} seen before, {len(t.rejected)} rejected"
+                )
     finally:
         store.close()
     t = runner.totals

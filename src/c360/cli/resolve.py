@@ -37,15 +37,17 @@ def train_cmd(
     settings: Settings = ctx.obj.settings
     store = build_store(settings)
     try:
-        records = [r for r, _ in store.iter_records()]
-        if len(records) < 2:
-            raise InvalidInputError("training needs stored records; run c360 ingest first")
-        with err.status(f"training on {len(records):,} records"):
-            model, tf_tables, summary = _train(records, settings, max_pairs, seed, verbose)
-        artifact = model_registry(settings).save(model, tf_tables, summary)
-        # The real-time path finds candidates through the blocking keys of the model in use.
-        region = settings.linking.default_region
-        store.replace_blocking_keys(*filing(records, region))
+        with audited(settings, "train_model", None, change=True) as note:
+            records = [r for r, _ in store.iter_records()]
+            if len(records) < 2:
+                raise InvalidInputError("training needs stored records; run c360 ingest first")
+            with err.status(f"training on {len(records):,} records"):
+                model, tf_tables, summary = _train(records, settings, max_pairs, seed, verbose)
+            artifact = model_registry(settings).save(model, tf_tables, summary)
+            note.detail = f"model v{artifact.version} on {len(records)} records"
+            # The real-time path finds candidates through the blocking keys of the model in use.
+            region = settings.linking.default_region
+            store.replace_blocking_keys(*filing(records, region))
     finally:
         store.close()
     out.print(
@@ -89,8 +91,18 @@ def batch_cmd(
         resolver = build_batch_resolver(
             settings, store, artifact=artifact, log_level=logging.INFO if verbose else logging.ERROR
         )
-        with err.status("batch resolution") as status:
+        with (
+            audited(settings, "resolve_batch", f"model v{artifact.version}", change=not dry_run) as note,
+            err.status("batch resolution") as status,
+        ):
+            note.detail = "dry run" if dry_run else None
             summary = resolver.run(dry_run=dry_run, progress=lambda what: status.update(f"batch resolution: {what}"))
+            note.detail = (
+                f"{'dry run: would change' if dry_run else 'applied' if summary.applied else 'nothing to change'}: "
+                f"{summary.records} records, customers {summary.customers_before} -> {summary.customers_after}, "
+                f"{summary.merges} merges, {summary.splits} splits, {summary.moved_records} records moved, "
+                f"{summary.review_items} review items"
+            )
     finally:
         store.close()
     if as_json:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from c360.graph.errors import InvalidInputError, NotFoundError
+from c360.graph.models import ReviewItem
 from c360.resolution.explain import explain_records
 from c360.resolution.review import approve, reject
 
@@ -33,7 +34,9 @@ def review_list(
         raise InvalidInputError("--status is one of open, approved, rejected, all")
     store = build_store(ctx.obj.settings)
     try:
-        items = store.review_items(None if status == "all" else status, limit)
+        with audited(ctx.obj.settings, "read_review_queue", None) as note:
+            items = store.review_items(None if status == "all" else status, limit)
+            note.detail = f"status {status}: {len(items)} items"
     finally:
         store.close()
     if not items:
@@ -54,10 +57,11 @@ def review_show(ctx: typer.Context, review_id: Annotated[str, typer.Argument(met
     scorer = registry.load().scorer() if registry.versions() else None
     store = build_store(settings)
     try:
-        item = store.get_review(review_id)
-        if item is None:
-            raise NotFoundError(f"no review item {review_id}")
-        found = explain_records(store, item.record_uid, item.candidate_uid, linking=settings.linking, scorer=scorer)
+        with audited(settings, "read_review", review_id):
+            item = store.get_review(review_id)
+            if item is None:
+                raise NotFoundError(f"no review item {review_id}")
+            found = explain_records(store, item.record_uid, item.candidate_uid, linking=settings.linking, scorer=scorer)
     finally:
         store.close()
     doc = {
@@ -80,7 +84,7 @@ def review_approve(
     settings: Settings = ctx.obj.settings
     store = build_store(settings)
     try:
-        with audited(settings, "approve_review", review_id, by=by):
+        with audited(settings, "approve_review", review_id, by=by, change=True):
             item = approve(
                 store, review_id, by=who(by), reason=reason, now=datetime.now(UTC), survivorship=settings.survivorship
             )
@@ -100,7 +104,7 @@ def review_reject(
     """Reject: the pair is not the same, and later automatic decisions respect that."""
     store = build_store(ctx.obj.settings)
     try:
-        with audited(ctx.obj.settings, "reject_review", review_id, by=by):
+        with audited(ctx.obj.settings, "reject_review", review_id, by=by, change=True):
             item = reject(store, review_id, by=who(by), reason=reason, now=datetime.now(UTC))
     finally:
         store.close()
@@ -110,11 +114,18 @@ def review_reject(
 @review_app.command("export-labels")
 def review_export(ctx: typer.Context, output: Annotated[Path, typer.Option(help="CSV file to write.")]) -> None:
     """Write decided items as labelled pairs (label 1: same, 0: not the same)."""
-    store = build_store(ctx.obj.settings)
-    try:
-        items = [i for i in store.review_items(None, 1_000_000) if i.status != "open"]
-    finally:
-        store.close()
+    with audited(ctx.obj.settings, "export_labels", str(output)) as note:
+        store = build_store(ctx.obj.settings)
+        try:
+            items = [i for i in store.review_items(None, 1_000_000) if i.status != "open"]
+        finally:
+            store.close()
+        note.detail = f"{len(items)} labelled pairs"
+        _write_labels(output, items)
+    out.print(f"wrote {len(items)} labelled pairs to {output}", highlight=False)
+
+
+def _write_labels(output: Path, items: list[ReviewItem]) -> None:
     try:
         with output.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -133,4 +144,3 @@ def review_export(ctx: typer.Context, output: Annotated[Path, typer.Option(help=
                 )
     except OSError as exc:
         raise InvalidInputError(f"cannot write {output}: {exc.strerror}") from exc
-    out.print(f"wrote {len(items)} labelled pairs to {output}", highlight=False)

@@ -20,7 +20,7 @@ def serve(
     """Serve the API with uvicorn until stopped: /graphql, /v1 (REST, partner events), /healthz, /readyz, /metrics."""
     import uvicorn
 
-    from ..deps import build_app
+    from ..deps import audit_log, build_app
 
     settings: Settings = ctx.obj.settings
     if dev:
@@ -28,6 +28,11 @@ def serve(
     with store_of(ctx) as store:
         mode = "dev mode: GraphiQL on /graphql, tokens from c360 auth token" if settings.api.dev_mode else "production"
         err.print(f"c360 serving on http://{host}:{port} (store: {store.name}; {mode})")
+        # A torn last line is repaired here (the repair is an entry); a log that cannot take entries
+        # is said now, and /readyz answers 503 with the reason until it can.
+        broken = audit_log(settings).problem()
+        if broken:
+            err.print(f"warning: {broken}; audited reads answer 503", highlight=False)
         app_ = build_app(settings, store)
         # Start-up objects (schema, settings, caches) never die: keep them out of every GC pass, and
         # collect less often, since a request allocates many short-lived objects (fewer, shorter pauses).
