@@ -1,4 +1,10 @@
-"""REST profile reads: ``GET /v1/customers/{id}`` and ``GET /v1/customers?email=|phone=`` (the fast path)."""
+"""REST profile reads: ``GET /v1/customers/{id}`` and ``GET /v1/customers?email=|phone=`` (the fast path).
+
+Answers are masked by the caller's role (``graphql/policy.yaml``), record keys included: a role that may
+not see every identifying field gets ``records[].key`` and the golden fields' ``source_key`` as keyed
+hashes (``hmac:<key id>:<hex>``). A lookup by email or phone is answered only to roles that see that
+field in full (a lookup is an oracle); others get 403, audited as refused.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from .service import ProfileService
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No or invalid credentials"},
-    403: {"description": "The role may not do this"},
+    403: {"description": "The role may not do this (or may not search by a field it does not see in full)"},
     404: {"description": "No such customer"},
 }
 
@@ -33,7 +39,10 @@ def customers_router(*, service: ProfileService, authenticate: Authenticator) ->
         email: str | None = Query(default=None, max_length=320),
         phone: str | None = Query(default=None, max_length=40),
     ) -> dict[str, Any]:
-        """Look customers up by email or phone (exactly one): their profiles as the caller's role may see them."""
+        """Look customers up by email or phone (exactly one): their profiles as the caller's role may see them.
+
+        Only roles that see the field searched by in full may search by it; others get 403.
+        """
         who = authenticate(request)
         found = await profiles_service.find_profile_documents(service=service, who=who, email=email, phone=phone)
         return {"customers": found}

@@ -332,7 +332,10 @@ class ProfilesQuery:
     async def customer(self, info: Info, id: strawberry.ID) -> Customer:
         return await customer(info, str(id))
 
-    @strawberry.field(description="Customers by search (email, phone, or 'First Last' / last name), or all, by ID.")
+    @strawberry.field(
+        description="Customers by search (email, phone, or 'First Last' / last name), or all, by ID. A role may "
+        "search only by fields it sees in full (FORBIDDEN otherwise)."
+    )
     async def customers(
         self, info: Info, search: str | None = None, first: int = 20, after: str | None = None
     ) -> CustomerPage:
@@ -348,7 +351,10 @@ class ProfilesQuery:
         customers = list(await asyncio.gather(*(customer(info, i) for i in ids)))
         return CustomerPage(nodes=customers, page_info=page_info(cursor))
 
-    @strawberry.field(description="The evidence between two records (source|key), or a record and a customer.")
+    @strawberry.field(
+        description="The evidence between two records (source|key), or a record and a customer. A role that sees "
+        "record keys hashed gives the hashed uids it is shown."
+    )
     async def explain(self, info: Info, a: str, b: str) -> JSON:
         ctx = info.context
         return cast(JSON, await profiles_service.explain_pair(service=ctx.service, who=ctx.principal, a=a, b=b))
