@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -54,6 +55,8 @@ from typing import Any, Union
 
 import orjson
 from c360.graph.errors import ConfigError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 #: most characters of one value of an entry (actor, role, action, target, outcome, detail)
@@ -111,6 +114,18 @@ def _complete(waiter: _Waiter, outcome: dict[str, Any] | BaseException) -> None:
 
 
 _Waiter = Union[Future[dict[str, Any]], "asyncio.Future[dict[str, Any]]"]
+
+
+def mark_audited(exc: BaseException) -> BaseException:
+    """Note on ``exc`` that its refusal has its audit entry (the HTTP layer audits those that do not)."""
+    with contextlib.suppress(AttributeError, TypeError):
+        exc.c360_audited = True  # type: ignore[attr-defined]
+    return exc
+
+
+def is_audited(exc: BaseException) -> bool:
+    """Whether ``exc``'s refusal already has its audit entry."""
+    return bool(getattr(exc, "c360_audited", False))
 
 
 def bounded(value: object, limit: int = MAX_VALUE) -> str | None:
@@ -519,12 +534,10 @@ class AuditLog:
         why = (exc.strerror if isinstance(exc, OSError) else None) or f"{type(exc).__name__}: {exc}"
         return AuditUnavailableError(f"the audit trail {self.path.name} cannot be written: {why}")
 
-    def _broken(self, why: str, *, restore: bool = False) -> AuditUnavailableError:
-        hint = (
-            "restore it"
-            if restore
-            else f"see c360 audit verify; to start a new trail, move {self.path.name} and "
-            f"{self.anchor_path.name} aside and restart"
+    def _broken(self, why: str, *, hint: str | None = None) -> AuditUnavailableError:
+        hint = hint or (
+            f"see c360 audit verify; to start a new trail, move {self.path.name} and {self.anchor_path.name} "
+            "aside and restart"
         )
         return AuditUnavailableError(f"the audit trail {self.path.name} is refused: {why} ({hint})")
 
@@ -542,13 +555,16 @@ class AuditLog:
             return self._keys
         if stamp is None:
             if self._keys is not None or self.key_file is not None:
-                raise self._broken(f"its key file {self.keys_path.name} is missing", restore=True)
+                raise self._broken(f"its key file {self.keys_path.name} is missing", hint="restore it")
             if b'"mac":' in self._last_line(fd, os.fstat(fd).st_size):
-                raise self._broken(f"its entries are sealed but {self.keys_path.name} is missing", restore=True)
+                raise self._broken(f"its entries are sealed but {self.keys_path.name} is missing", hint="restore it")
             with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
                 _write_file(self.keys_path, AuditKeys.generate().encode(), replace=False)
             stamp = self._stamp()
-        self._keys, self._keys_stamp = read_keys(self.keys_path), stamp
+        try:
+            self._keys, self._keys_stamp = read_keys(self.keys_path), stamp
+        except ConfigError as exc:  # its message names the file, not where it is
+            raise self._broken(str(exc).replace(str(self.keys_path), self.keys_path.name), hint="fix it") from None
         return self._keys
 
     @staticmethod
@@ -649,6 +665,8 @@ class AuditLog:
             text = self.anchor_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._broken(f"its anchor {self.anchor_path.name} cannot be read ({exc.strerror})") from None
         try:
             doc = json.loads(text)
             head = Head(int(doc["count"]), str(doc["hash"]))
@@ -704,7 +722,10 @@ class AuditLog:
             self._tail = _Tail(tail.ino, tail.size + len(data), seq, prev)
         last = self._anchored
         if anchor or (lines and (last is None or time.monotonic() - last[1] >= self.anchor_interval)):
-            self._write_anchor(keys)
+            try:
+                self._write_anchor(keys)
+            except OSError as exc:  # the entries are durable: the anchor is rewritten with a later write
+                log.warning("the audit anchor %s could not be rewritten: %s", self.anchor_path.name, exc)
 
     def _flush_soon(self) -> None:
         with self._lock:

@@ -571,3 +571,31 @@ def test_cli_audit_head_verify_head_and_rotate_key(tmp_path: Path) -> None:
     bad = c360("audit", "verify", "--head", line, cwd=tmp_path, ok=False)
     assert bad.returncode == 1 and "anchor" in bad.stderr
     assert c360("audit", "verify", "--head", "2:nothex", cwd=tmp_path, ok=False).returncode == 1
+
+
+def test_an_anchor_that_cannot_be_rewritten_does_not_fail_durable_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import c360.graphql.audit as audit
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path, anchor_interval=0)
+    log.append(actor="a", role="admin", action="read_profile", target="C1", outcome="ok")
+    real = audit._write_file
+
+    def failing(target: Path, text: str, *, replace: bool) -> None:
+        if target.name.endswith(".head"):
+            raise OSError(28, "No space left on device")
+        real(target, text, replace=replace)
+
+    monkeypatch.setattr(audit, "_write_file", failing)
+    entry = log.append(actor="a", role="admin", action="read_profile", target="C2", outcome="ok")
+    assert entry["seq"] == 2 and _entries(path)[-1]["hash"] == entry["hash"]
+    monkeypatch.undo()
+    log.close()
+    assert json.loads((tmp_path / "audit.log.head").read_text())["count"] == 2 and AuditLog(path).verify().ok
+    # An anchor that cannot even be read is refused, naming the file, not where it is.
+    (tmp_path / "audit.log.head").unlink()
+    (tmp_path / "audit.log.head").mkdir()
+    why = AuditLog(path).problem()
+    assert why is not None and "cannot be read" in why and str(tmp_path) not in why
