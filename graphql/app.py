@@ -58,8 +58,11 @@ __all__ = [
 class EventSink(Protocol):
     """Where accepted partner events go: the in-process runner (:class:`c360.streams.runner.Runner`), or Kafka."""
 
-    async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
-        """Apply or enqueue a batch; returns the answer to the partner (accepted, rejected and why)."""
+    async def submit(self, payloads: Sequence[Any], sources: Sequence[str], *, sender: str) -> dict[str, Any]:
+        """Apply or enqueue a batch; returns the answer to the partner (accepted, rejected and why).
+
+        Events of a source not in ``sources`` are rejected; every dead letter names ``sender``.
+        """
         ...
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -1,14 +1,20 @@
-"""Partner events: authorise the partner, read its batch, hand it to the event sink, audit the outcome."""
+"""Partner events: authorise the partner, read its batch, hand it to the event sink, audit the outcome.
+
+A partner sends as itself only: the sink rejects an event of a source the partner may not send as, and
+every dead letter names the sender (``partner:<name>``). A batch refused as a whole (not JSON, nested too
+deep, not a batch, too many events, too large) is a dead letter too, with the first
+:data:`~c360.streams.pipeline.MAX_LETTER_BYTES` of the body, and an audit entry.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from c360.graph.models import DeadLetter
-from c360.streams.pipeline import letter_id
+from c360.streams.pipeline import MAX_EVENT_DEPTH, dead_letter, nesting_depth, partner_sender
 
 from .principal import ForbiddenError, Principal
 from .service import ProfileService
@@ -19,6 +25,8 @@ if TYPE_CHECKING:
 #: Most events in one POST, and most bytes of its body.
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Most levels of nesting in a body: an event's, in a list, perhaps in ``{"events": [...]}``.
+MAX_BODY_DEPTH = MAX_EVENT_DEPTH + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,28 +37,49 @@ class EventsOutcome:
     status: int = 200
     title: str = ""
     detail: str = ""
+    dead_letter: str | None = None
 
 
-async def post_events(*, service: ProfileService, sink: EventSink, who: Principal, body: bytes) -> EventsOutcome:
-    """Authorise a partner's batch, submit its events (or keep an unreadable body), audit the outcome."""
+def sender_of(who: Principal) -> str:
+    """Who a dead letter says sent it: ``partner:<name>``, or ``user:<subject>`` for a token's holder."""
+    return partner_sender(who.partner) if who.partner else f"user:{who.subject}"
+
+
+async def post_events(
+    *, service: ProfileService, sink: EventSink, who: Principal, body: bytes, size: int | None = None
+) -> EventsOutcome:
+    """Authorise a partner's batch, submit its events (or keep a refused body), audit the outcome.
+
+    ``size``: the body's whole size in bytes when ``body`` is only its beginning (a body over the limit is
+    not kept whole).
+    """
+    size = max(size or 0, len(body))
+    target = who.partner or who.subject
     if not service.policy.can(who.role, "post_events"):
+        await service.record(who, "post_events", target, "denied")
         raise ForbiddenError("the policy does not let partners post events")
-    if len(body) > MAX_BODY_BYTES:
-        return EventsOutcome(None, 413, "Too large", f"a request body may hold at most {MAX_BODY_BYTES} bytes")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        # Not even a batch: nothing to split into events, but it is kept.
-        await sink.dead_letters([_letter(body, f"body is not JSON: {exc}", who.partner or who.subject)])
-        return EventsOutcome(None, 400, "Invalid JSON", f"the body is not JSON: {exc}")
+    sender = sender_of(who)
+
+    async def refuse(status: int, title: str, detail: str) -> EventsOutcome:
+        # Not a batch the sink can split into events, but it is kept, with who sent it, and audited.
+        text = body.decode("utf-8", "replace")
+        letter = dead_letter(text, f"batch refused: {detail}", received_at=datetime.now(UTC), sender=sender, size=size)
+        await sink.dead_letters([letter])
+        await service.record(who, "post_events", target, "refused", f"{status} {title}; dead letter {letter.id}")
+        return EventsOutcome(None, status, title, f"{detail} (kept as dead letter {letter.id})", letter.id)
+
+    if size > MAX_BODY_BYTES:
+        return await refuse(413, "Too large", f"a request body may hold at most {MAX_BODY_BYTES} bytes")
+    data, problem = await asyncio.to_thread(_read, body)  # up to 8 MiB: not on the event loop
+    if problem is not None:
+        return await refuse(*problem)
     events = data.get("events") if isinstance(data, dict) else data
     if not isinstance(events, list):
-        return EventsOutcome(None, 400, "Invalid batch", 'send a JSON array of events, or {"events": [...]}')
+        return await refuse(422, "Invalid batch", 'send a JSON array of events, or {"events": [...]}')
     if len(events) > MAX_EVENTS:
-        return EventsOutcome(None, 413, "Too many events", f"send at most {MAX_EVENTS} events per request")
-    target = who.partner or who.subject
+        return await refuse(413, "Too many events", f"send at most {MAX_EVENTS} events per request")
     try:
-        answer = await sink.submit(events, who.sources)
+        answer = await sink.submit(events, who.sources, sender=sender)
     except Exception:
         await service.record(who, "post_events", target, "error", f"{len(events)} events")
         raise
@@ -60,6 +89,14 @@ async def post_events(*, service: ProfileService, sink: EventSink, who: Principa
     return EventsOutcome(answer)
 
 
-def _letter(body: bytes, reason: str, source: str) -> DeadLetter:
-    text = body.decode("utf-8", "replace")
-    return DeadLetter(letter_id(text), datetime.now(UTC), reason, text, source)
+def _read(body: bytes) -> tuple[Any, tuple[int, str, str] | None]:
+    """The body as JSON, or the status, title and detail of why it cannot be a batch."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        return None, (400, "Invalid JSON", "the body is nested too deep to read")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, (400, "Invalid JSON", f"the body is not JSON: {exc}")
+    if nesting_depth(data, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
+        return None, (422, "Invalid batch", f"the body is nested deeper than {MAX_BODY_DEPTH} levels")
+    return data, None

@@ -21,7 +21,7 @@ import faust
 
 from .applier import BatchApplier, RetryPolicy
 from .config import EVENT_TYPES, StreamsConfig
-from .pipeline import Pipeline
+from .pipeline import Pipeline, topic_value
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def build_app(config: StreamsConfig, pipeline: Callable[[], Pipeline]) -> faust.
                 for r in applied.outcome.rejected:
                     sent = await dead.send(
                         key=r.event_id or r.dead_letter,
-                        value={"reason": r.reason, "dead_letter": r.dead_letter, "payload": payloads[r.index]},
+                        value=topic_value(r, payloads[r.index]),
                     )
                     await sent  # on the dead-letter topic before the batch is acknowledged
                 for e in batch:

@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from c360.graph.errors import StoreError
-from c360.graph.models import DeadLetter
 
-from .pipeline import Outcome, Pipeline, Rejection, letter_id, payload_text
+from .pipeline import Outcome, Pipeline, Rejection, dead_letter, payload_text, unicode_safe
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +68,13 @@ class BatchApplier:
         *,
         name: str = "batch",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sender: str = "kafka",
     ) -> None:
         self._pipeline = pipeline
         self.retry = retry or RetryPolicy()
         self.name = name
         self.clock = clock
+        self.sender = sender
 
     async def apply(self, payloads: Sequence[Any]) -> Applied:
         """Apply ``payloads``; returns once every event is applied or kept as a dead letter."""
@@ -83,7 +84,9 @@ class BatchApplier:
 
     async def _apply(self, payloads: list[Any], indexes: list[int], result: Applied) -> None:
         try:
-            outcome = await self._retrying(lambda: self._pipeline().process(payloads), len(payloads), result)
+            outcome = await self._retrying(
+                lambda: self._pipeline().process(payloads, sender=self.sender), len(payloads), result
+            )
         except Exception as exc:
             if len(payloads) == 1:
                 await self._fail(payloads[0], indexes[0], exc, result)
@@ -129,11 +132,11 @@ class BatchApplier:
 
     async def _fail(self, payload: Any, index: int, exc: Exception, result: Applied) -> None:
         """One event that fails on its own: a dead letter (written with the store's retry rule)."""
-        text = payload_text(payload)
         reason = f"could not be applied: {type(exc).__name__}: {exc}"[:1000]
         source = payload.get("source") if isinstance(payload, dict) else None
         event_id = payload.get("event_id") if isinstance(payload, dict) else None
-        letter = DeadLetter(letter_id(text), self.clock(), reason, text, source if isinstance(source, str) else None)
+        event_id = unicode_safe(event_id)[:200] if isinstance(event_id, str) else None
+        letter = dead_letter(payload_text(payload), reason, received_at=self.clock(), sender=self.sender, source=source)
         log.error("%s: event %s %s; kept as dead letter %s", self.name, event_id or "?", reason, letter.id)
 
         def keep() -> Outcome:
@@ -141,6 +144,6 @@ class BatchApplier:
             return Outcome()
 
         await self._retrying(keep, 1, result)
-        rejection = Rejection(index, event_id if isinstance(event_id, str) else None, reason, letter.id)
+        rejection = Rejection(index, event_id, letter.reason, letter.id)
         result.failed.append(rejection)
         result.outcome.rejected.append(rejection)

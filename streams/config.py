@@ -60,6 +60,16 @@ class StreamsConfig(BaseModel):
     retry_max: float = Field(
         default=30, gt=0, le=600, description="Most seconds between tries of a batch the store keeps refusing."
     )
+    occurred_at_max_future_days: float = Field(
+        default=1,
+        ge=0,
+        le=366,
+        description="Days an event's occurred_at may lie ahead of the receiving clock (sources' clocks drift); "
+        "a later one is rejected, on every path (HTTP, Kafka, files, events send).",
+    )
+    occurred_at_min_year: int = Field(
+        default=1900, ge=1, le=2100, description="The earliest year an event's occurred_at may lie in."
+    )
 
     def topic(self, event_type: str) -> str:
         """The topic of one event type."""

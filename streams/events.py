@@ -10,28 +10,198 @@ the right customer once the profile does, and follows the record through merges 
 from __future__ import annotations
 
 import json
-from datetime import date
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from c360.graph.models import SOURCE_NAME_PATTERN, source_name_problem
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+)
+
+if TYPE_CHECKING:
+    from .config import StreamsConfig
 
 SCHEMA_VERSION = 1
 
-_Id = Annotated[str, Field(min_length=1, max_length=200)]
-_Source = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
-_Text = Annotated[str, Field(max_length=500)]
+#: Characters no string field may hold: C0 controls (tab and line breaks included; leading and trailing
+#: whitespace is stripped first), DEL, C1 controls, the bidirectional overrides and isolates (text that
+#: displays other than it reads), and lone surrogates (not Unicode: they cannot be stored as UTF-8).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+#: The same set as a JSON Schema pattern (surrogates cannot occur in valid JSON text).
+_CLEAN_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+#: RFC 3339 date-time with a time zone (``T`` or ``t`` between date and time, ``Z`` or an offset).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: The earliest birth date taken.
+EARLIEST_BIRTH = date(1900, 1, 1)
+_EARLIEST_BIRTH = EARLIEST_BIRTH.isoformat()
+
+
+def control_character(value: str) -> str | None:
+    """What is wrong with a string the clean-text pattern refused: its first forbidden character, named."""
+    found = _FORBIDDEN.search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    what = "a lone surrogate (not valid Unicode)" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return f"holds {what}, U+{code:04X}, at position {found.start()}: not allowed"
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A validation error's message, the clean-text and source-name patterns' said plainly."""
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern")
+        value = error.get("input")
+        if pattern == _CLEAN_PATTERN and isinstance(value, str):
+            return control_character(value) or str(error["msg"])
+        if pattern == SOURCE_NAME_PATTERN:
+            return source_name_problem(value) or str(error["msg"])
+    return str(error["msg"])
+
+
+def _occurred_at(value: Any, info: ValidationInfo) -> Any:
+    """Take an RFC 3339 string (or an aware datetime, from Python callers) within the window; refuse the rest.
+
+    Most times are days inside the window: their date alone says so, without a comparison of aware times.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            _check_time(value, _window(info))
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not _RFC3339.fullmatch(text):
+        raise ValueError("must be an RFC 3339 date-time string with a time zone, e.g. 2026-05-01T10:00:00Z")
+    window = _window(info)
+    if not window.surely_from < text[:10] < window.surely_to:
+        try:
+            parsed = datetime.fromisoformat(text.upper())
+        except ValueError:
+            return text  # not a real date or time (a 13th month, say): pydantic says so
+        _check_time(parsed, window)
+    return text
+
+
+def _check_time(value: datetime, window: Window) -> None:
+    if value < window.earliest:
+        raise ValueError(f"is before {window.bounds.earliest_year}: not a time this service takes")
+    if value > window.latest:
+        days = window.bounds.max_future.total_seconds() / 86400
+        ahead = f"{days:g} day{'' if days == 1 else 's'}"
+        now = window.now.isoformat(timespec="seconds")
+        raise ValueError(f"is more than {ahead} ahead of the receiving clock ({now})")
+
+
+def _birth_date(value: Any, info: ValidationInfo) -> Any:
+    """Take an ISO 8601 calendar date ``YYYY-MM-DD`` (or a date) from 1900 to today; refuse the rest."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        value = text = value.strip()
+    else:
+        raise ValueError("must be a date as YYYY-MM-DD")
+    if text < _EARLIEST_BIRTH:  # ISO dates of four-digit years sort as they count
+        raise ValueError(f"is before {_EARLIEST_BIRTH}")
+    if text > _window(info).latest_birth:
+        raise ValueError("is in the future")
+    return value
+
+
+# Strings are checked by pydantic-core's own regex engine (no Python call per field); the pipeline's
+# reasons name the character (:func:`error_message`).
+_Id = Annotated[str, Field(min_length=1, max_length=200, pattern=_CLEAN_PATTERN)]
+_Source = Annotated[str, Field(min_length=1, max_length=64, pattern=SOURCE_NAME_PATTERN)]
+_Text = Annotated[str, Field(max_length=500, pattern=_CLEAN_PATTERN)]
+_Key = Annotated[str, Field(min_length=1, max_length=100, pattern=_CLEAN_PATTERN)]
+_OccurredAt = Annotated[AwareDatetime, BeforeValidator(_occurred_at)]
+_BirthDate = Annotated[date, BeforeValidator(_birth_date)]
 _Money = Annotated[Decimal, Field(max_digits=14, decimal_places=4)]
 _Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")]
+
+
+@dataclass(frozen=True, slots=True)
+class EventBounds:
+    """The window ``occurred_at`` must fall in.
+
+    From January 1st of ``earliest_year`` (UTC) to ``max_future`` after the receiving clock (sources'
+    clocks drift; a time far ahead would stay first on every timeline).
+    """
+
+    max_future: timedelta = timedelta(days=1)
+    earliest_year: int = 1900
+
+    @classmethod
+    def of(cls, config: StreamsConfig) -> EventBounds:
+        """The bounds the streams settings configure."""
+        return cls(timedelta(days=config.occurred_at_max_future_days), config.occurred_at_min_year)
+
+    @property
+    def earliest(self) -> datetime:
+        """The earliest ``occurred_at`` taken."""
+        return datetime(self.earliest_year, 1, 1, tzinfo=UTC)
+
+    def window(self, now: datetime) -> Window:
+        """What one validation at clock reading ``now`` compares against (computed once per batch)."""
+        earliest, latest = self.earliest, now + self.max_future
+        margin = timedelta(days=2)  # more than any UTC offset: a local date inside is a time inside
+        return Window(
+            self,
+            now,
+            earliest,
+            latest,
+            (earliest + margin).date().isoformat(),
+            (latest.astimezone(UTC) - margin).date().isoformat(),
+            (now.astimezone(UTC) + timedelta(hours=14)).date().isoformat(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """:class:`EventBounds` at one clock reading: the times and the latest birth date taken (ISO text)."""
+
+    bounds: EventBounds
+    now: datetime
+    earliest: datetime
+    latest: datetime
+    #: local dates strictly between these are times inside the window, whatever their offset
+    surely_from: str
+    surely_to: str
+    #: today somewhere on earth
+    latest_birth: str
+
+
+DEFAULT_BOUNDS = EventBounds()
+
+
+def _window(info: ValidationInfo) -> Window:
+    """The window a validation runs with (:func:`parse_event`'s ``context``), else the default one now."""
+    window = info.context.get("window") if isinstance(info.context, dict) else None
+    return window if isinstance(window, Window) else DEFAULT_BOUNDS.window(datetime.now(UTC))
 
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     event_id: _Id = Field(description="Unique within the source; a redelivered event keeps its id.")
-    source: _Source = Field(description="The sending system, e.g. crm, webshop, partner-acme.")
-    occurred_at: AwareDatetime = Field(description="When it happened at the source (with a time zone).")
+    source: _Source = Field(
+        description="The sending system, e.g. crm, webshop, partner-acme: a partner may send as its own sources only."
+    )
+    occurred_at: _OccurredAt = Field(
+        description="When it happened at the source: an RFC 3339 date-time string with a time zone, not before "
+        "1900 (streams.occurred_at_min_year) and at most one day ahead of the receiver's clock "
+        "(streams.occurred_at_max_future_days).",
+        json_schema_extra={"formatMinimum": "1900-01-01T00:00:00Z"},
+    )
     schema_version: Literal[1] = Field(default=1, description="Version of this event's schema.")
 
     @property
@@ -49,7 +219,11 @@ class Profile(BaseModel):
     customer_key: _Id = Field(description="The person's key in the source system.")
     first_name: _Text | None = None
     last_name: _Text | None = None
-    date_of_birth: date | None = None
+    date_of_birth: _BirthDate | None = Field(
+        default=None,
+        description="YYYY-MM-DD, not before 1900-01-01 and not in the future.",
+        json_schema_extra={"formatMinimum": "1900-01-01"},
+    )
     gender: _Text | None = None
     email: _Text | None = None
     phone: _Text | None = None
@@ -62,7 +236,9 @@ class Profile(BaseModel):
     national_id: _Text | None = None
     national_id_kind: _Text | None = None
     customer_number: _Text | None = None
-    attributes: dict[str, _Text] = Field(default_factory=dict, description="Source fields with no canonical field.")
+    attributes: dict[_Key, _Text] = Field(
+        default_factory=dict, max_length=100, description="Source fields with no canonical field (at most 100)."
+    )
 
 
 class ProfileUpdate(_Event):
@@ -155,11 +331,20 @@ JOURNEY_TYPES = frozenset({"order", "transaction", "web_activity"})
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def parse_event(payload: Any) -> Event:
-    """Validate one event payload (a dict or JSON text); raises ``pydantic.ValidationError``."""
+def parse_event(
+    payload: Any, *, bounds: EventBounds | None = None, now: datetime | None = None, window: Window | None = None
+) -> Event:
+    """Validate one event payload (a dict or JSON text); raises ``pydantic.ValidationError``.
+
+    ``occurred_at`` must fall within ``bounds`` around ``now`` (default: the clock now), birth dates not
+    after ``now``'s date; ``window`` gives both at once (``bounds.window(now)``, for a batch).
+    """
+    if window is None:
+        window = (bounds or DEFAULT_BOUNDS).window(now or datetime.now(UTC))
+    context = {"window": window}
     if isinstance(payload, (str, bytes)):
-        return _ADAPTER.validate_json(payload)
-    return _ADAPTER.validate_python(payload)
+        return _ADAPTER.validate_json(payload, context=context)
+    return _ADAPTER.validate_python(payload, context=context)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -3,27 +3,87 @@
 Plain code that the Faust agents and the in-process runner both call, so both modes run the same logic.
 One call takes a batch of raw payloads: each is validated; an invalid one goes to the dead-letter store
 with the reason; valid profile updates are resolved (deterministic rules and, with a trained model, the
-real-time scorer) and every valid event is stored, all in one transaction and idempotently by event id.
+real-time scorer) and every valid event is stored, all in one transaction and idempotently by event id:
+an event the graph applied before is a duplicate, and so is a repeat of an event id within the batch (the
+first occurrence wins, the repeat changes nothing).
+
+Every dead letter says who sent it (``sender``: ``partner:<name>``, ``user:<subject>``, ``cli:<os user>``,
+``kafka``), holds only text that can be stored and encoded (lone surrogates become U+FFFD) and at most
+:data:`MAX_LETTER_BYTES` of its payload (the reason says when it was cut).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from c360.graph.models import DeadLetter, SourceRecord, StoredEvent
+import orjson
+from c360.graph.models import DeadLetter, SourceRecord, StoredEvent, is_source_name
 from c360.graph.store import GraphStore
 from c360.resolution.linker import IngestResult, Linker
 from pydantic import ValidationError
 
-from .events import JOURNEY_TYPES, Event, ProfileUpdate, parse_event
+from .events import JOURNEY_TYPES, Event, EventBounds, ProfileUpdate, error_message, parse_event
 
 #: Most bytes of one event payload; a larger one is rejected.
 MAX_EVENT_BYTES = 64 * 1024
+#: Most levels of nested objects and arrays in one event payload (an event needs three).
+MAX_EVENT_DEPTH = 8
+#: Most bytes of a payload a dead letter keeps; the rest is cut, and the letter's reason says so.
+MAX_LETTER_BYTES = 64 * 1024
+#: Most characters of a dead letter's reason, and of an event id echoed in an answer.
+MAX_REASON_CHARS = 2000
+MAX_ECHO_CHARS = 200
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def unicode_safe(text: str) -> str:
+    """``text`` with lone surrogates (not Unicode; JSON escapes such as a lone high surrogate make them) as U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
+
+
+def partner_sender(name: str) -> str:
+    """The sender of what a partner posts with its key."""
+    return f"partner:{name}"
+
+
+def partner_of(sender: str | None) -> str | None:
+    """The partner a sender names, or None when it is not a partner."""
+    if sender is not None and sender.startswith("partner:"):
+        return sender.removeprefix("partner:")
+    return None
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """Levels of nested objects and arrays in ``value`` (0 for a scalar), counted without recursion.
+
+    Stops at the first container deeper than ``limit`` and returns its depth.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Collection[Any] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,27 +188,82 @@ class Unreadable:
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{where}: {err['msg']}")
+        where = ".".join(_cut(str(p), 60) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {_cut(error_message(err), 300)}")
     more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
     return "; ".join(parts) + more
 
 
 def payload_text(payload: Any) -> str:
-    """A payload as the text a dead letter keeps."""
+    """A payload as the text a dead letter keeps (valid Unicode; the whole of it, see :func:`dead_letter`)."""
     if isinstance(payload, bytes):
         return payload.decode("utf-8", "replace")
     if isinstance(payload, str):
-        return payload
+        return unicode_safe(payload)
     try:
-        return json.dumps(payload, default=str)
+        return json.dumps(payload, default=str)  # ASCII: a lone surrogate stays an escape
+    except RecursionError:
+        return f"[a payload nested too deep to keep (more than {MAX_EVENT_DEPTH} levels)]"
     except (TypeError, ValueError):
-        return repr(payload)
+        return unicode_safe(repr(payload))
 
 
 def letter_id(payload: str) -> str:
     """A dead letter's id: from its content, so that a redelivered bad event is kept once."""
     return "D" + hashlib.sha256(payload.encode("utf-8", "replace")).hexdigest()[:20]
+
+
+def dead_letter(
+    text: str,
+    reason: str,
+    *,
+    received_at: datetime,
+    sender: str | None,
+    source: object = None,
+    key: str | None = None,
+    size: int | None = None,
+) -> DeadLetter:
+    """A dead letter that can be stored and encoded, whatever came in.
+
+    Its id comes from ``key`` (default: the whole ``text``), so a redelivery is kept once; it keeps the first
+    :data:`MAX_LETTER_BYTES` of ``text`` (the reason says when it was cut; ``size`` is the payload's whole
+    size in bytes when ``text`` is only its beginning); ``source`` only when it is a valid source name (what a
+    payload claims is not always a source); lone surrogates become U+FFFD.
+    """
+    text = unicode_safe(text)
+    lid = letter_id(text if key is None else key)
+    data = text.encode("utf-8")
+    whole = max(size or 0, len(data))
+    if whole > len(data) or len(data) > MAX_LETTER_BYTES:
+        text = data[:MAX_LETTER_BYTES].decode("utf-8", "ignore")
+        kept = len(text.encode("utf-8"))
+        reason = f"{reason} [payload truncated: the first {kept} of {whole} bytes kept]"
+    return DeadLetter(
+        lid,
+        received_at,
+        _cut(unicode_safe(reason), MAX_REASON_CHARS),
+        text,
+        source if isinstance(source, str) and is_source_name(source) else None,
+        sender=None if sender is None else _cut(unicode_safe(sender), 200),
+    )
+
+
+def topic_value(rejection: Rejection, payload: Any) -> dict[str, Any]:
+    """A rejected event as the dead-letter topic carries it: reason, letter id and the payload.
+
+    The payload as it came when it encodes as JSON, else as the text its dead letter keeps (a lone
+    surrogate or a nesting too deep for an encoder must not stop the topic).
+    """
+    try:
+        orjson.dumps(payload)
+    except (orjson.JSONEncodeError, TypeError):
+        payload = payload_text(payload)
+    return {"reason": rejection.reason, "dead_letter": rejection.dead_letter, "payload": payload}
+
+
+def _echo(value: object) -> str | None:
+    """An event id as an answer may repeat it: a string, valid Unicode, bounded."""
+    return _cut(unicode_safe(value), MAX_ECHO_CHARS) if isinstance(value, str) else None
 
 
 class Pipeline:
@@ -160,63 +275,81 @@ class Pipeline:
         linker: Linker,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bounds: EventBounds | None = None,
     ) -> None:
         self.store = store
         self.linker = linker
         self.clock = clock
+        self.bounds = bounds or EventBounds()
 
     def validate(
-        self, payloads: Sequence[Any], *, sources: Collection[str] | None = None
+        self, payloads: Sequence[Any], *, sources: Collection[str] | None = None, sender: str | None = None
     ) -> tuple[list[tuple[int, Event]], list[Rejection], list[DeadLetter]]:
         """Split raw payloads into events and rejections (with the dead letters that keep them).
 
-        With ``sources``, an event of any other source is rejected (a partner sends as itself only).
+        With ``sources``, an event of any other source is rejected (a partner sends as itself only). The
+        dead letters name ``sender``.
         """
         events: list[tuple[int, Event]] = []
         rejected: list[Rejection] = []
         letters: list[DeadLetter] = []
         now = self.clock()
+        window = self.bounds.window(now)
         for i, payload in enumerate(payloads):
             if isinstance(payload, Unreadable):
-                letter = DeadLetter(
-                    letter_id(f"{payload.origin}\n{payload.text}"), now, payload.reason, payload.text, payload.source
+                letter = dead_letter(
+                    payload.text,
+                    payload.reason,
+                    received_at=now,
+                    sender=sender,
+                    source=payload.source,
+                    key=f"{payload.origin}\n{payload.text}",
                 )
                 letters.append(letter)
-                rejected.append(Rejection(i, None, payload.reason, letter.id))
+                rejected.append(Rejection(i, None, letter.reason, letter.id))
                 continue
-            text = payload_text(payload)
             source = payload.get("source") if isinstance(payload, dict) else None
             event_id = payload.get("event_id") if isinstance(payload, dict) else None
             reason = None
-            if len(text.encode()) > MAX_EVENT_BYTES:
-                reason = f"event larger than {MAX_EVENT_BYTES} bytes"
+            if nesting_depth(payload, MAX_EVENT_DEPTH) > MAX_EVENT_DEPTH:
+                reason = f"event nested deeper than {MAX_EVENT_DEPTH} levels"
+                text = payload_text(payload)
             else:
-                try:
-                    event = parse_event(payload)
-                    if sources is not None and event.source not in sources:
-                        reason = f"source {event.source!r} is not one this sender may send as"
-                    else:
-                        events.append((i, event))
-                except ValidationError as exc:
-                    reason = _reason(exc)
+                text = payload_text(payload)
+                if len(text.encode()) > MAX_EVENT_BYTES:
+                    reason = f"event larger than {MAX_EVENT_BYTES} bytes"
+                else:
+                    try:
+                        event = parse_event(payload, window=window)
+                        if sources is not None and event.source not in sources:
+                            reason = f"source {event.source!r} is not one this sender may send as"
+                        else:
+                            events.append((i, event))
+                    except ValidationError as exc:
+                        reason = _reason(exc)
             if reason is not None:
-                letter = DeadLetter(
-                    letter_id(text),
-                    now,
-                    reason,
-                    text,
-                    source if isinstance(source, str) else None,
-                )
+                letter = dead_letter(text, reason, received_at=now, sender=sender, source=source)
                 letters.append(letter)
-                rejected.append(Rejection(i, event_id if isinstance(event_id, str) else None, reason, letter.id))
+                rejected.append(Rejection(i, _echo(event_id), letter.reason, letter.id))
         return events, rejected, letters
 
-    def process(self, payloads: Sequence[Any], *, sources: Collection[str] | None = None) -> Outcome:
-        """Apply one batch: valid events in one transaction, invalid ones to the dead-letter store."""
-        events, rejected, letters = self.validate(payloads, sources=sources)
+    def process(
+        self, payloads: Sequence[Any], *, sources: Collection[str] | None = None, sender: str | None = None
+    ) -> Outcome:
+        """Apply one batch: valid events in one transaction, invalid ones to the dead-letter store.
+
+        Of the events of one id in a batch the first is applied and the others are duplicates.
+        """
+        events, rejected, letters = self.validate(payloads, sources=sources, sender=sender)
         # Dead letters first: if applying the rest fails, the caller redelivers, and nothing is lost.
         self.store.add_dead_letters(letters)
         outcome = Outcome(rejected=rejected)
+        firsts: dict[str, Event] = {}
+        for _, e in events:
+            firsts.setdefault(event_uid(e), e)
+        repeats = len(events) - len(firsts)
+        events = [(i, e) for i, e in events if firsts[event_uid(e)] is e]
+        outcome.duplicates = repeats
         if not events:
             return outcome
         stored = [to_stored(e) for _, e in events]
@@ -227,6 +360,6 @@ class Pipeline:
             record_events=[event_uid(u) for u in updates],
         )
         outcome.ingest = result
-        outcome.duplicates = result.duplicates
+        outcome.duplicates = repeats + result.duplicates
         outcome.accepted = result.events
         return outcome

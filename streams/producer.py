@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from c360.graph.models import DeadLetter
 
 from .config import BrokerUnavailableError, StreamsConfig
-from .pipeline import Pipeline, Rejection, event_uid
+from .pipeline import Pipeline, Rejection, event_uid, topic_value
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,8 @@ class KafkaSink:
     ) -> list[tuple[str, bytes, bytes]]:
         out = []
         for r in rejected:
-            value = {"reason": r.reason, "dead_letter": r.dead_letter, "payload": payloads[r.index]}
             key = (r.event_id or r.dead_letter).encode()
-            out.append((self.config.dead_letter_topic, key, orjson.dumps(value, default=str)))
+            out.append((self.config.dead_letter_topic, key, orjson.dumps(topic_value(r, payloads[r.index]))))
         return out
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
@@ -165,13 +164,16 @@ class KafkaSink:
         with contextlib.suppress(BrokerUnavailableError):  # kept in the store; the topic is a copy
             await self._send_all(self._dead_letter_messages([d.payload for d in letters], rejections))
 
-    async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
+    async def submit(self, payloads: Sequence[Any], sources: Sequence[str], *, sender: str) -> dict[str, Any]:
         """Produce the valid events of a batch; answers once the broker acknowledged them.
 
         Raises :class:`BrokerUnavailableError` when the brokers do not acknowledge within the produce
         timeout (the partner sends the batch again; a repeat changes nothing, events are idempotent).
+        The dead letters of rejected events name ``sender``.
         """
-        events, rejected, letters = await asyncio.to_thread(self.pipeline.validate, payloads, sources=sources)
+        events, rejected, letters = await asyncio.to_thread(
+            self.pipeline.validate, payloads, sources=sources, sender=sender
+        )
         await asyncio.to_thread(self.pipeline.store.add_dead_letters, letters)
         messages = [
             (self.config.topic(event.type), event.identity.encode(), event.model_dump_json().encode())

@@ -3,12 +3,15 @@
 Every record and event that does not come through Kafka goes through here: ``c360 ingest`` (file rows
 as profile updates, :func:`file_payloads`), ``c360 events send``, ``c360 pull postgres``, the demo and
 ``POST /v1/events`` (:meth:`Runner.submit`). The runner cuts the input into batches, hands each to
-:meth:`Pipeline.process` (one transaction; bad input becomes a dead letter) and keeps the totals.
+:meth:`Pipeline.process` (one transaction; bad input becomes a dead letter) and keeps the totals. Its dead
+letters name their sender: ``cli:<os user>`` for what this process reads itself, and the partner for what
+``POST /v1/events`` hands over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -49,21 +52,35 @@ class Totals:
         self.seconds += seconds
 
 
+def local_sender() -> str:
+    """The sender of what this process reads itself (files, tables, ``events send``): ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 class Runner:
     """Runs batches of payloads through the pipeline, here and now."""
 
-    def __init__(self, pipeline: Pipeline, *, batch_size: int = 500) -> None:
+    def __init__(self, pipeline: Pipeline, *, batch_size: int = 500, sender: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.pipeline = pipeline
         self.batch_size = batch_size
+        self.sender = sender or local_sender()
         self.totals = Totals()
         self._lock = asyncio.Lock()  # the API's batches one at a time: the store serialises writers anyway
 
-    def apply(self, payloads: Sequence[Any], *, sources: Collection[str] | None = None) -> Outcome:
-        """Apply one batch in one transaction (invalid or unreadable input to the dead-letter store)."""
+    def apply(
+        self, payloads: Sequence[Any], *, sources: Collection[str] | None = None, sender: str | None = None
+    ) -> Outcome:
+        """Apply one batch in one transaction (invalid or unreadable input to the dead-letter store).
+
+        Its dead letters name ``sender`` (default: the runner's).
+        """
         started = time.perf_counter()
-        outcome = self.pipeline.process(payloads, sources=sources)
+        outcome = self.pipeline.process(payloads, sources=sources, sender=sender or self.sender)
         self.totals.add(outcome, len(payloads), self.totals.events, time.perf_counter() - started)
         return outcome
 
@@ -91,10 +108,10 @@ class Runner:
 
     # -- the API's event sink (graphql.app.EventSink) ----------------------------------------------------
 
-    async def submit(self, payloads: Sequence[Any], sources: Sequence[str]) -> dict[str, Any]:
+    async def submit(self, payloads: Sequence[Any], sources: Sequence[str], *, sender: str) -> dict[str, Any]:
         """Apply a partner's batch in a worker thread: its events are in the graph when this returns."""
         async with self._lock:
-            outcome = await asyncio.to_thread(self.apply, payloads, sources=sources)
+            outcome = await asyncio.to_thread(self.apply, payloads, sources=sources, sender=sender)
         return outcome.to_json()
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -113,7 +113,7 @@ def test_bad_requests_get_problem_answers(server: tuple[str, str, Path], http: h
     assert "Traceback" not in broken.text
     assert any(d["payload"] == "{not json" for d in json.loads(c360("dlq", "list", "--json", cwd=home).stdout))
     shape = http.post(f"{url}/v1/events", json={"nope": 1}, headers=auth)
-    assert shape.status_code == 400
+    assert shape.status_code == 422  # JSON, but not a batch
     many = http.post(f"{url}/v1/events", json=[{}] * 1001, headers=auth)
     assert many.status_code == 413
     assert http.get(f"{url}/nowhere").headers["content-type"] == "application/problem+json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from c360.connectors.files import FileSource
@@ -60,7 +61,8 @@ def test_reading_a_file_again_changes_nothing_and_a_changed_row_is_applied(store
     assert (again.accepted, again.duplicates, len(again.rejected)) == (0, 2, 3)
     assert (store.stats(), [d.id for d in store.dead_letters(status=None)]) == before  # no second letter
     path.write_text(ROWS.replace("Dee,dee@example.com", "Dee,dee@example.org"))
-    os.utime(path, (1_800_000_000, 1_800_000_000))
+    later = int(time.time()) + 3600  # newer, and within the day ahead that occurred_at may be
+    os.utime(path, (later, later))
     changed = _ingest(store, path).totals
     # Without a time column a row's time is the file's: a newer file is new events, the same rows unchanged.
     assert (changed.accepted, changed.ingest.updated, changed.ingest.unchanged) == (2, 1, 1)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from c360.graph.store import GraphStore, open_store
 from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.model_registry import Artifact, ModelRegistry
+from c360.streams.events import EventBounds
 from c360.streams.pipeline import Pipeline
 
 from .settings import Settings
@@ -66,8 +67,8 @@ def build_batch_resolver(
 
 
 def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
-    """The event pipeline over ``store``, with the configured linker."""
-    return Pipeline(store, build_linker(settings, store))
+    """The event pipeline over ``store``, with the configured linker and the streams' occurred_at window."""
+    return Pipeline(store, build_linker(settings, store), bounds=EventBounds.of(settings.streams))
 
 
 def partner_keys(settings: Settings) -> PartnerKeys:
