@@ -599,3 +599,25 @@ def test_an_anchor_that_cannot_be_rewritten_does_not_fail_durable_entries(
     (tmp_path / "audit.log.head").mkdir()
     why = AuditLog(path).problem()
     assert why is not None and "cannot be read" in why and str(tmp_path) not in why
+
+
+@pytest.mark.slow  # generates, trains and resolves a small set
+def test_cli_training_and_batch_resolution_are_audited(tmp_path: Path) -> None:
+    from test_cli import c360
+
+    c360("generate", "--customers", "80", "--output", "data", "--seed", "5", cwd=tmp_path)
+    c360("ingest", "data", cwd=tmp_path)
+    c360("resolve", "train", "--max-pairs", "20000", cwd=tmp_path)
+    c360("resolve", "batch", "--dry-run", cwd=tmp_path)
+    c360("resolve", "batch", cwd=tmp_path)
+    entries = _cli_entries(tmp_path)
+    ingests = [e for e in entries if e["action"] == "ingest"]
+    manifest = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    assert sorted(e["target"] for e in ingests) == sorted(s["source"] for s in manifest["sources"])
+    assert all(e["outcome"] == "ok" and " rows, " in e["detail"] and "file " in e["detail"] for e in ingests)
+    train, dry, batch = entries[len(ingests) :]
+    assert (train["action"], train["outcome"]) == ("train_model", "ok") and train["detail"].startswith("model v1 on ")
+    assert (dry["action"], dry["target"], dry["outcome"]) == ("resolve_batch", "model v1", "ok")
+    assert dry["detail"].startswith("dry run: would change: ") and " merges, " in dry["detail"]
+    assert batch["action"] == "resolve_batch" and not batch["detail"].startswith("dry run")
+    assert AuditLog(tmp_path / ".c360" / "audit.log").verify().ok
