@@ -39,6 +39,8 @@ IDENTIFIER_FIELD = {
 }
 #: most items one page may hold
 MAX_PAGE = 100
+#: largest offset an offset cursor may stand for (a larger one is not one of ours)
+MAX_OFFSET = 1_000_000
 
 
 def encode_cursor(value: str) -> str:
@@ -62,8 +64,8 @@ def decode_offset(cursor: str | None) -> int:
     if cursor is None:
         return 0
     value = decode_cursor(cursor)
-    if not value.isdigit():
-        raise InvalidInputError(f"not a valid cursor: {cursor!r}")
+    if not (value.isascii() and value.isdigit()) or len(value) > 7 or int(value) > MAX_OFFSET:  # "²" is a digit
+        raise InvalidInputError(f"not a valid cursor: {cursor[:40]!r}")
     return int(value)
 
 
