@@ -3,9 +3,10 @@
 Production tokens are signed with an asymmetric key (RS256 or ES256 by default) that the verifier
 finds in a JWKS endpoint (fetched and cached by ``jwt.PyJWKClient``; tokens must name their key with
 ``kid``), or in a local file (a PEM public key or a JWKS document). Every token must carry ``exp``,
-``iss``, ``aud``, ``sub`` and a known role. Unsigned (``alg: none``) and HMAC tokens are refused,
-except that in dev mode HS256 tokens signed with the local dev secret are accepted as well; the secret
-is 32 random bytes in a file of mode 0600, made on first use. Error messages never echo the token.
+``iss``, ``aud``, ``sub`` and exactly one known role (a list of several, or with an unknown one, is
+refused). Unsigned (``alg: none``) and HMAC tokens are refused, except that in dev mode HS256 tokens
+signed with the local dev secret are accepted as well; the secret is 32 random bytes in a file of
+mode 0600, made on first use. Error messages never echo the token.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ class AuthConfig:
     """Where the verification keys are and what a valid token must say.
 
     ``key_file`` holds a PEM public key (or certificate) or a JWKS JSON document. ``role_claim`` names
-    the claim with the role: a string, or a list of which the first known role counts.
+    the claim with the role: a string, or a list naming exactly one role (repeats allowed). A list
+    with several roles, or with an entry that is not a known role, is refused (401): which role
+    counted would otherwise depend on the order, or on what an unknown role meant. An identity
+    provider that lists other applications' roles in ``roles`` should map c360's into a claim of
+    its own (``role_claim: c360_role``).
     """
 
     issuer: str = "c360-dev"
@@ -365,14 +370,7 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise AuthError("the token's subject (sub) is empty")
-        raw = claims.get(self.config.role_claim)
-        offered = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else None
-        if not offered:
-            raise AuthError(f"the token has no {self.config.role_claim!r} claim (a role or a list of roles)")
-        role = next((r for r in offered if isinstance(r, str) and r in self.roles), None)
-        if role is None:
-            shown = ", ".join(repr(str(r)[:40]) for r in offered[:5])
-            raise AuthError(f"the token's role {shown} is not a known role")
+        role = self._role(claims.get(self.config.role_claim))
         if role != PARTNER_ROLE:
             return Principal(subject, role, "user")
         partner = claims.get("partner", subject)
@@ -382,6 +380,27 @@ class TokenVerifier:
         ):
             raise AuthError("a partner token needs 'partner' (a string) and 'sources' (a list of strings)")
         return Principal(subject, role, "partner", partner, tuple(sources))
+
+    def _role(self, raw: Any) -> str:
+        """The one role a role claim names: a string, or a list of one role (repeats allowed).
+
+        Every entry must be a known role and they must all be the same: a token naming an unknown
+        role or several roles is refused, never read as one of them (which one would depend on
+        their order, and an unknown one may be meant to restrict).
+        """
+        claim = self.config.role_claim
+        offered = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else None
+        if not offered:
+            raise AuthError(f"the token has no {claim!r} claim (a role, or a list of one role)")
+        unknown = [r for r in offered if not (isinstance(r, str) and r in self.roles)]
+        if unknown:
+            shown = ", ".join(repr(str(r)[:40]) for r in unknown[:5])
+            raise AuthError(f"the token's role {shown} is not a known role")
+        named = sorted(set(offered))
+        if len(named) > 1:
+            shown = ", ".join(named[:5])
+            raise AuthError(f"the token names several roles ({shown}); its {claim!r} claim must name one")
+        return str(named[0])
 
 
 class _BadSignatureError(AuthError):
