@@ -28,6 +28,7 @@ from .events import events_app
 from .export import export_app
 from .graphql import graphql_app
 from .ingest import ingest
+from .keys import keys_app
 from .partner import partner_app
 from .pull import pull_app
 from .resolve import explain_cmd, resolve_app
@@ -61,6 +62,7 @@ app.add_typer(streams_app, name="streams")
 app.add_typer(auth_app, name="auth")
 app.add_typer(graphql_app, name="graphql")
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
