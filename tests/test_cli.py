@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 from unittest import mock
 
 import pytest
@@ -60,12 +61,10 @@ def c360_process(
     *args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``python -m c360 ARGS`` in ``cwd``, a process of its own, with only the C360_ variables of ``env``."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-    full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "c360", *args],
         cwd=cwd,
-        env=full_env,
+        env=_process_env(env),
         capture_output=True,
         text=True,
         timeout=300,
@@ -73,6 +72,11 @@ def c360_process(
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc
+
+
+def _process_env(env: dict[str, str] | None) -> dict[str, str]:
+    """This environment without its C360_ variables, and with those of ``env``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("C360_")} | (env or {})
 
 
 @pytest.fixture(scope="module")
@@ -168,25 +172,47 @@ def test_file_ingest_keeps_bad_rows_as_dead_letters_that_can_be_replayed(tmp_pat
     assert len(found) == 1
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "message"),
-    [
-        (["ingest", "nope.csv", "--source", "s"], {}, "no such file"),
-        (["ingest", "."], {}, "without dataset.json"),
-        (["customer", "get", "C404"], {}, "no customer C404"),
-        (["customer", "find"], {}, "exactly one of"),
-        (["customer", "find", "--phone", "12"], {}, "not a valid phone"),
-        (["customer", "get", "x"], {"C360_GRAPH__BACKEND": "oracle"}, "graph.backend"),
-        (["customer", "get", "x"], {"C360_CONFIG": "missing.yaml"}, "config file missing.yaml not found"),
-        (
-            ["customer", "get", "x"],
-            {"C360_GRAPH__BACKEND": "neo4j", "C360_GRAPH__NEO4J__URI": "bolt://127.0.0.1:1"},
-            "cannot reach neo4j",
-        ),
-    ],
-)
-def test_errors_are_one_line_and_non_zero(tmp_path: Path, args: list[str], env: dict[str, str], message: str) -> None:
-    proc = c360_process(*args, cwd=tmp_path, env=env, ok=False)
+#: (arguments, C360_ variables, what stderr says): commands that must fail with one line and no traceback
+ERRORS: list[tuple[list[str], dict[str, str], str]] = [
+    (["ingest", "nope.csv", "--source", "s"], {}, "no such file"),
+    (["ingest", "."], {}, "without dataset.json"),
+    (["customer", "get", "C404"], {}, "no customer C404"),
+    (["customer", "find"], {}, "exactly one of"),
+    (["customer", "find", "--phone", "12"], {}, "not a valid phone"),
+    (["customer", "get", "x"], {"C360_GRAPH__BACKEND": "oracle"}, "graph.backend"),
+    (["customer", "get", "x"], {"C360_CONFIG": "missing.yaml"}, "config file missing.yaml not found"),
+    (
+        ["customer", "get", "x"],
+        {"C360_GRAPH__BACKEND": "neo4j", "C360_GRAPH__NEO4J__URI": "bolt://127.0.0.1:1"},
+        "cannot reach neo4j",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def failed(tmp_path_factory: pytest.TempPathFactory) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``ERRORS`` run as ``python -m c360``, a process of its own in an empty folder of its own.
+
+    They start all at once: one after the other, each pays its second of start-up while a core idles.
+    """
+    procs = []
+    for n, (args, env, _) in enumerate(ERRORS):
+        cwd = tmp_path_factory.mktemp(f"error{n}")
+        command = [sys.executable, "-m", "c360", *args]
+        procs.append(subprocess.Popen(command, cwd=cwd, env=_process_env(env), stdout=PIPE, stderr=PIPE, text=True))
+    done = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return done
+
+
+@pytest.mark.parametrize(("args", "env", "message"), ERRORS)
+def test_errors_are_one_line_and_non_zero(
+    failed: list[subprocess.CompletedProcess[str]], args: list[str], env: dict[str, str], message: str
+) -> None:
+    proc = failed[ERRORS.index((args, env, message))]
+    assert proc.args[3:] == args
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
