@@ -1,6 +1,9 @@
 """The FastAPI app factory: GraphQL, REST profile reads, partner events, health, readiness and metrics.
 
-- ``/graphql``: the strawberry schema (GraphiQL in dev mode);
+- ``/graphql``: the strawberry schema (GraphiQL, introspection and "did you mean" suggestions in dev
+  mode only); bodies over ``ApiOptions.graphql_max_body`` bytes get a 413
+  (:mod:`~c360.graphql.body_limit`), and documents are refused before they run when they may cost
+  too much (:mod:`~c360.graphql.query_cost`);
 - ``GET /v1/customers/{id}``, ``GET /v1/customers?email=|phone=``: the profile document, the fast path
   (:mod:`~c360.graphql.routes_customers`);
 - ``POST /v1/events``: partner events, the in-process pipeline or Kafka (:mod:`~c360.graphql.routes_events`);
@@ -23,11 +26,13 @@ from typing import Any, Protocol
 import orjson
 from c360.graph.models import DeadLetter
 from c360.graph.store import GraphStore
+from cross_web import HTTPException
 from fastapi import FastAPI, Request
 from strawberry.fastapi import GraphQLRouter
 
 from .audit import AuditLog
 from .auth import TokenVerifier
+from .body_limit import MAX_GRAPHQL_BODY, GraphQLBodyLimit
 from .errors import RateLimited
 from .events_service import MAX_BODY_BYTES, MAX_EVENTS
 from .http import PARTNER_KEY_PREFIX, Authenticator, JSONBytes, install_error_handlers, problem
@@ -44,6 +49,7 @@ from .service import ProfileService
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_EVENTS",
+    "MAX_GRAPHQL_BODY",
     "PARTNER_KEY_PREFIX",
     "ApiOptions",
     "EventSink",
@@ -76,7 +82,10 @@ class EventSink(Protocol):
 
 @dataclass(slots=True)
 class ApiOptions:
-    """What the profile API needs beyond the store: keys, policy, audit, limits."""
+    """What the profile API needs beyond the store: keys, policy, audit, limits.
+
+    ``graphql_max_body``: the largest ``/graphql`` request body, in bytes (over it: 413).
+    """
 
     policy: Policy
     audit: AuditLog
@@ -84,6 +93,7 @@ class ApiOptions:
     dev_mode: bool = False
     partner_limiter: RateLimiter | None = None
     service: ProfileService | None = None
+    graphql_max_body: int = MAX_GRAPHQL_BODY
 
 
 def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions) -> FastAPI:
@@ -122,7 +132,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
         return ApiContext(authenticate(request), service)
 
     graphql = _Router(
-        build_schema(),
+        build_schema(dev_mode=opts.dev_mode),
         context_getter=graphql_context,
         graphql_ide="graphiql" if opts.dev_mode else None,
         allow_queries_via_get=False,
@@ -131,7 +141,8 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(ops_router(service=service, sink=sink, metrics=metrics))
     app.include_router(customers_router(service=service, authenticate=authenticate))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside the body limit: its 413s are counted
     return app
 
 
@@ -139,3 +150,10 @@ class _Router(GraphQLRouter[ApiContext, None]):
     def encode_json(self, data: object) -> bytes:
         """GraphQL answers serialised by orjson (several times faster than the json module)."""
         return orjson.dumps(data)
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """The request's GraphQL data; a body that is JSON but not an object is a 400, not a crash."""
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError) as exc:
+            raise HTTPException(400, "the body must be a JSON object with a query") from exc

@@ -6,28 +6,27 @@ service functions, which check the caller's role against the policy, mask person
 says and audit reads and changes. Profiles are loaded through a DataLoader, so a page of customers
 costs one batched store read, not one per customer. Errors carry ``extensions.code`` from the error
 table (:mod:`~c360.graphql.errors`): ``NOT_FOUND``, ``FORBIDDEN``, ``UNAUTHENTICATED``,
-``BAD_USER_INPUT``, ``CONFLICT`` (anything unexpected: ``INTERNAL_SERVER_ERROR`` with a generic message).
+``BAD_USER_INPUT`` (bad input, and documents over the limits), ``INTROSPECTION_DISABLED`` (outside dev
+mode), ``CONFLICT``, ``TOO_MANY_REQUESTS`` (anything unexpected: ``INTERNAL_SERVER_ERROR`` with a
+generic message). Before anything runs, :mod:`~c360.graphql.query_cost` measures the document in time
+linear in its size (see :mod:`~c360.graphql.schema_limits`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache
 
 from .errors import error_code
+from .query_cost import Analyser, Limits
 from .schema_common import ApiContext, Info
-from .schema_limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_TOKENS, ErrorCodes, Schema, cost_rule
+from .schema_limits import LIMITS, MAX_TOKENS, QueryGuard, Schema, ValidationResults
 from .schema_profiles import ProfilesMutation, ProfilesQuery
 from .schema_review import ReviewMutation, ReviewQuery
 
-__all__ = ["ApiContext", "Info", "Mutation", "Query", "build_schema", "error_code"]
+__all__ = ["ApiContext", "Info", "Limits", "Mutation", "Query", "build_schema", "error_code"]
 
 
 @strawberry.type
@@ -40,25 +39,30 @@ class Mutation(ReviewMutation, ProfilesMutation):
     """Every domain's mutations."""
 
 
-def build_schema(*, max_depth: int = MAX_DEPTH, max_cost: int = MAX_COST) -> strawberry.Schema:
-    """The schema with its limits: query depth, cost, aliases, tokens, and page sizes (first ≤ 100).
+def build_schema(
+    *, dev_mode: bool = False, limits: Limits = LIMITS, max_depth: int | None = None, max_cost: int | None = None
+) -> strawberry.Schema:
+    """The schema with its limits: cost, depth, aliases, size, repeats, strings, tokens; page sizes (first ≤ 100).
 
-    The depth and alias rules are built once per schema, so the validation cache (keyed by document
-    and rules) holds: clients send the same few documents, and each is parsed and validated once.
+    ``dev_mode`` allows introspection and "did you mean" suggestions. ``max_depth`` and ``max_cost``
+    override the limits'. graphql-core's verdict on a document is cached by its text (clients send
+    the same few documents); the linear analysis runs on every request, with its variables.
     """
-    rules = [
-        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-        cost_rule(max_cost),
-    ]
-    return Schema(
+    limits = replace(
+        limits,
+        introspection=dev_mode,
+        max_depth=limits.max_depth if max_depth is None else max_depth,
+        max_cost=limits.max_cost if max_cost is None else max_cost,
+    )
+    analyser, results = Analyser(limits), ValidationResults((), dev_mode=dev_mode)
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: ParserCache(maxsize=1000),
-            lambda: ValidationCache(maxsize=1000),
-            ErrorCodes,  # a class: one instance per operation
+            lambda: QueryGuard(analyser, results),
         ],
     )
+    schema.dev_mode = dev_mode
+    return schema

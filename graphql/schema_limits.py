@@ -1,118 +1,130 @@
-"""The schema's guards: error codes on every error (from the error table), and limits on query cost."""
+"""The schema's guards: what a query may ask for, checked before it runs, and a code on every error.
+
+:class:`QueryGuard` replaces strawberry's validation step. It first runs the analysis of
+:mod:`~c360.graphql.query_cost` (linear in the document: cost, depth, aliases, size, repeated
+fields, introspection, string lengths), and only a document that passes goes on to graphql-core's
+rules, whose result is cached by document text. strawberry's ``QueryDepthLimiter`` and
+``MaxAliasesLimiter`` are not used: they expand fragments without memoising (a fragment bomb took
+minutes on the event loop) and fail with internal messages on empty selections and unknown fragments.
+
+:class:`Schema` gives every error of every answer an ``extensions.code`` from the error table
+(:func:`~c360.graphql.errors.graphql_answer`), hides the message of unexpected ones (they are
+logged) and, outside dev mode, drops graphql-core's "did you mean" suggestions.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import strawberry
-from c360.graph.errors import C360Error
 from graphql.error import GraphQLError
-from graphql.language import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    IntValueNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-)
-from graphql.validation import ValidationRule
+from graphql.language import DocumentNode
+from graphql.type import GraphQLSchema
+from graphql.validation import ASTValidationRule, specified_rules, validate
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionResult
 
-from .errors import error_code
-from .service import MAX_PAGE
+from .errors import graphql_answer, graphql_message
+from .query_cost import Analyser, Limits
 
 log = logging.getLogger(__name__)
 
-#: limits on what one query may ask for
-MAX_DEPTH = 10
-MAX_ALIASES = 30
+#: the default limits on what one query may ask for
+LIMITS = Limits()
+MAX_DEPTH = LIMITS.max_depth
+MAX_ALIASES = LIMITS.max_aliases
+MAX_COST = LIMITS.max_cost
 MAX_TOKENS = 3000
 
 
-class ErrorCodes(SchemaExtension):
-    """Gives every error an ``extensions.code``; hides the message of unexpected ones (they are logged)."""
+class ValidationResults:
+    """graphql-core's verdicts on documents, by document text (bounded, least recently used out)."""
 
-    def on_operation(self) -> Iterator[None]:
-        """After the operation: recode its errors."""
+    def __init__(self, schema_rules: Sequence[type[ASTValidationRule]], *, dev_mode: bool, size: int = 1000) -> None:
+        self.rules = (*specified_rules, *schema_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        self.dev_mode = dev_mode
+        self.size = size
+        self._results: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def validate(self, schema: GraphQLSchema, document: DocumentNode, text: str | None) -> list[GraphQLError]:
+        """The validation errors of ``document`` (whose text is ``text``, the cache key)."""
+        if text is not None:
+            with self._lock:
+                cached = self._results.get(text)
+                if cached is not None:
+                    self._results.move_to_end(text)
+                    return cached
+        errors = validate(
+            schema, document, self.rules, hide_suggestions=not self.dev_mode, allow_empty_selection_sets=False
+        )
+        if text is not None:
+            with self._lock:
+                self._results[text] = errors
+                while len(self._results) > self.size:
+                    self._results.popitem(last=False)
+        return errors
+
+
+class QueryGuard(SchemaExtension):
+    """Validation: the linear analysis first, then graphql-core's rules (cached) for what passes it."""
+
+    def __init__(self, analyser: Analyser, results: ValidationResults) -> None:
+        self.analyser = analyser
+        self.results = results
+
+    def on_validate(self) -> Iterator[None]:
+        """Decide the document's errors before strawberry would validate (it then skips its own step)."""
+        ctx = self.execution_context
+        document = ctx.graphql_document
+        assert document is not None
+        schema = ctx.schema._schema
+        problems = self.analyser.problems(schema, document, ctx.variables, ctx.query)
+        if problems:
+            ctx.pre_execution_errors = [
+                GraphQLError(str(p.error), nodes=list(p.nodes) or None, original_error=p.error) for p in problems
+            ]
+        else:
+            ctx.pre_execution_errors = self.results.validate(schema, document, ctx.query)
         yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if not errors:
-            return
-        out = []
-        for error in errors:
-            original = error.original_error
-            code = error_code(original)
-            message = error.message
-            if code == "INTERNAL_SERVER_ERROR":
-                if not isinstance(original, C360Error):
-                    log.error("unexpected error in a GraphQL resolver", exc_info=original)
-                message = "internal error; it is logged"
-            out.append(
-                GraphQLError(
-                    message, nodes=error.nodes, positions=error.positions, path=error.path, extensions={"code": code}
-                )
+
+
+def recode(errors: Sequence[GraphQLError], *, dev_mode: bool) -> list[GraphQLError]:
+    """The errors as clients see them: a code each, unexpected messages hidden (and logged)."""
+    out = []
+    for error in errors:
+        answer = graphql_answer(error)
+        if not answer.public:
+            log.error("unexpected error in a GraphQL operation", exc_info=error.original_error)
+        out.append(
+            GraphQLError(
+                graphql_message(error, answer, suggestions=dev_mode),
+                nodes=error.nodes,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": answer.code},
             )
-        result.errors = out  # type: ignore[union-attr]
-
-
-#: most fields a query may cost, counting each field once per item of the pages around it
-MAX_COST = 5000
-_PAGED = frozenset({"customers", "timeline", "orders", "transactions", "reviewQueue"})
-
-
-def _page_size(node: FieldNode) -> int:
-    for arg in node.arguments or ():
-        if arg.name.value == "first":
-            return max(1, int(arg.value.value)) if isinstance(arg.value, IntValueNode) else MAX_PAGE
-    return 20 if node.name.value in _PAGED else 1  # the schema's default page size
-
-
-def _cost(
-    selections: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
-) -> int:
-    """Fields a selection may resolve: a field inside a page counts once per item of that page."""
-    total = 0
-    for node in selections.selections if selections else ():
-        if isinstance(node, FieldNode):
-            total += 1 + _page_size(node) * _cost(node.selection_set, fragments, seen)
-        elif isinstance(node, InlineFragmentNode):
-            total += _cost(node.selection_set, fragments, seen)
-        elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
-            fragment = fragments.get(node.name.value)
-            if fragment is not None:
-                total += _cost(fragment.selection_set, fragments, seen | {node.name.value})
-    return total
-
-
-def cost_rule(max_cost: int) -> type[ValidationRule]:
-    """A validation rule that refuses operations whose estimated cost exceeds ``max_cost``."""
-
-    class QueryCost(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_: Any) -> None:
-            fragments = {d.name.value: d for d in node.definitions if isinstance(d, FragmentDefinitionNode)}
-            for d in node.definitions:
-                if isinstance(d, OperationDefinitionNode):
-                    cost = _cost(d.selection_set, fragments, frozenset())
-                    if cost > max_cost:
-                        self.report_error(
-                            GraphQLError(
-                                f"the query may resolve {cost} fields, more than {max_cost}; ask for smaller pages", d
-                            )
-                        )
-
-    return QueryCost
+        )
+    return out
 
 
 class Schema(strawberry.Schema):
-    """The strawberry schema, logging only unexpected errors."""
+    """The strawberry schema: every answer's errors recoded by :func:`recode`; only unexpected ones logged."""
+
+    dev_mode: bool = False
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """Execute, then recode the errors (from parsing, validation and resolvers alike)."""
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            result.errors = recode(result.errors, dev_mode=self.dev_mode)
+        return result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        """Log only what is unexpected: a NOT_FOUND or FORBIDDEN is the client's business, not an incident."""
-        unexpected = [e for e in errors if error_code(e.original_error) == "INTERNAL_SERVER_ERROR"]
-        if unexpected:
-            super().process_errors(unexpected, execution_context)
+        """Log nothing here: :func:`recode` logs what is unexpected (a FORBIDDEN is the client's business)."""
