@@ -104,9 +104,13 @@ class _Verdict:
 
 
 class Analyser:
-    """:func:`analyse` with what does not depend on the variables cached by document text (bounded)."""
+    """:func:`analyse` with what does not depend on the variables cached by document text.
 
-    def __init__(self, limits: Limits, size: int = 1000) -> None:
+    Only documents that pass are kept (``size`` of them, the least recently used go), by their text
+    alone: a 3,000-token document parses to about 1 MB of nodes, which a cache must not keep alive.
+    """
+
+    def __init__(self, limits: Limits, size: int = 256) -> None:
         self.limits = limits
         self.size = size
         self._verdicts: OrderedDict[str, _Verdict] = OrderedDict()
@@ -123,7 +127,7 @@ class Analyser:
                 self._verdicts.move_to_end(text)  # type: ignore[arg-type]
         if verdict is None:
             verdict = _verdict(schema, document, self.limits)
-            if text is not None:
+            if text is not None and not verdict.problems:  # a refusal's nodes would keep its tree alive
                 with self._lock:
                     self._verdicts[text] = verdict
                     while len(self._verdicts) > self.size:

@@ -60,7 +60,7 @@ def build_schema(
         mutation=Mutation,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: ParserCache(maxsize=1000),
+            lambda: ParserCache(maxsize=128),  # a 3,000-token document parses to about 1 MB of nodes
             lambda: QueryGuard(analyser, results),
         ],
     )

@@ -44,9 +44,9 @@ MAX_TOKENS = 3000
 
 
 class ValidationResults:
-    """graphql-core's verdicts on documents, by document text (bounded, least recently used out)."""
+    """Which documents graphql-core found valid, by document text (``size`` of them, least recently used out)."""
 
-    def __init__(self, schema_rules: Sequence[type[ASTValidationRule]], *, dev_mode: bool, size: int = 1000) -> None:
+    def __init__(self, schema_rules: Sequence[type[ASTValidationRule]], *, dev_mode: bool, size: int = 256) -> None:
         self.rules = (*specified_rules, *schema_rules, MaybeNullValidationRule, OneOfInputValidationRule)
         self.dev_mode = dev_mode
         self.size = size
@@ -64,7 +64,7 @@ class ValidationResults:
         errors = validate(
             schema, document, self.rules, hide_suggestions=not self.dev_mode, allow_empty_selection_sets=False
         )
-        if text is not None:
+        if text is not None and not errors:  # only verdicts of valid documents: errors hold their nodes
             with self._lock:
                 self._results[text] = errors
                 while len(self._results) > self.size:

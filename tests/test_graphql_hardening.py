@@ -420,3 +420,18 @@ def test_a_role_list_must_name_exactly_one_known_role(tmp_path: Path) -> None:
     ):
         with pytest.raises(AuthError, match=why):
             verifier.verify(_token(secret, roles))
+
+
+def test_the_analysis_cache_keeps_only_documents_that_pass() -> None:
+    from c360.graphql.query_cost import Analyser, Limits
+    from c360.graphql.schema import build_schema
+    from graphql.language import parse
+
+    schema = build_schema()._schema  # type: ignore[attr-defined]
+    analyser = Analyser(Limits(), size=2)
+    bomb = fragment_bomb()
+    assert analyser.problems(schema, parse(bomb), None, bomb)
+    assert not analyser._verdicts  # a refused document's nodes are not kept alive
+    for text in ("{ __typename }", "{ customers { nodes { id } } }", "query A { __typename }"):
+        assert analyser.problems(schema, parse(text), None, text) == []
+    assert list(analyser._verdicts) == ["{ customers { nodes { id } } }", "query A { __typename }"]
