@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from c360.streams.pipeline import MAX_EVENT_DEPTH, dead_letter, nesting_depth, partner_sender
 
-from .principal import ForbiddenError, Principal
+from .principal import Principal
 from .service import ProfileService
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ async def post_events(
     """
     size = max(size or 0, len(body))
     target = who.partner or who.subject
-    if not service.policy.can(who.role, "post_events"):
-        await service.record(who, "post_events", target, "denied")
-        raise ForbiddenError("the policy does not let partners post events")
+    await service.require(who, "post_events", target)  # a refusal is audited once, there
     sender = sender_of(who)
 
     async def refuse(status: int, title: str, detail: str) -> EventsOutcome:

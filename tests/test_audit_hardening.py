@@ -291,7 +291,7 @@ def test_long_values_are_cut_so_a_refused_request_cannot_write_a_megabyte(tmp_pa
 class _Api:
     """The app in this process over an embedded store with two customers, a dev verifier and a partner."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, policy: Any = None) -> None:
         from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
         from c360.graphql.app import ApiOptions, create_app
         from c360.graphql.auth import AuthConfig, TokenVerifier
@@ -317,7 +317,7 @@ class _Api:
         ]
         assert len(pipeline.process(people).accepted) == 2
         self.customer = store.list_customers(1, None)[0][0]
-        policy = load_policy()
+        policy = policy or load_policy()
         self.audit = AuditLog(tmp_path / "audit.log")
         self.config = AuthConfig(dev_mode=True, dev_key_file=tmp_path / "dev.key")
         self.policy = policy
@@ -621,3 +621,17 @@ def test_cli_training_and_batch_resolution_are_audited(tmp_path: Path) -> None:
     assert dry["detail"].startswith("dry run: would change: ") and " merges, " in dry["detail"]
     assert batch["action"] == "resolve_batch" and not batch["detail"].startswith("dry run")
     assert AuditLog(tmp_path / ".c360" / "audit.log").verify().ok
+
+
+def test_a_partner_the_policy_stops_posting_is_refused_with_exactly_one_entry(tmp_path: Path) -> None:
+    from c360.graphql import policy as policy_module
+    from c360.graphql.policy import load_policy
+
+    bundled = Path(policy_module.__file__).with_name("policy.yaml").read_text()
+    assert bundled.count("actions: [post_events]") == 1
+    (tmp_path / "policy.yaml").write_text(bundled.replace("actions: [post_events]", "actions: []"))
+    api = _Api(tmp_path, policy=load_policy(tmp_path / "policy.yaml"))
+    (answer,) = api.ask(("POST", "/v1/events", {"headers": {"Authorization": f"Bearer {api.partner_key}"}, "json": []}))
+    assert answer.status_code == 403
+    posts = [e for e in api.entries() if e["action"] == "post_events" or e["target"] == "POST /v1/events"]
+    assert [(e["actor"], e["outcome"]) for e in posts] == [("acme", "denied")]

@@ -30,12 +30,14 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1, help="Most to show.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List dead letters, oldest first."""
-    store = build_store(ctx.obj.settings)
-    try:
-        letters = store.dead_letters(None if all_ else "open", limit, source=source)
-    finally:
-        store.close()
+    """List dead letters, oldest first (their reasons and payloads may hold personal data: audited)."""
+    with audited(ctx.obj.settings, "read_dead_letters", source) as note:
+        store = build_store(ctx.obj.settings)
+        try:
+            letters = store.dead_letters(None if all_ else "open", limit, source=source)
+        finally:
+            store.close()
+        note.detail = f"{len(letters)} letters"
     if as_json:
         sys.stdout.write(json.dumps([d.to_json() for d in letters], indent=2) + "\n")
         return
@@ -48,12 +50,14 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(ctx: typer.Context, letter_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Print one dead letter with its payload (JSON)."""
-    store = build_store(ctx.obj.settings)
-    try:
-        sys.stdout.write(json.dumps(store.get_dead_letter(letter_id).to_json(), indent=2) + "\n")
-    finally:
-        store.close()
+    """Print one dead letter with its payload (JSON); audited, as it may hold personal data."""
+    with audited(ctx.obj.settings, "read_dead_letter", letter_id):
+        store = build_store(ctx.obj.settings)
+        try:
+            letter = store.get_dead_letter(letter_id)
+        finally:
+            store.close()
+    sys.stdout.write(json.dumps(letter.to_json(), indent=2) + "\n")
 
 
 def _allowed_sources(settings: Settings, letter: DeadLetter, accept_unknown_sender: bool) -> tuple[str, ...] | None:
@@ -103,7 +107,7 @@ def dlq_replay(
     refusal is audited.
     """
     settings: Settings = ctx.obj.settings
-    with audited(settings, "dlq_replay", letter_id):
+    with audited(settings, "dlq_replay", letter_id, change=True):
         store = build_store(settings)
         try:
             letter = store.get_dead_letter(letter_id)
