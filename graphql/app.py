@@ -29,13 +29,15 @@ from c360.graph.store import GraphStore
 from cross_web import HTTPException
 from fastapi import FastAPI, Request
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from .audit import AuditLog
 from .auth import TokenVerifier
 from .body_limit import MAX_GRAPHQL_BODY, GraphQLBodyLimit
 from .errors import RateLimited
 from .events_service import MAX_BODY_BYTES, MAX_EVENTS
-from .http import PARTNER_KEY_PREFIX, Authenticator, JSONBytes, install_error_handlers, problem
+from .http import PARTNER_KEY_PREFIX, Authenticator, JSONBytes, audit_refusal, install_error_handlers, problem
 from .partners import PartnerKeys
 from .policy import Policy
 from .principal import Principal
@@ -133,6 +135,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
 
     graphql = _Router(
         build_schema(dev_mode=opts.dev_mode),
+        audit=opts.audit,
         context_getter=graphql_context,
         graphql_ide="graphiql" if opts.dev_mode else None,
         allow_queries_via_get=False,
@@ -141,12 +144,29 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(ops_router(service=service, sink=sink, metrics=metrics))
     app.include_router(customers_router(service=service, authenticate=authenticate))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
-    app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body)
+    app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body, audit=opts.audit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside the body limit: its 413s are counted
     return app
 
 
+#: codes of errors a service raised and audited itself (anything else refused before a resolver ran is not)
+_AUDITED_BY_SERVICES = frozenset({"FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED", "CONFLICT", "TOO_MANY_REQUESTS"})
+
+
 class _Router(GraphQLRouter[ApiContext, None]):
+    def __init__(self, *args: Any, audit: AuditLog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._audit = audit
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """The answer; a document refused before anything ran (analysis, validation, input) is audited."""
+        if result.data is None and result.errors:
+            codes = {(e.extensions or {}).get("code") for e in result.errors}
+            if not codes & _AUDITED_BY_SERVICES:
+                reason = "; ".join(sorted(str(c) for c in codes)) + f": {result.errors[0].message}"
+                await audit_refusal(self._audit, request, 400, reason)
+        return await super().process_result(request, result)
+
     def encode_json(self, data: object) -> bytes:
         """GraphQL answers serialised by orjson (several times faster than the json module)."""
         return orjson.dumps(data)

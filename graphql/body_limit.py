@@ -2,17 +2,20 @@
 
 A body whose ``Content-Length`` says it is over the limit is refused unread; one without (chunked)
 is counted as it comes and refused once it passes the limit. Either way the answer is a 413 with a
-GraphQL error, code ``PAYLOAD_TOO_LARGE`` (from the error table), and nothing of the body is echoed,
-parsed or audited.
+GraphQL error, code ``PAYLOAD_TOO_LARGE`` (from the error table), and nothing of the body is echoed or
+parsed. The refusal is audited (before authentication: the caller is anonymous, the credential's kind
+is noted, never the credential).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import AuditLog
 from .errors import ERRORS, PayloadTooLarge
 
 #: default largest /graphql request body, in bytes (a front-end's documents and variables are a few KiB)
@@ -24,10 +27,13 @@ _ANSWER = next(answer for cls, answer in ERRORS if cls is PayloadTooLarge)
 class GraphQLBodyLimit:
     """ASGI middleware: bodies of requests to ``path`` hold at most ``max_bytes`` bytes."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_GRAPHQL_BODY, path: str = "/graphql") -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int = MAX_GRAPHQL_BODY, path: str = "/graphql", audit: AuditLog | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.path = path
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass requests on, with the body of a request to ``path`` read and counted first."""
@@ -59,6 +65,10 @@ class GraphQLBodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body is over {self.max_bytes} bytes"
+        if self.audit is not None:
+            from .http import audit_refusal  # http imports the app's error table; loaded when first needed
+
+            await audit_refusal(self.audit, Request(scope), _ANSWER.status, message)
         body: dict[str, Any] = {"data": None, "errors": [{"message": message, "extensions": {"code": _ANSWER.code}}]}
         await JSONResponse(body, status_code=_ANSWER.status, headers={"Connection": "close"})(scope, receive, send)
 

@@ -635,3 +635,27 @@ def test_a_partner_the_policy_stops_posting_is_refused_with_exactly_one_entry(tm
     assert answer.status_code == 403
     posts = [e for e in api.entries() if e["action"] == "post_events" or e["target"] == "POST /v1/events"]
     assert [(e["actor"], e["outcome"]) for e in posts] == [("acme", "denied")]
+
+
+def test_graphql_documents_refused_before_anything_runs_are_audited(tmp_path: Path) -> None:
+    api = _Api(tmp_path)
+    steward = {"Authorization": f"Bearer {api.token('data_steward', 'sam')}"}
+    bomb = (
+        "query { ...F0 } "
+        + " ".join(f"fragment F{i} on Query {{ {' '.join([f'...F{i + 1}'] * 10)} }}" for i in range(7))
+        + " fragment F7 on Query { __typename }"
+    )
+    answers = api.ask(
+        ("POST", "/graphql", {"headers": steward, "json": {"query": "{ customers(first: 1) { nodes { id } }"}}),
+        ("POST", "/graphql", {"headers": steward, "json": {"query": "{ nope }"}}),
+        ("POST", "/graphql", {"headers": steward, "json": {"query": bomb}}),
+        ("POST", "/graphql", {"headers": steward, "content": b'{"query": "' + b"x" * 70_000 + b'"}'}),
+        ("POST", "/graphql", {"headers": steward, "json": {"query": "{ customers(first: 1) { nodes { id } } }"}}),
+    )
+    assert [a.status_code for a in answers][3] == 413
+    assert answers[4].json()["data"]["customers"]["nodes"]
+    refused = [e for e in api.entries() if e["target"] == "POST /graphql" and e["outcome"] != "ok"]
+    assert len(refused) == 4, refused
+    assert [e["actor"] for e in refused[:3]] == ["sam"] * 3 and refused[3]["actor"] == "anonymous"
+    assert "BAD_USER_INPUT" in refused[2]["detail"] and "PAYLOAD_TOO_LARGE" not in refused[0]["detail"]
+    assert all(len(e["detail"]) < 700 for e in refused)
