@@ -116,6 +116,24 @@ def credentials_of(request: Request) -> str:
     return "a malformed Authorization header" if authorization else "none"
 
 
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "An RFC 9457 problem.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response: a problem+json answer, with its description."""
+    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}}
+
+
 async def audit_refusal(audit: AuditLog, request: Request, status: int, reason: str) -> None:
     """Audit a refusal the HTTP layer answers (see the module's notes); a failed write is logged, not raised.
 

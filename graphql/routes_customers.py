@@ -13,13 +13,17 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from . import profiles_service
-from .http import Authenticator, JSONBytes
+from .http import Authenticator, JSONBytes, problem_doc
 from .service import ProfileService
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or invalid credentials"},
-    403: {"description": "The role may not do this (or may not search by a field it does not see in full)"},
-    404: {"description": "No such customer"},
+    400: problem_doc("Bad input: not exactly one of email or phone, or a value that is not one"),
+    401: problem_doc("No or invalid credentials"),
+    403: problem_doc("The role may not do this (or may not search by a field it does not see in full)"),
+    404: problem_doc("No such customer"),
+    422: problem_doc("A parameter out of bounds (too long)"),
+    429: problem_doc("Rate limited: retry after the Retry-After header's seconds"),
+    503: problem_doc("The store or the audit trail cannot answer now: retry"),
 }
 
 

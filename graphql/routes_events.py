@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from . import events_service
 from .events_service import MAX_BODY_BYTES, MAX_EVENTS
-from .http import Authenticator, problem
+from .http import Authenticator, problem, problem_doc
 from .service import ProfileService
 
 if TYPE_CHECKING:
@@ -43,23 +43,6 @@ class EventsAnswer(BaseModel):
     rejected: list[RejectedEvent] = Field(description="Events refused, each kept as a dead letter.")
     event_ids: list[str] = Field(description="The accepted events' ids, source|event_id.")
     queued: bool | None = Field(default=None, description="True with Kafka: applied by a worker shortly.")
-
-
-_PROBLEM = {
-    "type": "object",
-    "description": "An RFC 9457 problem.",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-    },
-}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM}}}
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
@@ -145,19 +128,19 @@ def events_router(*, service: ProfileService, sink: EventSink, authenticate: Aut
         openapi_extra={"requestBody": request_body()},
         responses={
             200: {"model": EventsAnswer, "description": "The batch was taken: what was accepted and rejected"},
-            400: _problem("The body is not JSON (or not UTF-8, or nested too deep to read); kept as a dead letter"),
-            401: _problem("No or unknown API key"),
-            403: _problem("The policy does not let this caller post events"),
-            413: _problem(
+            400: problem_doc("The body is not JSON (or not UTF-8, or nested too deep to read); kept as a dead letter"),
+            401: problem_doc("No or unknown API key"),
+            403: problem_doc("The policy does not let this caller post events"),
+            413: problem_doc(
                 f"More than {MAX_EVENTS} events, or a body over {MAX_BODY_BYTES} bytes; kept as a dead letter "
                 f"(its first {MAX_LETTER_BYTES} bytes)"
             ),
-            422: _problem(
+            422: problem_doc(
                 'JSON, but not a batch: not an array of events nor {"events": [...]}, or nested deeper than '
                 f"{events_service.MAX_BODY_DEPTH} levels; kept as a dead letter"
             ),
-            429: _problem("Rate limited: retry after the Retry-After header's seconds"),
-            503: _problem("Kafka (or the store) did not take the batch: nothing was queued, send it again"),
+            429: problem_doc("Rate limited: retry after the Retry-After header's seconds"),
+            503: problem_doc("Kafka (or the store) did not take the batch: nothing was queued, send it again"),
         },
     )
     async def post_events(request: Request) -> dict[str, Any] | JSONResponse:

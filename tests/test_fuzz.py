@@ -88,15 +88,19 @@ def _no_internal_text(body: str) -> None:
 # -- OpenAPI: schemathesis ------------------------------------------------------------------------------------
 
 
-def _fuzz_operation(operation: Any, headers: list[dict[str, str]], failures: list[str]) -> None:
-    from schemathesis.checks import not_a_server_error
+def _fuzz_operation(operation: Any, headers: list[dict[str, str]], failures: list[str], refusals: list[int]) -> None:
+    from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
     @FUZZ
     @given(case=operation.as_strategy(), who=st.sampled_from(headers))
     def run(case: Any, who: dict[str, str]) -> None:
         response = case.call(headers=who)
+        if 400 <= response.status_code < 500 and response.status_code not in (404, 405):
+            refusals.append(response.status_code)
         try:
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(
+                response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance]
+            )
         except Exception as exc:  # collect, then fail with every operation that broke
             failures.append(f"{operation.label}: {exc}"[:800])
         _no_internal_text(response.text)
@@ -115,9 +119,17 @@ def test_every_operation_answers_as_documented_and_never_5xx(app_env: dict[str, 
         {},
     ]
     failures: list[str] = []
+    refusals: list[int] = []
+    log = Path(app_env["home"]) / "audit.log"
+    # Lines end at b"\n" only: a value may hold U+2028 or U+0085, which str.splitlines would split at.
+    before = log.read_bytes().count(b"\n") if log.exists() else 0
     for result in schema.get_all_operations():
-        _fuzz_operation(result.ok(), headers, failures)
+        _fuzz_operation(result.ok(), headers, failures, refusals)
     assert not failures, "\n".join(failures[:10])
+    # Zero unaudited refusals: every 4xx that refused something (not a 404) has its entry.
+    entries = [json.loads(line) for line in log.read_bytes().split(b"\n")[before:] if line]
+    refused = [e for e in entries if e["outcome"] not in ("ok", "not_found")]
+    assert refusals and len(refused) >= len(refusals), (len(refused), len(refusals))
 
 
 # -- events: hypothesis through the pipeline ---------------------------------------------------------------
