@@ -435,3 +435,21 @@ def test_the_analysis_cache_keeps_only_documents_that_pass() -> None:
     for text in ("{ __typename }", "{ customers { nodes { id } } }", "query A { __typename }"):
         assert analyser.problems(schema, parse(text), None, text) == []
     assert list(analyser._verdicts) == ["{ customers { nodes { id } } }", "query A { __typename }"]
+
+
+def test_the_graphql_body_limit_is_a_setting(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from c360.deps import build_app, build_store
+    from c360.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path, api={"dev_mode": True, "graphql_max_body": 2048})
+    store = build_store(settings)
+    try:
+        with TestClient(build_app(settings, store)) as client:
+            small = client.post("/graphql", json={"query": "{ __typename }"})
+            big = client.post("/graphql", json={"query": "{ __typename }", "variables": {"x": "y" * 3000}})
+        assert small.status_code in (200, 401) and big.status_code == 413
+        assert big.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    finally:
+        store.close()

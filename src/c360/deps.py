@@ -180,5 +180,6 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         dev_mode=api.dev_mode,
         partner_limiter=RateLimiter(api.partner_rate, api.partner_burst),
         service=service,
+        graphql_max_body=api.graphql_max_body,
     )
     return create_app(store=store, sink=sink, partners=partner_keys(settings), options=options)

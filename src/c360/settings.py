@@ -92,6 +92,9 @@ class ApiSettings(BaseModel):
     )
     partner_rate: float = Field(default=20.0, gt=0, description="Requests per second a partner key may sustain.")
     partner_burst: int = Field(default=40, ge=1, description="Requests a partner key may send at once.")
+    graphql_max_body: int = Field(
+        default=64 * 1024, ge=1024, le=8 * 1024 * 1024, description="Most bytes of a /graphql request body (413 over)."
+    )
 
 
 class AuditSettings(BaseModel):
