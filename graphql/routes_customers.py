@@ -11,10 +11,36 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
 from . import profiles_service
 from .http import Authenticator, JSONBytes, problem_doc
 from .service import ProfileService
+
+
+class ProfileDocument(BaseModel):
+    """The unified profile as the caller's role may see it (the OpenAPI description of the answer)."""
+
+    id: str = Field(description="The customer's ID (the survivor's, when the ID asked for was merged away).")
+    requested_id: str = Field(description="The ID asked for.")
+    redirected: bool = Field(description="True when the ID asked for was merged into ``id``.")
+    status: str = Field(description="active, or merged.")
+    created_at: str = Field(description="When the customer was created (RFC 3339).")
+    golden: dict[str, dict[str, Any]] = Field(
+        description="Golden fields: value (masked by role), source, source_key (masked by role), rule."
+    )
+    sources: list[str] = Field(description="The sources of the customer's records.")
+    identifiers: list[dict[str, Any]] = Field(description="kind, value (masked by role), flagged.")
+    records: list[dict[str, Any]] = Field(description="Source records with key, identifiers and link evidence, masked.")
+    merged_ids: list[str] = Field(description="IDs merged into this customer.")
+    history: list[dict[str, Any]] | None = Field(default=None, description="Merges and splits (roles that may).")
+
+
+class CustomersFound(BaseModel):
+    """The answer to a lookup by email or phone."""
+
+    customers: list[ProfileDocument]
+
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: problem_doc("Bad input: not exactly one of email or phone, or a value that is not one"),
@@ -31,13 +57,17 @@ def customers_router(*, service: ProfileService, authenticate: Authenticator) ->
     """The profile routes over ``service``."""
     router = APIRouter(tags=["profiles"], responses=_RESPONSES)
 
-    @router.get("/v1/customers/{customer_id}", response_class=JSONBytes)
+    @router.get(
+        "/v1/customers/{customer_id}",
+        response_model=None,  # the route answers JSONBytes (orjson) itself; the document is described here
+        responses={200: {"model": ProfileDocument, "description": "The profile document"}},
+    )
     async def get_customer(customer_id: str, request: Request) -> JSONBytes:
         """The customer's unified profile as the caller's role may see it (a merged-away ID gives the survivor)."""
         who = authenticate(request)
         return JSONBytes(await profiles_service.get_profile_document(service=service, who=who, customer_id=customer_id))
 
-    @router.get("/v1/customers")
+    @router.get("/v1/customers", response_model=None, responses={200: {"model": CustomersFound}})
     async def find_customers(
         request: Request,
         email: str | None = Query(default=None, max_length=320),

@@ -453,3 +453,45 @@ def test_the_graphql_body_limit_is_a_setting(tmp_path: Path) -> None:
         assert big.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
     finally:
         store.close()
+
+
+def test_the_openapi_document_describes_the_profile_and_every_answer(tmp_path: Path) -> None:
+    from c360.graphql.auth import issue_dev_token
+    from c360.graphql.routes_customers import ProfileDocument
+    from fastapi.testclient import TestClient
+
+    from c360.deps import build_app, build_pipeline, build_store
+    from c360.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path, api={"dev_mode": True})
+    store = build_store(settings)
+    try:
+        event = {
+            "event_id": "e1",
+            "type": "profile_update",
+            "source": "crm",
+            "occurred_at": "2026-05-01T10:00:00Z",
+            "profile": {"customer_key": "K1", "first_name": "Ann", "email": "ann@example.com"},
+        }
+        build_pipeline(settings, store).process([event])
+        app = build_app(settings, store)
+        spec = app.openapi()
+        profile = spec["paths"]["/v1/customers/{customer_id}"]["get"]["responses"]
+        assert profile["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ProfileDocument"
+        }
+        for path in ("/v1/customers/{customer_id}", "/v1/customers"):
+            assert {"400", "401", "403", "404", "422", "429", "503"} <= set(spec["paths"][path]["get"]["responses"])
+        assert "requestBody" in spec["paths"]["/v1/events"]["post"]
+        token = issue_dev_token(AuthConfig(dev_mode=True, dev_key_file=tmp_path / "dev-signing.key"), "data_steward")
+        with TestClient(app) as client:
+            found = client.get(
+                "/v1/customers", params={"email": "ann@example.com"}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert found.status_code == 200, found.text
+            (doc,) = found.json()["customers"]
+            ProfileDocument.model_validate(doc)
+            one = client.get(f"/v1/customers/{doc['id']}", headers={"Authorization": f"Bearer {token}"})
+            assert ProfileDocument.model_validate(one.json()).id == doc["id"]
+    finally:
+        store.close()
