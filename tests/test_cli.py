@@ -29,8 +29,6 @@ def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = Tr
     """``c360 ARGS`` in ``cwd``, in this process: what ``python -m c360 ARGS`` exits with and prints."""
     from typer.testing import CliRunner
 
-    from c360.cli import main
-
     variables: dict[str, str | None] = {k: None for k in os.environ if k.startswith("C360_")}
     variables.update(env or {})
     with (
@@ -38,6 +36,10 @@ def c360(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = Tr
         contextlib.chdir(cwd),
         mock.patch.object(sys, "argv", ["c360", *args]),
     ):
+        # Imported here the first time: its consoles, made on import, see these streams, not a terminal
+        # (pytest -s), as those of python -m c360 see the pipes of a test.
+        from c360.cli import main
+
         try:
             main()
             code = 0
