@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,11 +137,15 @@ def test_batch_respects_a_split_and_refuses_when_the_graph_changed(store: GraphS
     assert now.pop("kiosk|late") and now == before
 
 
-def test_incremental_equals_batch_on_10k_records(tmp_path: Path) -> None:
+#: CI checks the agreement at 10k records (``C360_SCALE=1``); the fast tier at about 2k, in a fifth of the time.
+AT_SCALE = os.environ.get("C360_SCALE") == "1"
+
+
+def test_incremental_equals_batch_at_scale(tmp_path: Path) -> None:
     """Record by record with real-time resolution, then one batch run: the clusterings agree (F1 >= 0.99)."""
-    big = trained_corpus(tmp_path, 5100, 7)
+    big = trained_corpus(tmp_path, 5100 if AT_SCALE else 1000, 7)
     records, truth, settings, scorer = big.records, big.truth, big.settings, big.scorer
-    assert len(records) >= 10_000
+    assert len(records) >= (10_000 if AT_SCALE else 1_900)
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     try:
         progress: Callable[[int], None] = lambda _: None  # noqa: E731

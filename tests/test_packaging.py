@@ -64,6 +64,7 @@ def test_wheel_installs_every_folder_as_a_subpackage(tmp_path: Path) -> None:
     assert out.strip().startswith(str(target))
 
 
+@pytest.mark.servers  # pip fetches the build backend from the package index into an isolated build
 @pytest.mark.parametrize("mode", ["lenient", "strict"])
 def test_editable_install_in_a_fresh_venv(tmp_path: Path, mode: str) -> None:
     """`pip install -e .` into a new venv; the dependencies come from this environment's site-packages."""
