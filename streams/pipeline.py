@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -300,7 +300,7 @@ class Pipeline:
                 letter = dead_letter(
                     payload.text,
                     payload.reason,
-                    received_at=now,
+                    received_at=now + timedelta(microseconds=i),  # a batch's letters list in input order
                     sender=sender,
                     source=payload.source,
                     key=f"{payload.origin}\n{payload.text}",
@@ -328,7 +328,9 @@ class Pipeline:
                     except ValidationError as exc:
                         reason = _reason(exc)
             if reason is not None:
-                letter = dead_letter(text, reason, received_at=now, sender=sender, source=source)
+                letter = dead_letter(
+                    text, reason, received_at=now + timedelta(microseconds=i), sender=sender, source=source
+                )
                 letters.append(letter)
                 rejected.append(Rejection(i, _echo(event_id), letter.reason, letter.id))
         return events, rejected, letters

@@ -88,3 +88,11 @@ def test_an_unreadable_row_can_be_replayed_as_a_corrected_event(store: GraphStor
     store.mark_replayed(letter.id)
     assert outcome.accepted == ["shop|fix-2"]
     assert [d.id for d in store.dead_letters(source="shop")] == [runner.totals.rejected[1].dead_letter]
+
+
+def test_the_bad_rows_of_one_batch_are_listed_in_row_order(store: GraphStore, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("id,first_name\n" + "".join(f",Nobody{i}\n" for i in range(12)))
+    _ingest(store, path, batch_size=100)  # one batch: the letters share a batch, not an instant
+    rows = [int(d.reason.split(" row ")[1].split(":")[0]) for d in store.dead_letters(source="shop")]
+    assert rows == list(range(2, 14))
