@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
@@ -40,6 +40,7 @@ from c360.graph.models import CANONICAL_FIELDS, ReviewItem
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .hash_keys import HashKeys
+from .masking_values import age_band, age_of, normalise, number, partial, thousands
 from .principal import ForbiddenError, Principal
 
 Rule = Literal["full", "range", "hash", "partial", "deny"]
@@ -140,106 +141,6 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, A
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
-
-
-# -- masking helpers -------------------------------------------------------------------------------
-
-
-def _as_date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def age_on(born: date, today: date) -> int:
-    """Whole years from ``born`` to ``today``."""
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
-def _age(value: Any, today: date) -> int | None:
-    """An age in years from an age (int or digits) or a birth date (date or ISO string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        years = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        years = int(value.strip())
-    else:
-        born = _as_date(value)
-        if born is None:
-            return None
-        years = age_on(born, today)
-    return years if 0 <= years < 150 else None
-
-
-def age_band(age: int) -> str:
-    """The decade of an age: 34 -> ``"30-39"``."""
-    low = age // 10 * 10
-    return f"{low}-{low + 9}"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip().replace(",", "").replace("_", ""))
-        except ValueError:
-            return None
-    return None
-
-
-def _thousands(n: int) -> str:
-    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
-
-
-def normalise(value: Any) -> str:
-    """The form a value is hashed in: dates as ``YYYY-MM-DD``, text stripped and case-folded."""
-    if isinstance(value, datetime):
-        value = value.date()
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    return text.strip().casefold()
-
-
-def _keep_last(text: str, keep: int = 4) -> str:
-    """Stars for all but the last ``keep`` letters or digits (all stars when there are no more)."""
-    chars = [c for c in text if c.isalnum()]
-    if len(chars) <= keep:
-        return "*" * max(len(chars), 3)
-    return "*" * (len(chars) - keep) + "".join(chars[-keep:])
-
-
-def _partial(name: str, value: Any) -> str | None:
-    """The recognisable fragment of a value (see policy.yaml)."""
-    if name == "date_of_birth":
-        born = _as_date(value)
-        return str(born.year) if born else None
-    text = str(value).strip()
-    if not text:
-        return None
-    if name == "email":
-        local, at, domain = text.rpartition("@")
-        return f"{local[0]}***@{domain}" if at and local and domain else "***"
-    if name == "phone":
-        return _keep_last("".join(c for c in text if c.isdigit()))
-    if name in ("national_id", "customer_number"):
-        return _keep_last(text)
-    if name == "postcode":
-        text = text.upper()
-        outward, space, _ = text.partition(" ")
-        if space:
-            return f"{outward} ***"
-        return text[:3] + "*" * (len(text) - 3) if len(text) > 3 else "*" * len(text)
-    return f"{text[0]}***"  # first_name, last_name
 
 
 # -- the policy ------------------------------------------------------------------------------------
@@ -404,16 +305,16 @@ class Policy:
 
     def income_band(self, value: Any) -> str | None:
         """The band of an income (a number or numeric text), or None when it is not a number."""
-        amount = _number(value)
+        amount = number(value)
         if amount is None:
             return None
         bands = self.income_bands
         if amount < bands[0]:
-            return f"<{_thousands(bands[0])}"
+            return f"<{thousands(bands[0])}"
         for low, high in pairwise(bands):
             if amount < high:
-                return f"{_thousands(low)}-{_thousands(high)}"
-        return f"{_thousands(bands[-1])}+"
+                return f"{thousands(low)}-{thousands(high)}"
+        return f"{thousands(bands[-1])}+"
 
     def mask(self, role: str, name: str, value: Any, *, today: date | None = None) -> Any:
         """``value`` of field ``name`` as ``role`` may see it; None when denied (or absent).
@@ -424,7 +325,7 @@ class Policy:
         if value is None or rule == "deny":
             return None
         if name == "age":
-            value = _age(value, today or date.today())
+            value = age_of(value, today or date.today())
             if value is None:
                 return None
         if rule == "full":
@@ -433,7 +334,7 @@ class Policy:
             return self.hash(value)
         if rule == "range":
             return age_band(value) if name == "age" else self.income_band(value)
-        return _partial(name, value)
+        return partial(name, value)
 
     def mask_golden(self, role: str, golden: Mapping[str, Any], *, today: date | None = None) -> dict[str, Any]:
         """A golden record (field -> plain value) as ``role`` may see it.
