@@ -311,22 +311,20 @@ class Pipeline:
             source = payload.get("source") if isinstance(payload, dict) else None
             event_id = payload.get("event_id") if isinstance(payload, dict) else None
             reason = None
+            text = payload_text(payload)
             if nesting_depth(payload, MAX_EVENT_DEPTH) > MAX_EVENT_DEPTH:
                 reason = f"event nested deeper than {MAX_EVENT_DEPTH} levels"
-                text = payload_text(payload)
+            elif len(text.encode()) > MAX_EVENT_BYTES:
+                reason = f"event larger than {MAX_EVENT_BYTES} bytes"
             else:
-                text = payload_text(payload)
-                if len(text.encode()) > MAX_EVENT_BYTES:
-                    reason = f"event larger than {MAX_EVENT_BYTES} bytes"
-                else:
-                    try:
-                        event = parse_event(payload, window=window)
-                        if sources is not None and event.source not in sources:
-                            reason = f"source {event.source!r} is not one this sender may send as"
-                        else:
-                            events.append((i, event))
-                    except ValidationError as exc:
-                        reason = _reason(exc)
+                try:
+                    event = parse_event(payload, window=window)
+                    if sources is not None and event.source not in sources:
+                        reason = f"source {event.source!r} is not one this sender may send as"
+                    else:
+                        events.append((i, event))
+                except ValidationError as exc:
+                    reason = _reason(exc)
             if reason is not None:
                 letter = dead_letter(
                     text, reason, received_at=now + timedelta(microseconds=i), sender=sender, source=source
