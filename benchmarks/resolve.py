@@ -56,11 +56,11 @@ def load(data: Path, work: Path, size: int, sample: int) -> dict[str, Any]:
     Linker(store).ingest(records)
     ingested = time.perf_counter() - started
     started = time.perf_counter()
-    settings, tf_tables, summary = train(records[:sample], region="US", max_pairs=1e6)
-    ModelRegistry(work / "models").save(settings, tf_tables, summary)
+    settings, tf_tables, summary = train(records[:sample], region="US")
+    artifact = ModelRegistry(work / "models").save(settings, tf_tables, summary)
     trained = time.perf_counter() - started
     started = time.perf_counter()
-    store.replace_blocking_keys(*filing(records, "US"))
+    store.replace_blocking_keys(*filing(records, "US", artifact.specification()))
     keyed = time.perf_counter() - started
     store.close()
     return {"ingest_s": ingested, "train_s": trained, "keys_s": keyed, "peak_rss_mb": _rss_mb()}

@@ -50,6 +50,7 @@ def prepare(work: Path, base: int, events: int) -> list[dict[str, Any]]:
     from c360.connectors.synthetic import generate
     from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
     from c360.resolution.blocking import filing
+    from c360.resolution.config import TrainingConfig
     from c360.resolution.linker import Linker
     from c360.resolution.model_registry import ModelRegistry
     from c360.resolution.splink_adapter import train
@@ -61,9 +62,9 @@ def prepare(work: Path, base: int, events: int) -> list[dict[str, Any]]:
     stored, held = records[:base], list(islice(records, base, base + profiles))
     store = EmbeddedStore(EmbeddedConfig(path=work / ".c360" / "graph.db"))
     Linker(store).ingest(stored)
-    settings, tf, summary = train(stored, region="US", max_pairs=2e5)
-    ModelRegistry(work / ".c360" / "models").save(settings, tf, summary)
-    store.replace_blocking_keys(*filing(stored, "US"))
+    settings, tf, summary = train(stored, region="US", config=TrainingConfig(u_max_pairs=2e5))
+    artifact = ModelRegistry(work / ".c360" / "models").save(settings, tf, summary)
+    store.replace_blocking_keys(*filing(stored, "US", artifact.specification()))
     store.close()
     out: list[dict[str, Any]] = []
     for i, record in enumerate(held):

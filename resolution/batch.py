@@ -57,7 +57,7 @@ class BatchSummary:
     splits: int = 0
     moved_records: int = 0
     review_items: int = 0
-    #: clusters clustered again because they broke a decision or joined conflicting ids or birth dates
+    #: clusters clustered again because they joined records a steward's decision keeps apart
     reclustered: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     applied: bool = False
@@ -119,70 +119,33 @@ def deterministic_edges(records: Iterable[SourceRecord], linking: LinkingConfig,
     return [Edge(a, b, _DETERMINISTIC, 1.0, tuple(sorted(ids))) for (a, b), ids in shared.items()]
 
 
-def _dob(record: SourceRecord) -> str | None:
-    return record.date_of_birth.isoformat() if record.date_of_birth else None
+def enforce_constraints(clusters: dict[str, str], edges: list[Edge], apart: Iterable[ApartPair]) -> int:
+    """Re-cluster, in place, every cluster that joins two records kept apart by a decision; return how many.
 
-
-def _nid(record: SourceRecord, region: str) -> str | None:
-    return next((i.uid for i in identifiers_of(record, region) if i.kind == "national_id"), None)
-
-
-def _dob_compatible(a: str, b: str) -> bool:
-    # Equal, or day and month swapped (a common entry error); ISO dates YYYY-MM-DD.
-    return a == b or (a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7])
-
-
-def enforce_constraints(
-    clusters: dict[str, str],
-    edges: list[Edge],
-    apart: Iterable[ApartPair],
-    views: Mapping[str, tuple[str | None, str | None]],
-) -> int:
-    """Re-cluster, in place, every cluster that breaks a constraint; return how many there were.
-
-    Constraints: two records kept apart by a decision never share a cluster; and a probabilistic edge does
-    not join two groups whose national ids differ, or whose dates of birth all disagree (``views``: record
-    uid -> (dob, national id)). Within such a cluster edges are added strongest first (shared identifiers,
-    then by weight), and an edge is skipped when it would break a constraint.
+    Within such a cluster edges are added strongest first (shared identifiers, then by weight), and an edge
+    is skipped when it would join two groups a decision keeps apart. Nothing else vetoes an edge: what the
+    records disagree on is evidence the model has weighed already.
     """
     apart = list(apart)
     forbidden: dict[str, set[str]] = defaultdict(set)
     for p in apart:
         forbidden[p.a].add(p.b)
         forbidden[p.b].add(p.a)
-    by_cluster: dict[str, list[str]] = defaultdict(list)
-    for uid, key in clusters.items():
-        by_cluster[key].append(uid)
     broken = {clusters[p.a] for p in apart if p.a in clusters and p.b in clusters and clusters[p.a] == clusters[p.b]}
-    for key, uids in by_cluster.items():
-        if len(uids) > 1 and key not in broken:
-            seen_dobs = {views[u][0] for u in uids} - {None}
-            seen_nids = {views[u][1] for u in uids} - {None}
-            if len(seen_nids) > 1 or len(seen_dobs) > 1:
-                broken.add(key)
     if not broken:
         return 0
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for uid, key in clusters.items():
+        if key in broken:
+            by_cluster[key].append(uid)
     parent: dict[str, str] = {}
-    members: dict[str, set[str]] = {}
-    dobs: dict[str, set[str]] = {}
-    nids: dict[str, set[str]] = {}
+    members = {uid: {uid} for uids in by_cluster.values() for uid in uids}
 
     def find(x: str) -> str:
         while parent.get(x, x) != x:
             x = parent[x]
         return x
 
-    def conflict(a: str, b: str) -> bool:
-        if nids[a] and nids[b] and not nids[a] & nids[b]:
-            return True
-        return bool(dobs[a] and dobs[b]) and not any(_dob_compatible(x, y) for x in dobs[a] for y in dobs[b])
-
-    for key in broken:
-        for uid in by_cluster[key]:
-            members[uid] = {uid}
-            dob, nid = views[uid]
-            dobs[uid] = {dob} if dob else set()
-            nids[uid] = {nid} if nid else set()
     for e in sorted(edges, key=lambda e: (-e.weight, e.a, e.b)):
         if e.a not in members or e.b not in members:
             continue
@@ -192,14 +155,10 @@ def enforce_constraints(
         big, small = (ra, rb) if len(members[ra]) >= len(members[rb]) else (rb, ra)
         if any(forbidden[u] & members[big] for u in members[small]):
             continue
-        if not e.identifiers and conflict(big, small):
-            continue
         parent[small] = big
         members[big] |= members.pop(small)
-        dobs[big] |= dobs.pop(small)
-        nids[big] |= nids.pop(small)
-    for key in broken:
-        for uid in by_cluster[key]:
+    for uids in by_cluster.values():
+        for uid in uids:
             clusters[uid] = "split:" + find(uid)
     return len(broken)
 
@@ -275,8 +234,7 @@ class BatchResolver:
         for a, b, w, p in zip(*(scored.column(i).to_pylist() for i in range(4)), strict=True):
             (edges if p >= self.realtime.upper else near).append(Edge(a, b, w, p))
         clusters = cluster(list(current), ((e.a, e.b) for e in edges))
-        views = {r.uid: (_dob(r), _nid(r, self.linking.default_region)) for r in records}
-        summary.reclustered = enforce_constraints(clusters, edges, apart, views)
+        summary.reclustered = enforce_constraints(clusters, edges, apart)
         summary.links = len(edges)
         lap("cluster")
 

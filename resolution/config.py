@@ -133,3 +133,32 @@ class SurvivorshipConfig(BaseModel):
     def rule_names(self) -> dict[str, str]:
         """The rule name of every canonical field."""
         return self._rules
+
+
+class TrainingConfig(BaseModel):
+    """How training profiles the records and chooses its specification, and what blocking may cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_comparisons_per_rule: int = Field(
+        default=10_000_000,
+        ge=1000,
+        description="Budget: the most pairs one prediction blocking rule may compare (Splink's count); "
+        "a rule over it is tightened with another column or dropped, never run.",
+    )
+    max_em_comparisons: int = Field(
+        default=2_000_000, ge=1000, description="The most pairs one EM training session may compare."
+    )
+    min_filled: float = Field(
+        default=0.01, ge=0, le=1, description="A column filled in fewer records than this share is left out."
+    )
+    max_top_share: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="A column whose commonest value holds more than this share of its values is left out.",
+    )
+    u_max_pairs: float = Field(default=1e6, ge=1e3, description="Random pairs sampled to estimate u.")
+    prior_recall: float = Field(
+        default=0.8, gt=0, le=1, description="Recall assumed of the deterministic rules that estimate the prior."
+    )

@@ -29,7 +29,12 @@ COLUMNS: tuple[str, ...] = (
     "postcode",
     "city",
     "national_id",
+    "name_pair",
 )
+#: Columns a comparison may compare.
+COMPARED: tuple[str, ...] = COLUMNS[2:-1]
+#: Columns only blocking rules use: ``name_pair`` is the two names in sorted order (finds swapped names).
+BLOCKING_ONLY: tuple[str, ...] = ("name_pair",)
 
 _NOT_WORD = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
@@ -47,11 +52,12 @@ def clean_text(value: str | None) -> str | None:
 def features(record: SourceRecord, region: str) -> dict[str, Any]:
     """Return the comparison view of ``record`` (missing values are ``None``)."""
     postcode = record.postcode.replace(" ", "").upper() if record.postcode else None
+    first, last = clean_text(record.first_name), clean_text(record.last_name)
     return {
         "unique_id": record.uid,
         "source_dataset": record.source,
-        "first_name": clean_text(record.first_name),
-        "last_name": clean_text(record.last_name),
+        "first_name": first,
+        "last_name": last,
         "dob": record.date_of_birth.isoformat() if record.date_of_birth else None,
         "email": normalize_email(record.email),
         "phone": normalize_phone(record.phone, region),
@@ -59,6 +65,7 @@ def features(record: SourceRecord, region: str) -> dict[str, Any]:
         "postcode": postcode or None,
         "city": clean_text(record.city),
         "national_id": normalize_national_id(record.national_id, record.national_id_kind),
+        "name_pair": "|".join(sorted((first, last))) if first and last else None,
     }
 
 

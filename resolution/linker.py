@@ -7,10 +7,10 @@ For each record, in order:
    has brought together (1 for its first customer, plus every customer it merged into that one). When a
    link would push ``joined`` over the cap of its kind, the identifier is flagged with the reason and
    stops linking from then on; that link is not made.
-2. **Model.** When no identifier decides and a trained model is in use, the real-time matcher
-   (:mod:`c360.resolution.realtime`, our scorer with Splink's weights; Splink itself is never called)
-   links at or above the upper threshold, opens a review item between the thresholds, and else the
-   record becomes a new customer.
+2. **Model.** When a trained model is in use, the real-time matcher (:mod:`c360.resolution.realtime`,
+   our scorer with Splink's weights; Splink itself is never called) also links to every customer whose
+   record scores at or above the upper threshold, as batch resolution does. A record nothing links
+   opens a review item when its best candidate is between the thresholds, and becomes a new customer.
 3. **Idempotency.** Events stored with the batch are applied once: an event the graph has applied
    before is skipped, and so are its records.
 
@@ -200,15 +200,17 @@ class _Plan:
 
         matches: dict[str, Match] = {}
         review: Match | None = None
-        if not targets and self.matcher is not None:
-            # No identifier decides: the trained model may (Splink's weights, our scorer).
+        if self.matcher is not None:
+            # The trained model links too (Splink's weights, our scorer), beside the identifiers: the same
+            # rule as batch resolution, whose clusters join identifier links and model links alike.
             found, review = self.matcher.matches(record, self.find)
-            matches = {m.customer_id: m for m in found}
-            for m in matches.values():
-                targets[m.customer_id] = []
-            if targets and (len(targets) > 1 or uid in self.own_apart):
-                targets = self._apart(uid, None, targets)
-                matches = {c: m for c, m in matches.items() if c in targets}
+            matches = {m.customer_id: m for m in found if m.customer_id not in targets}
+            if matches:
+                for c in matches:
+                    targets[c] = []
+                if len(targets) > 1 or uid in self.own_apart:
+                    targets = self._apart(uid, own, targets)
+                    matches = {c: m for c, m in matches.items() if c in targets}
             if matches:
                 self.result.probabilistic += 1
 
@@ -246,8 +248,10 @@ class _Plan:
             stays = old is not None and len(targets) == 1
             if old is not None and stays:
                 evidence = old.evidence
-            elif matches:
+            elif cid in matches:
                 evidence = matches[cid].evidence()
+            elif matches and not linked_by:  # the record's own customer, merged with what the model found
+                evidence = max(matches.values(), key=lambda m: m.score.match_weight).evidence()
             else:
                 evidence = Evidence("deterministic", linked_by)
         for i in links:

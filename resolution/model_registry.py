@@ -16,6 +16,7 @@ from typing import Any
 from c360.graph.errors import ConfigError, NotFoundError
 
 from .scorer import Scorer
+from .specification import Specification
 
 FORMAT = "c360-splink-model"
 
@@ -30,9 +31,13 @@ class Artifact:
     tf_tables: dict[str, dict[str, float]]
     summary: dict[str, Any]
 
+    def specification(self) -> Specification:
+        """The specification the model was trained with."""
+        return specification_of(self.summary)
+
     def scorer(self) -> Scorer:
         """The real-time scorer of this model."""
-        return Scorer(self.settings, self.tf_tables)
+        return Scorer(self.settings, self.tf_tables, self.specification())
 
     def to_json(self) -> dict[str, Any]:
         """The artifact as stored."""
@@ -44,6 +49,18 @@ class Artifact:
             "settings": self.settings,
             "tf_tables": self.tf_tables,
         }
+
+
+def specification_of(summary: dict[str, Any]) -> Specification:
+    """The specification a training summary holds; :class:`ConfigError` for a model trained before there was one."""
+    if "specification" not in summary:
+        raise ConfigError("this model was trained by an older c360 without a specification; run: c360 resolve train")
+    return Specification.from_json(summary["specification"])
+
+
+def trained_scorer(settings: dict[str, Any], tf_tables: dict[str, dict[str, float]], summary: dict[str, Any]) -> Scorer:
+    """The real-time scorer of a model as :func:`c360.resolution.splink_adapter.train` returns it."""
+    return Scorer(settings, tf_tables, specification_of(summary))
 
 
 class ModelRegistry:
@@ -62,7 +79,7 @@ class ModelRegistry:
         self, settings: dict[str, Any], tf_tables: dict[str, dict[str, float]], summary: dict[str, Any]
     ) -> Artifact:
         """Store a new version; return it."""
-        Scorer(settings, tf_tables)  # refuse a model the scorer cannot use
+        Scorer(settings, tf_tables, specification_of(summary))  # refuse a model the scorer cannot use
         version = (self.versions() or [0])[-1] + 1
         artifact = Artifact(version, datetime.now(UTC).isoformat(), settings, tf_tables, summary)
         self.folder.mkdir(parents=True, exist_ok=True)

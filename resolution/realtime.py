@@ -86,7 +86,7 @@ class BatchMatcher:
         if cached is not None:
             return cached
         view = features(record, self.region)
-        return view, blocking_keys(view)
+        return view, blocking_keys(view, self.scorer.spec)
 
     def _file(self, uid: str, view: dict[str, Any], keys: tuple[str, ...], customer_id: str | None) -> None:
         for key in self._keys.get(uid, ()):

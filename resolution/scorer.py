@@ -1,7 +1,7 @@
 """The real-time scorer: Splink's match weight for one pair of records, computed in Python.
 
 It uses the trained model's m and u probabilities and term-frequency tables, and the comparison levels of
-:mod:`c360.resolution.specification`, so no Splink or DuckDB call is made per record. The weight is
+its :class:`~c360.resolution.specification.Specification`, so no Splink or DuckDB call is made per record. The weight is
 Splink 5's::
 
     weight = log2(p / (1 - p)) + sum over comparisons of (level weight + tf adjustment)
@@ -19,7 +19,7 @@ from typing import Any
 
 from c360.graph.errors import ConfigError
 
-from .specification import COMPARISONS, Comparison
+from .specification import Comparison, Specification
 
 _CLAMP = 1e-300
 _NOT_OBSERVED = "level not observed in training dataset"
@@ -83,22 +83,27 @@ class _LevelWeights:
 class Scorer:
     """Scores pairs of comparison views (:func:`c360.resolution.features.features`) with a trained model."""
 
-    def __init__(self, settings: Mapping[str, Any], tf_tables: Mapping[str, Mapping[str, float]]) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any], tf_tables: Mapping[str, Mapping[str, float]], spec: Specification
+    ) -> None:
+        self.spec = spec
+        built = spec.built()
         p = float(settings["probability_two_random_records_match"])
         self.prior_weight = math.log2(p / (1 - p))
         self.tf_tables = tf_tables
         trained = {c["output_column_name"]: c for c in settings["comparisons"]}
         self._comparisons: list[tuple[Comparison, list[_LevelWeights]]] = []
-        for spec in COMPARISONS:
-            model = trained.get(spec.column)
-            levels = model["comparison_levels"] if model else []
-            if [lv["sql_condition"] for lv in levels] != [lv.sql for lv in spec.levels]:
+        if set(trained) != {c.column for c in built}:
+            raise ConfigError("the model's comparisons are not those of its specification; retrain it")
+        for comparison in built:
+            levels = trained[comparison.column]["comparison_levels"]
+            if [lv["sql_condition"] for lv in levels] != [lv.sql for lv in comparison.levels]:
                 raise ConfigError(
-                    f"the model's comparison {spec.column!r} does not match this version of c360; retrain it"
+                    f"the model's comparison {comparison.column!r} does not match this version of c360; retrain it"
                 )
-            self._comparisons.append((spec, self._weights(spec, levels)))
+            self._comparisons.append((comparison, self._weights(comparison, levels)))
         # For score_at_least: comparisons cheapest first, and the most the ones after each can still add.
-        cost = {c.column: i for i, c in enumerate(sorted(COMPARISONS, key=lambda c: c.cost))}
+        cost = {c.column: i for i, c in enumerate(sorted(built, key=lambda c: c.cost))}
         self._by_cost = sorted(self._comparisons, key=lambda cw: cost[cw[0].column])
         gains = [self._max_gain(w) for _, w in self._by_cost]
         self._headroom = [sum(gains[i + 1 :]) for i in range(len(gains))]
@@ -172,8 +177,7 @@ class Scorer:
         parts = []
         for spec, weights in self._comparisons:
             col = spec.column
-            a, b = left.get(col), right.get(col)
-            lw = weights[spec.level_of(a, b)]
+            lw = weights[spec.level_of(left, right)]
             tf_adj = 0.0
             if lw.tf_column is not None:
                 table = self.tf_tables.get(lw.tf_column, {})
@@ -195,9 +199,7 @@ class Scorer:
         """
         total = self.prior_weight
         for (spec, weights), headroom in zip(self._by_cost, self._headroom, strict=True):
-            col = spec.column
-            a, b = left.get(col), right.get(col)
-            lw = weights[spec.level_of(a, b)]
+            lw = weights[spec.level_of(left, right)]
             total += lw.weight
             if lw.tf_column is not None:
                 table = self.tf_tables.get(lw.tf_column, {})

@@ -71,3 +71,14 @@ def levenshtein(a: str, b: str) -> int:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (s[i - 1] != t[j - 1]))
         prev = cur
     return prev[-1]
+
+
+def adjacent_transposition(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with two adjacent characters swapped (and nothing else changed).
+
+    For a pair more than one edit apart this is DuckDB's ``damerau_levenshtein(a, b) <= 1``.
+    """
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]

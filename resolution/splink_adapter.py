@@ -1,92 +1,155 @@
-"""Every call into Splink 5 (DuckDB backend): training, batch prediction and clustering.
+"""Every call into Splink 5 (DuckDB backend): costing, training, batch prediction and clustering.
 
 Only this module imports Splink, and only inside its functions, so importing it (or anything that
 imports it) stays cheap. The real-time path (:mod:`c360.resolution.linker`,
 :mod:`c360.resolution.realtime`, :mod:`c360.resolution.scorer`) never imports it: it scores with
 :class:`~c360.resolution.scorer.Scorer`, which reproduces Splink's weights.
 
-Training: u by random sampling, m by expectation maximisation over the EM sessions of
-:mod:`c360.resolution.specification`, the prior from its deterministic rules.
+Training profiles the records, chooses (or checks) the specification with every blocking rule costed
+by Splink's count of its pairs, then estimates: the prior from the deterministic rules, u by random
+sampling, m by expectation maximisation over the EM sessions, and m again from the pairs stewards
+approved (Splink's estimation from pairwise labels), when there are any.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
 
+from .choose import Choice, Rule, choose, complete
+from .config import TrainingConfig
 from .features import COLUMNS, features
+from .profile import profile
 from .scorer import term_frequencies
-from .specification import COMPARISONS, DETERMINISTIC_RULES, EM_BLOCKING, PREDICTION_BLOCKING, TF_COLUMNS
+from .specification import Specification
+
+#: Records in the sample each side of Splink's costing join (the count is scaled up from it).
+_COST_SAMPLE = 3000
 
 
-def splink_settings() -> Any:
-    """Splink's ``SettingsCreator`` for c360's comparisons and blocking rules."""
+def splink_settings(spec: Specification) -> Any:
+    """Splink's ``SettingsCreator`` for a specification."""
     from splink import SettingsCreator, block_on
 
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=[c.to_splink() for c in COMPARISONS],
-        blocking_rules_to_generate_predictions=[block_on(*cols) for cols in PREDICTION_BLOCKING],
+        comparisons=[c.to_splink() for c in spec.built()],
+        blocking_rules_to_generate_predictions=[block_on(*cols) for cols in spec.blocking],
         retain_intermediate_calculation_columns=True,
     )
+
+
+def _counter(table: Any, records: int) -> Any:
+    """Splink's count of the pairs a blocking rule compares (estimated from a sample on large data)."""
+    from splink import block_on
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    proportion = min(1.0, _COST_SAMPLE / max(records, 1))
+
+    def count(rule: Rule) -> int:
+        found = count_comparisons_from_blocking_rules(
+            table, blocking_rules=[block_on(*rule)], link_type="dedupe_only", record_sample_proportion=proportion
+        )
+        return int(found[0]["marginal_comparison_count"])
+
+    return count
 
 
 def train(
     records: Iterable[SourceRecord],
     *,
     region: str,
-    max_pairs: float = 1e6,
+    config: TrainingConfig | None = None,
+    spec: Specification | None = None,
+    labels: Sequence[tuple[str, str]] = (),
     seed: int = 1,
-    recall: float = 0.8,
     log_level: int = logging.WARNING,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
-    """Train on ``records``; return Splink's model JSON, the term-frequency tables and a summary."""
-    from splink import DuckDBAPI, Linker, block_on
+    """Train on ``records``; return Splink's model JSON, the term-frequency tables and a summary.
 
+    ``spec`` is the user's specification (else one is chosen from the data); ``labels`` are record uid
+    pairs stewards approved as one person. The summary holds the profile, the specification, the cost of
+    every rule and the reasons of each choice.
+    """
+    from splink import DuckDBAPI, Linker, block_on
+    from splink.internals.exceptions import SplinkException
+
+    config = config or TrainingConfig()
     rows = [features(r, region) for r in records]
     if len(rows) < 2:
         raise InvalidInputError("training needs at least two stored records; ingest some first")
     started = time.perf_counter()
-    sessions = list(EM_BLOCKING)
+    profiles = profile(rows)
+    db_api = DuckDBAPI()
+    count = _counter(db_api.register(rows), len(rows))
+    choice: Choice = choose(profiles, count, config) if spec is None else complete(spec, profiles, count, config)
+    chosen = choice.spec
+    costed = time.perf_counter() - started
+    sessions = list(chosen.em_sessions)
     failed: dict[str, str] = {}
     while True:
-        db_api = DuckDBAPI()
-        linker = Linker(db_api.register(rows), splink_settings(), log_level=log_level)
+        linker = Linker(db_api.register(rows), splink_settings(chosen), log_level=log_level)
         linker.training.estimate_probability_two_random_records_match(
-            [block_on(*cols) for cols in DETERMINISTIC_RULES], recall=recall
+            [block_on(*cols) for cols in chosen.deterministic], recall=config.prior_recall
         )
-        linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+        linker.training.estimate_u_using_random_sampling(max_pairs=config.u_max_pairs, seed=seed)
+        current: Rule = ()
         try:
-            for cols in sessions:
-                current = cols
-                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+            for current in sessions:
+                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*current))
             break
-        except ValueError as exc:
-            # Splink refuses an m that underflows to 0 (a level never seen among a session's matches) and
-            # leaves the linker half-trained: start again without that session; the summary says so.
+        except (ValueError, SplinkException) as exc:
+            # Splink refuses a session without pairs, or an m that underflows to 0, and leaves the linker
+            # half-trained: start again without that session; the summary says so.
             failed[",".join(current)] = str(exc).split(".")[0]
             sessions.remove(current)
             if not sessions:
                 raise InvalidInputError(f"no EM training session worked on these records: {failed}") from exc
+    used_labels = _train_on_labels(linker, db_api, labels, {row["unique_id"]: row["source_dataset"] for row in rows})
     settings = linker.misc.save_model_to_json()
     summary = {
         "records": len(rows),
         "seconds": round(time.perf_counter() - started, 2),
-        "u_max_pairs": max_pairs,
+        "costing_seconds": round(costed, 2),
+        "u_max_pairs": config.u_max_pairs,
         "seed": seed,
-        "prior_recall": recall,
-        "deterministic_rules": [list(c) for c in DETERMINISTIC_RULES],
-        "em_blocking_rules": [list(c) for c in sessions],
+        "prior_recall": config.prior_recall,
+        "budget": config.max_comparisons_per_rule,
         "em_failed": failed,
+        "em_sessions_run": [list(c) for c in sessions],
+        "labels": used_labels,
         "region": region,
+        "profile": {c: p.to_json() for c, p in profiles.items()},
+        "costs": choice.costs,
+        "reasons": choice.reasons,
+        "specification": chosen.to_json(),
     }
-    return settings, term_frequencies(rows, TF_COLUMNS), summary
+    return settings, term_frequencies(rows, chosen.tf_columns), summary
+
+
+def _train_on_labels(linker: Any, db_api: Any, labels: Sequence[tuple[str, str]], uids: Mapping[str, str]) -> int:
+    """Estimate m from the approved pairs whose records are both among the training records; return how many."""
+    import pyarrow as pa
+
+    pairs = sorted({tuple(sorted(p)) for p in labels if p[0] != p[1] and p[0] in uids and p[1] in uids})
+    if not pairs:
+        return 0
+    table = pa.table(
+        {
+            "source_dataset_l": [uids[a] for a, _ in pairs],
+            "unique_id_l": [a for a, _ in pairs],
+            "source_dataset_r": [uids[b] for _, b in pairs],
+            "unique_id_r": [b for _, b in pairs],
+        }
+    )
+    linker.training.estimate_m_from_pairwise_labels(db_api.register(table, "__c360_labels"))
+    return len(pairs)
 
 
 def predict(

@@ -9,6 +9,8 @@ from typing import Any
 from c360.connectors.files import FileSource
 from c360.connectors.synthetic import generate
 from c360.graph.models import SourceRecord
+from c360.resolution.config import TrainingConfig
+from c360.resolution.model_registry import trained_scorer
 from c360.resolution.scorer import Scorer
 from c360.resolution.splink_adapter import train
 
@@ -28,5 +30,5 @@ def trained_corpus(folder: Path, persons: int, seed: int) -> Corpus:
     ds = generate(persons, folder / "data", seed=seed)
     records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
     truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
-    settings, tf_tables, summary = train(records, region="US", max_pairs=1e5)
-    return Corpus(records, truth, settings, tf_tables, summary, Scorer(settings, tf_tables))
+    settings, tf_tables, summary = train(records, region="US", config=TrainingConfig(u_max_pairs=1e5))
+    return Corpus(records, truth, settings, tf_tables, summary, trained_scorer(settings, tf_tables, summary))

@@ -161,37 +161,24 @@ def test_incremental_equals_batch_at_scale(tmp_path: Path) -> None:
     assert pairwise(truth, batch).precision >= 0.99
 
 
-def test_constraints_split_only_what_conflicts() -> None:
-    """A model edge does not join different national ids or disagreeing birth dates; a shared identifier does."""
+def test_only_decisions_split_a_cluster() -> None:
+    """Disagreeing birth dates or ids do not veto a model edge (the model weighed them); a decision does."""
     from c360.graph.models import ApartPair
     from c360.resolution.batch import Edge, enforce_constraints
 
-    views = {
-        "a": ("1974-09-07", "national_id|SSN:1"),
-        "b": ("1974-07-09", None),  # day and month swapped: compatible
-        "c": ("1992-03-29", None),  # another person at the same address
-        "d": (None, "national_id|SSN:2"),
-        "e": ("1992-03-29", None),
-        "f": ("1950-01-01", None),
-        "g": ("1960-01-01", None),
-    }
     edges = [
         Edge("a", "b", 20.0, 0.999999),
         Edge("b", "c", 18.0, 0.99999),
         Edge("a", "d", 25.0, 0.999999),
         Edge("c", "e", 19.0, 0.99999),
-        Edge("f", "g", float("inf"), 1.0, ("email|x@y.com",)),  # shared identifier: joins despite the dates
     ]
-    clusters = {u: "k" for u in "abcde"} | {"f": "m", "g": "m"}
-    assert enforce_constraints(clusters, edges, [], views) == 2
-    assert clusters["a"] == clusters["b"] != clusters["c"] == clusters["e"]
-    assert clusters["d"] not in {clusters["a"], clusters["c"]}
-    assert clusters["f"] == clusters["g"]
-    untouched = {"x": "n", "y": "n"}
-    assert (
-        enforce_constraints(untouched, [Edge("x", "y", 20.0, 0.99999)], [], {"x": (None, None), "y": (None, None)}) == 0
-    )
+    clusters = {u: "k" for u in "abcde"}
+    assert enforce_constraints(clusters, edges, []) == 0
+    assert set(clusters.values()) == {"k"}
+    # A steward rejected a~c: the cluster is rebuilt strongest edge first, and b~c (weaker than a~b) is skipped.
+    assert enforce_constraints(clusters, edges, [ApartPair("a", "c", "rejected")]) == 1
+    assert clusters["a"] == clusters["b"] == clusters["d"] != clusters["c"] == clusters["e"]
     apart = {"x": "n", "y": "n"}
     edge = [Edge("x", "y", float("inf"), 1.0, ("phone|+1",))]
-    assert enforce_constraints(apart, edge, [ApartPair("x", "y", "split")], {"x": (None, None), "y": (None, None)}) == 1
+    assert enforce_constraints(apart, edge, [ApartPair("x", "y", "split")]) == 1
     assert apart["x"] != apart["y"]

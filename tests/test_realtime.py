@@ -12,9 +12,10 @@ from c360.connectors.synthetic import generate
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
 from c360.resolution.blocking import blocking_keys, filing
-from c360.resolution.config import RealtimeConfig
+from c360.resolution.config import RealtimeConfig, TrainingConfig
 from c360.resolution.features import features, unpack_view
 from c360.resolution.linker import Linker
+from c360.resolution.model_registry import trained_scorer
 from c360.resolution.scorer import Scorer
 from c360.resolution.splink_adapter import train
 from corpus import Corpus
@@ -22,7 +23,7 @@ from corpus import Corpus
 
 def _ingest_with_model(store: GraphStore, records: list[SourceRecord], scorer: Scorer) -> Linker:
     Linker(store).ingest(records)
-    store.replace_blocking_keys(*filing(records, "US"))
+    store.replace_blocking_keys(*filing(records, "US", scorer.spec))
     return Linker(store, scorer=scorer)
 
 
@@ -53,7 +54,7 @@ def test_fuzzy_duplicate_links_by_the_model_and_a_stranger_does_not(store: Graph
     link = next(r.evidence for r in profile.records if r.record.uid == "kiosk|K1")
     assert link.rule == "probabilistic" and "probability" in (link.note or "")
     # The new record is filed with its comparison view: candidates read no record.
-    filed = {c.uid: c for c in store.candidates(blocking_keys(features(twin, "US")))}
+    filed = {c.uid: c for c in store.candidates(blocking_keys(features(twin, "US"), corpus.scorer.spec))}
     assert filed["kiosk|K1"].view is not None and filed["kiosk|K1"].record is None
     assert unpack_view(filed["kiosk|K1"].view, "kiosk|K1") == features(twin, "US")
 
@@ -160,9 +161,9 @@ def test_households_and_namesakes_stay_apart(tmp_path: Path) -> None:
 
     ds = generate(800, tmp_path / "data", seed=8, household_rate=0.3, namesake_rate=0.1)
     records = [r for sf in ds.sources for r in FileSource(sf.path, sf.source, ds.mapping_of(sf))]
-    settings, tf_tables, _ = train(records, region="US", max_pairs=2e5)
+    settings, tf_tables, summary = train(records, region="US", config=TrainingConfig(u_max_pairs=2e5))
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
-    result = Linker(store, scorer=Scorer(settings, tf_tables)).ingest(records)
+    result = Linker(store, scorer=trained_scorer(settings, tf_tables, summary)).ingest(records)
     truth = {f"{s}|{k}": e for (s, k), e in ds.truth_map().items()}
     scores = pairwise(truth, {f"{s}|{k}": cid for s, k, cid in store.iter_links()})
     store.close()

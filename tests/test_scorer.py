@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from c360.graph.errors import ConfigError, NotFoundError
 from c360.graph.models import SourceRecord
-from c360.resolution.features import features
-from c360.resolution.model_registry import ModelRegistry
-from c360.resolution.similarity import jaro_winkler, levenshtein
-from c360.resolution.specification import COMPARISONS, TF_COLUMNS
+from c360.resolution.config import TrainingConfig
+from c360.resolution.features import COMPARED, features
+from c360.resolution.model_registry import Artifact, ModelRegistry
+from c360.resolution.similarity import adjacent_transposition, jaro_winkler, levenshtein
+from c360.resolution.specification import KINDS, Specification
+from c360.resolution.splink_adapter import train
 from corpus import Corpus
 
 
@@ -26,13 +28,10 @@ def trained(
     return corpus.records, truth, folder / "models"
 
 
-def test_scorer_agrees_with_splink_score_pairs(
-    trained: tuple[list[SourceRecord], dict[tuple[str, str], str], Path],
-) -> None:
+def _agreement(records: list[SourceRecord], truth: dict[tuple[str, str], str], artifact: Artifact) -> int:
+    """Score pairs with Splink's ``score_pairs`` and with our scorer; assert they agree; return levels seen."""
     from splink import DuckDBAPI, Linker
 
-    records, truth, models = trained
-    artifact = ModelRegistry(models).load()
     rows = [features(r, "US") for r in records]
     # Left: 40 records of persons with duplicates; right: their other records plus random ones.
     by_person: dict[str, list[dict[str, object]]] = {}
@@ -45,7 +44,7 @@ def test_scorer_agrees_with_splink_score_pairs(
     right = [g[1] for g in dup_groups[:40]]
     right += rng.sample(rows, 10)
     linker = Linker(DuckDBAPI().register(rows), artifact.settings)
-    for column in TF_COLUMNS:
+    for column in artifact.specification().tf_columns:
         linker.table_management.compute_tf_table(column)
     splink_scores = linker.inference.score_pairs(left, right).as_record_list()
     assert len(splink_scores) >= 1000
@@ -53,16 +52,47 @@ def test_scorer_agrees_with_splink_score_pairs(
     by_id = {row["unique_id"]: row for row in rows}
     worst = 0.0
     levels_seen: set[tuple[str, str]] = set()
-    tf_adjusted = 0
     for s in splink_scores:
         ours = scorer.score(by_id[s["unique_id_l"]], by_id[s["unique_id_r"]])
         worst = max(worst, abs(ours.match_weight - s["match_weight"]))
         assert abs(ours.match_probability - s["match_probability"]) < 1e-9
         levels_seen |= {(c.comparison, c.level) for c in ours.contributions}
-        tf_adjusted += any(c.tf_adjustment != 0 for c in ours.contributions)
     assert worst < 1e-6
-    assert tf_adjusted >= 20  # term-frequency adjustments were exercised
-    assert len(levels_seen) >= 20  # and most levels of most comparisons
+    return len(levels_seen)
+
+
+def test_scorer_agrees_with_splink_score_pairs(
+    trained: tuple[list[SourceRecord], dict[tuple[str, str], str], Path],
+) -> None:
+    records, truth, models = trained
+    artifact = ModelRegistry(models).load()
+    assert _agreement(records, truth, artifact) >= 20  # most levels of most comparisons
+
+
+def _generated_spec(rng: random.Random) -> Specification:
+    """A random specification: some columns, each with a kind that applies to it, random tf flags."""
+    columns = ["first_name", "last_name"][: rng.randint(1, 2)]
+    columns += rng.sample([c for c in COMPARED if c not in columns and c not in ("first_name", "last_name")], 4)
+    entries = []
+    for column in columns:
+        kinds = sorted(k for k, fits in KINDS.items() if column in fits)
+        entries.append({"column": column, "kind": rng.choice(kinds), "tf": rng.random() < 0.5})
+    blocking = [[c] for c in columns if c in ("dob", "email", "phone", "national_id")] or [["postcode"]]
+    return Specification.from_json(
+        {"comparisons": entries, "blocking": [*blocking, columns[:2]], "em_sessions": [columns[:1]]}
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_scorer_agrees_with_splink_on_generated_specifications(corpus: Corpus, tmp_path: Path, seed: int) -> None:
+    """Every kind of comparison, on random columns and term-frequency flags, trained and scored both ways."""
+    spec = _generated_spec(random.Random(seed))
+    records = corpus.records[:900]
+    settings, tf_tables, summary = train(records, region="US", spec=spec, config=TrainingConfig(u_max_pairs=2e4))
+    artifact = ModelRegistry(tmp_path).save(settings, tf_tables, summary)
+    assert artifact.specification().comparisons == spec.comparisons
+    truth = {(r.source, r.key): corpus.truth[r.uid] for r in records}
+    assert _agreement(records, truth, artifact) >= 8
 
 
 def test_registry_versions_and_clear_errors(
@@ -96,18 +126,29 @@ def test_similarity_functions_agree_with_duckdb() -> None:
     ]
     con = duckdb.connect()
     got = con.execute(
-        "SELECT jaro_winkler_similarity(a, b), levenshtein(a, b) FROM (SELECT unnest($1) AS a, unnest($2) AS b)",
+        "SELECT jaro_winkler_similarity(a, b), levenshtein(a, b), damerau_levenshtein(a, b) "
+        "FROM (SELECT unnest($1) AS a, unnest($2) AS b)",
         [[a for a, _ in pairs], [b for _, b in pairs]],
     ).fetchall()
-    for (a, b), (jw, lev) in zip(pairs, got, strict=True):
+    for (a, b), (jw, lev, dl) in zip(pairs, got, strict=True):
         assert jaro_winkler(a, b) == jw, (a, b)
         assert levenshtein(a, b) == lev, (a, b)
+        if lev > 1:  # the transposition level comes after the one-edit level
+            assert adjacent_transposition(a, b) == (dl <= 1), (a, b)
+    swapped = [("19840312", "19843012"), ("123456789", "123456798"), ("abc", "bca"), ("ab", "ba")]
+    for a, b in swapped:
+        dl = con.execute("SELECT damerau_levenshtein($1, $2)", [a, b]).fetchone()
+        assert dl is not None and adjacent_transposition(a, b) == (dl[0] <= 1), (a, b)
 
 
 def test_every_comparison_has_a_null_level_first_and_else_last() -> None:
-    for c in COMPARISONS:
-        assert c.levels[0].null and c.levels[-1].sql == "ELSE"
-        assert c.level_of(None, "x") == 0 and c.level_of("x", None) == 0
+    every_kind = [{"column": c, "kind": k} for k, fits in KINDS.items() for c in sorted(fits)]
+    for entry in every_kind:
+        other = {"column": "dob" if entry["column"] in ("first_name", "last_name") else "first_name"}
+        spec = Specification.from_json({"comparisons": [entry, other], "blocking": [["first_name"]]})
+        for c in spec.built():
+            assert c.levels[0].null and c.levels[-1].sql == "ELSE"
+            assert c.level_of({}, {c.column: "x"}) == 0 and c.level_of({c.column: "x"}, {}) == 0
 
 
 def test_score_at_least_prunes_only_pairs_below_the_floor(

@@ -117,9 +117,15 @@ def run_demo(
     progress("training the Splink model")
     records: list[SourceRecord] = [r for r, _ in store.iter_records()]
     region = settings.linking.default_region
-    model, tf_tables, summary = train(records, region=region, max_pairs=max_pairs, seed=seed, log_level=logging.ERROR)
+    model, tf_tables, summary = train(
+        records,
+        region=region,
+        config=settings.training.model_copy(update={"u_max_pairs": max_pairs}),
+        seed=seed,
+        log_level=logging.ERROR,
+    )
     artifact = model_registry(settings).save(model, tf_tables, summary)
-    store.replace_blocking_keys(*filing(records, region))
+    store.replace_blocking_keys(*filing(records, region, artifact.specification()))
     stages["train"] = time.perf_counter() - t
 
     t = time.perf_counter()

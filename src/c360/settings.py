@@ -22,7 +22,7 @@ from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_config import Neo4jConfig
 from c360.graph.store import store_names
-from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, TrainingConfig
 from c360.streams.config import StreamsConfig
 
 
@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig, description="Golden records.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest batching.")
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig, description="Real-time probabilistic matching.")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="Model training: the profile, the specification, blocking budgets."
+    )
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="Kafka and the Faust worker.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The profile API.")
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")

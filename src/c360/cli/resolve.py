@@ -6,15 +6,16 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from c360.graph.errors import InvalidInputError
-from c360.graph.models import SourceRecord
 from c360.resolution.blocking import filing
 from c360.resolution.explain import explain
+from c360.resolution.specification import load_spec
 from c360.resolution.splink_adapter import train
 
 from ..deps import build_batch_resolver, build_store, model_registry
@@ -29,44 +30,59 @@ resolve_app.add_typer(model_app, name="model")
 @resolve_app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    max_pairs: Annotated[float, typer.Option(min=1e3, help="Random pairs sampled to estimate u.")] = 1e6,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="YAML specification (comparisons, blocking rules); default: chosen from the data."),
+    ] = None,
+    max_pairs: Annotated[
+        float | None, typer.Option(min=1e3, help="Random pairs sampled to estimate u (default: training.u_max_pairs).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the u sampling.")] = 1,
     verbose: Annotated[bool, typer.Option(help="Show Splink's training log.")] = False,
 ) -> None:
-    """Train the Splink model on the stored records and save it as a new model version."""
+    """Train the Splink model on the stored records and save it as a new model version.
+
+    Training profiles the records, chooses comparisons, blocking rules and EM sessions from the fields
+    that carry information (or checks those of --spec), costs every blocking rule against the budget,
+    and uses the pairs stewards approved as labels.
+    """
     settings: Settings = ctx.obj.settings
+    config = settings.training
+    if max_pairs is not None:
+        config = config.model_copy(update={"u_max_pairs": max_pairs})
+    given = load_spec(spec) if spec is not None else None
     store = build_store(settings)
     try:
         with audited(settings, "train_model", None, change=True) as note:
             records = [r for r, _ in store.iter_records()]
             if len(records) < 2:
                 raise InvalidInputError("training needs stored records; run c360 ingest first")
+            labels = [(i.record_uid, i.candidate_uid) for i in store.review_items("approved", limit=None)]
             with err.status(f"training on {len(records):,} records"):
-                model, tf_tables, summary = _train(records, settings, max_pairs, seed, verbose)
+                model, tf_tables, summary = train(
+                    records,
+                    region=settings.linking.default_region,
+                    config=config,
+                    spec=given,
+                    labels=labels,
+                    seed=seed,
+                    log_level=logging.INFO if verbose else logging.WARNING,
+                )
             artifact = model_registry(settings).save(model, tf_tables, summary)
             note.detail = f"model v{artifact.version} on {len(records)} records"
             # The real-time path finds candidates through the blocking keys of the model in use.
             region = settings.linking.default_region
-            store.replace_blocking_keys(*filing(records, region))
+            store.replace_blocking_keys(*filing(records, region, artifact.specification()))
     finally:
         store.close()
+    chosen = artifact.specification()
     out.print(
-        f"model v{artifact.version}: trained on {summary['records']:,} records in {summary['seconds']}s; "
+        f"model v{artifact.version}: trained on {summary['records']:,} records in {summary['seconds']}s "
+        f"({len(chosen.comparisons)} comparisons, {len(chosen.blocking)} blocking rules, "
+        f"{summary['labels']} steward labels; specification {chosen.origin}); "
         f"probability two random records match {model['probability_two_random_records_match']:.3g}. "
         "See: c360 resolve model show",
         highlight=False,
-    )
-
-
-def _train(
-    records: list[SourceRecord], settings: Settings, max_pairs: float, seed: int, verbose: bool
-) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
-    return train(
-        records,
-        region=settings.linking.default_region,
-        max_pairs=max_pairs,
-        seed=seed,
-        log_level=logging.INFO if verbose else logging.WARNING,
     )
 
 
@@ -124,14 +140,44 @@ def batch_cmd(
 def model_show(
     ctx: typer.Context,
     version: Annotated[int | None, typer.Option(help="Model version (default: the latest).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the specification, profile and reasons as JSON.")
+    ] = False,
 ) -> None:
-    """Print the match weight of every comparison level of a trained model."""
+    """Print a trained model: the data profile, the chosen specification and why, and every level's weight."""
     artifact = model_registry(ctx.obj.settings).load(version)
+    summary = artifact.summary
+    if as_json:
+        keys = ("specification", "profile", "costs", "reasons", "em_failed", "labels", "records", "seconds")
+        doc = {"version": artifact.version, **{k: summary.get(k) for k in keys}}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
     settings = artifact.settings
     p = float(settings["probability_two_random_records_match"])
+    spec = artifact.specification()
     out.print(f"model v{artifact.version}, trained {artifact.created_at}", highlight=False)
-    summary = ", ".join(f"{k}={v}" for k, v in artifact.summary.items())
-    out.print(f"training: {summary}", highlight=False)
+    simple = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    out.print(f"training: {', '.join(f'{k}={v}' for k, v in simple.items())}", highlight=False)
+    profile = Table("column", "filled", "distinct", "top share", "compared", title="profile of the training records")
+    compared = {c.column: c.kind for c in spec.comparisons}
+    for column, prof in summary.get("profile", {}).items():
+        profile.add_row(
+            column,
+            f"{prof['filled']:.1%}",
+            f"{prof['distinct']:,}",
+            f"{prof['top_share']:.1%}",
+            compared.get(column, "-"),
+        )
+    out.print(profile)
+    out.print(f"specification ({spec.origin}):", highlight=False)
+    costs = summary.get("costs", {})
+    for name, rules in (("blocking", spec.blocking), ("EM sessions", spec.em_sessions), ("prior", spec.deterministic)):
+        shown = "; ".join(f"{','.join(r)} ({costs.get(','.join(r), '?'):,} pairs)" for r in rules)
+        out.print(f"  {name}: {shown}", highlight=False)
+    for reason in summary.get("reasons", []):
+        out.print(f"  - {reason}", highlight=False)
+    for session, why in summary.get("em_failed", {}).items():
+        out.print(f"  - EM session {session} failed and was left out: {why}", highlight=False)
     out.print(f"prior: P(two random records match) = {p:.4g}, weight {math.log2(p / (1 - p)):+.2f}", highlight=False)
     scorer = artifact.scorer()
     table = Table("comparison", "level", "m", "u", "weight", "tf adjusted")
