@@ -89,10 +89,11 @@ def require_trainable(usable: set[str], profiles: Mapping[str, ColumnProfile]) -
     if not compared & set(NAMES):
         state = ", ".join(f"{c} filled {profiles[c].filled:.0%}" for c in NAMES)
         raise InvalidInputError(f"cannot train: no usable name column ({state}); map first_name or last_name")
-    if len(compared) < 2:
+    if not compared - set(NAMES):
         raise InvalidInputError(
-            f"cannot train: only {', '.join(sorted(compared))} carries evidence; map at least one more filled "
-            "field (date of birth, email, phone, address, postcode, city or a national id)"
+            f"cannot train: only {', '.join(sorted(compared))} carry evidence; names alone cannot tell namesakes "
+            "apart: map at least one more filled field (date of birth, email, phone, address, postcode, city or "
+            "a national id)"
         )
 
 
@@ -209,7 +210,9 @@ def complete(
         choice.reasons.append(f"compared but absent from every record: {', '.join(empty)}")
     if not spec.deterministic:
         fitting = [r for r in DETERMINISTIC_CANDIDATES if set(r) <= compared]
-        chosen: list[Rule] = [r for r in fitting if count(r) <= budget][:3] or [spec.blocking[0]]
+        for rule in fitting:
+            choice.costs[_key(rule)] = count(rule)
+        chosen: list[Rule] = [r for r in fitting if choice.costs[_key(r)] <= budget][:3] or [spec.blocking[0]]
         choice.spec = Specification(spec.comparisons, spec.blocking, spec.em_sessions, tuple(chosen), spec.origin)
         choice.reasons.append(f"prior from {'; '.join(_key(r) for r in chosen)} (the file names none)")
     return choice

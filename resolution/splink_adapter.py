@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -53,9 +54,11 @@ def _counter(table: Any, records: int) -> Any:
     proportion = min(1.0, _COST_SAMPLE / max(records, 1))
 
     def count(rule: Rule) -> int:
-        found = count_comparisons_from_blocking_rules(
-            table, blocking_rules=[block_on(*rule)], link_type="dedupe_only", record_sample_proportion=proportion
-        )
+        with warnings.catch_warnings():  # a small sample's estimate is rough, and only decides a budget
+            warnings.simplefilter("ignore")
+            found = count_comparisons_from_blocking_rules(
+                table, blocking_rules=[block_on(*rule)], link_type="dedupe_only", record_sample_proportion=proportion
+            )
         return int(found[0]["marginal_comparison_count"])
 
     return count

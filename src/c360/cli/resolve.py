@@ -86,6 +86,10 @@ def train_cmd(
     )
 
 
+def _pairs(count: int | None) -> str:
+    return "not costed" if count is None else f"{count:,} pairs"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, int | float):
         return f"{value:.4g}"
@@ -172,7 +176,7 @@ def model_show(
     out.print(f"specification ({spec.origin}):", highlight=False)
     costs = summary.get("costs", {})
     for name, rules in (("blocking", spec.blocking), ("EM sessions", spec.em_sessions), ("prior", spec.deterministic)):
-        shown = "; ".join(f"{','.join(r)} ({costs.get(','.join(r), '?'):,} pairs)" for r in rules)
+        shown = "; ".join(f"{','.join(r)} ({_pairs(costs.get(','.join(r)))})" for r in rules)
         out.print(f"  {name}: {shown}", highlight=False)
     for reason in summary.get("reasons", []):
         out.print(f"  - {reason}", highlight=False)
