@@ -37,6 +37,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,8 @@ MODES = ("rules", "batch", "real-time")
 JUDGED = ("batch", "real-time")
 REVIEW_SHARE = 0.03
 GAP = 0.01
+#: A line of ``c360 review list``: ``ID  open      source|key ~ source|key (customer C...)  probability P``.
+REVIEW_LINE = re.compile(r"^\S+\s+open\s+\S+ ~ \S+")
 
 
 def targets(set_name: str) -> tuple[float, float]:
@@ -97,7 +100,7 @@ class Row:
         if share is not None and share > REVIEW_SHARE:
             self.misses.append(f"review>{REVIEW_SHARE:.0%}")
         if self.linked_records < self.records:
-            self.misses.append(f"{self.records - self.linked_records} records not linked")
+            self.misses.append(f"{self.records - self.linked_records} records rejected (dead letters)")
 
 
 class CliError(Exception):
@@ -169,7 +172,7 @@ class Cli:
         row.linked_records = len(linked)
         row.customers = len({links[u] for u in linked})
         text, _ = self.run("review", "list", "--status", "open", "--limit", "100000000")
-        row.review_items = sum(1 for line in text.splitlines() if line.split()[1:2] == ["open"])
+        row.review_items = sum(1 for line in text.splitlines() if REVIEW_LINE.match(line))
 
 
 def _step(message: str) -> None:
@@ -190,7 +193,11 @@ def run_set(ps: PreparedSet, work: Path, exe: str, args: argparse.Namespace) -> 
         current = rows["batch"]
         _, current.seconds["train"] = batch.run("resolve", "train")
         _step(f"train: {current.seconds['train']:.1f}s")
-        model_text, _ = batch.run("resolve", "model", "show")
+        try:  # what the resolver chose; only shown, so a failure here does not stop the mode
+            model_text, _ = batch.run("resolve", "model", "show")
+        except CliError as exc:
+            model_text = f"FAILED: {exc}"
+            print(f"  {model_text}", flush=True)
         _, current.seconds["batch"] = batch.run("resolve", "batch", "--json")
         _step(f"batch: {current.seconds['batch']:.1f}s")
         current.seconds = {"ingest": rows["rules"].seconds["ingest"], **current.seconds}

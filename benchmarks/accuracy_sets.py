@@ -363,6 +363,7 @@ class TypoGenerator:
         self.nicknames = load_nicknames()
         known = [n.capitalize() for n in self.nicknames]
         self.nicknamed_first = known
+        self.handles: set[str] = set()
 
     # the clean person
 
@@ -373,7 +374,10 @@ class TypoGenerator:
         first = rng.choice(self.nicknamed_first) if rng.random() < 0.5 else fake.first_name()
         last = fake.last_name()
         dob = fake.date_of_birth(minimum_age=18, maximum_age=90)
-        handle = rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}{last}{rng.randint(1, 99)}"])
+        handle = rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}{last}{rng.randint(1, 99)}"]).lower()
+        while handle in self.handles:  # one mailbox per person: a shared one would be a true link
+            handle += str(rng.randint(0, 9))
+        self.handles.add(handle)
         return {
             "first_name": first,
             "last_name": last,
@@ -382,7 +386,7 @@ class TypoGenerator:
             "city": fake.city(),
             "postcode": fake.postcode(),
             "state": fake.state_abbr(include_territories=False),
-            "email": f"{handle.lower()}@{rng.choice(_EMAIL_DOMAINS)}",
+            "email": f"{handle}@{rng.choice(_EMAIL_DOMAINS)}",
             "phone": f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
             "ssn": f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}",
         }
@@ -437,10 +441,11 @@ class TypoGenerator:
             digits = self.wrong_digit(digits) if op == "digit" else self.transpose_digits(digits)
             candidate = f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
         try:
-            date.fromisoformat(candidate)
+            parsed = date.fromisoformat(candidate)
         except ValueError:
             return iso
-        return candidate
+        # A year typo that leaves 1900..today: a form would refuse anything else (and so does c360).
+        return candidate if date(1900, 1, 1) <= parsed <= date.today() else iso
 
     def address(self, text: str) -> str:
         """A typo, an abbreviation or a wrong house number."""
@@ -452,6 +457,15 @@ class TypoGenerator:
         if op == "number":
             return self.wrong_digit(text)
         return self.typo(text)
+
+    def email_typo(self, email: str) -> str:
+        """A typo in the mailbox name that is nobody else's mailbox (that would be a rare accident)."""
+        handle, _, domain = email.partition("@")
+        for _ in range(5):
+            typo = self.typo(handle)
+            if typo not in self.handles:
+                return f"{typo}@{domain}"
+        return email
 
     def nickname(self, first: str) -> str:
         """A nickname of the name, else a typo."""
@@ -470,7 +484,7 @@ class TypoGenerator:
             lambda d: d.update(first_name=self.typo(d["first_name"])),
             lambda d: d.update(last_name=self.typo(d["last_name"])),
             lambda d: d.update(address=self.address(d["address"])),
-            lambda d: d.update(email=self.typo(d["email"])),
+            lambda d: d.update(email=self.email_typo(d["email"])),
             lambda d: d.update(phone=self.wrong_digit(d["phone"])),
             lambda d: d.update(first_name=d["first_name"].upper(), last_name=d["last_name"].upper()),
         ]
@@ -491,8 +505,8 @@ def typos(root: Path, persons: int, seed: int) -> PreparedSet:
     ps = PreparedSet("typos", SHAPES["typos"], root)
     clean: list[dict[str, Any]] = []
     dups: list[dict[str, Any]] = []
-    for n in range(1, persons + 1):
-        p = gen.person()
+    people = [gen.person() for _ in range(persons)]  # every mailbox is known before the typos
+    for n, p in enumerate(people, 1):
         entity = f"P{n:06d}"
         key = f"R{n:06d}"
         clean.append({"id": key, **p})
