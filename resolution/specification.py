@@ -93,38 +93,62 @@ def _same(c: str, label: str) -> Level:
     return Level(label, f"{_q(c, 'l')} = {_q(c, 'r')}", lambda a, b: a.get(c) is not None and a.get(c) == b.get(c))
 
 
+def _both(c: str, view_a: View, view_b: View) -> bool:
+    return view_a.get(c) is not None and view_b.get(c) is not None
+
+
 def _location(column: str, also: tuple[str, ...]) -> tuple[Level, ...]:
-    """Address, postcode and city as one comparison: each says less once the one before it agrees."""
+    """Address, postcode and city as one comparison, so that one agreeing place counts once.
+
+    The finer part decides when both sides have it; the coarser parts speak only where the finer one is
+    missing on a side, except for a different address in the same postcode (a move nearby, or a neighbour).
+    """
+    parts = (column, *also)
     levels: list[Level] = []
     if column == "address":
-        levels.append(_same("address", "same address"))
+        if "postcode" in also:
+            levels.append(
+                Level(
+                    "same address and postcode",
+                    f"{_q('address', 'l')} = {_q('address', 'r')} AND {_q('postcode', 'l')} = {_q('postcode', 'r')}",
+                    lambda a, b: (
+                        _both("address", a, b)
+                        and a["address"] == b["address"]
+                        and _both("postcode", a, b)
+                        and a["postcode"] == b["postcode"]
+                    ),
+                )
+            )
+        else:
+            levels.append(_same("address", "same address"))
         levels.append(
             Level(
                 "address Jaro-Winkler >= 0.9",
                 f"jaro_winkler_similarity({_q('address', 'l')}, {_q('address', 'r')}) >= 0.9",
-                lambda a, b: (
-                    a.get("address") is not None
-                    and b.get("address") is not None
-                    and jaro_winkler(a["address"], b["address"]) >= 0.9
-                ),
+                lambda a, b: _both("address", a, b) and jaro_winkler(a["address"], b["address"]) >= 0.9,
             )
         )
-    present = (column, *also)
-    if "postcode" in present:
+    unknown = f"({_q(column, 'l')} IS NULL OR {_q(column, 'r')} IS NULL)"
+    coarse = [c for c in ("postcode", "city") if c in parts and c != column]
+    if column == "postcode":
         levels.append(_same("postcode", "same postcode"))
-    if "city" in present:
+    elif column == "city":
         levels.append(_same("city", "same city"))
-    if "postcode" in present:
+    for c in coarse:
+        levels.append(
+            Level(
+                f"{column} unknown, same {c}",
+                f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}",
+                lambda a, b, c=c: not _both(column, a, b) and _both(c, a, b) and a[c] == b[c],
+            )
+        )
+    if "postcode" in parts:
         p_l, p_r = _q("postcode", "l"), _q("postcode", "r")
         levels.append(
             Level(
                 "postcode: same first three characters",
                 f"substr({p_l}, 1, 3) = substr({p_r}, 1, 3)",
-                lambda a, b: (
-                    a.get("postcode") is not None
-                    and b.get("postcode") is not None
-                    and a["postcode"][:3] == b["postcode"][:3]
-                ),
+                lambda a, b: _both("postcode", a, b) and a["postcode"][:3] == b["postcode"][:3],
             )
         )
     return tuple(levels)
