@@ -97,6 +97,13 @@ def _both(c: str, view_a: View, view_b: View) -> bool:
     return view_a.get(c) is not None and view_b.get(c) is not None
 
 
+def _unknown_same(finer: str, coarse: str) -> Test:
+    def test(a: View, b: View) -> bool:
+        return not _both(finer, a, b) and _both(coarse, a, b) and a[coarse] == b[coarse]
+
+    return test
+
+
 def _location(column: str, also: tuple[str, ...]) -> tuple[Level, ...]:
     """Address, postcode and city as one comparison, so that one agreeing place counts once.
 
@@ -136,11 +143,7 @@ def _location(column: str, also: tuple[str, ...]) -> tuple[Level, ...]:
         levels.append(_same("city", "same city"))
     for c in coarse:
         levels.append(
-            Level(
-                f"{column} unknown, same {c}",
-                f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}",
-                lambda a, b, c=c: not _both(column, a, b) and _both(c, a, b) and a[c] == b[c],
-            )
+            Level(f"{column} unknown, same {c}", f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}", _unknown_same(column, c))
         )
     if "postcode" in parts:
         p_l, p_r = _q("postcode", "l"), _q("postcode", "r")
