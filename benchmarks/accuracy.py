@@ -76,6 +76,7 @@ class Row:
     recall: float | None = None
     f1: float | None = None
     linked_records: int = 0
+    agreement: float | None = None  # real-time rows: pairwise F1 of its clustering against batch's
     customers: int = 0
     review_items: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -160,8 +161,8 @@ class Cli:
             total += seconds
         return total
 
-    def measure(self, row: Row, ps: PreparedSet) -> None:
-        """Export the links and count the open review items into ``row``."""
+    def measure(self, row: Row, ps: PreparedSet) -> dict[str, str]:
+        """Export the links and count the open review items into ``row``; return the links."""
         links_file = self.data_dir / "links.csv"
         self.run("export", "links", "--output", str(links_file))
         with links_file.open(newline="", encoding="utf-8") as fh:
@@ -173,6 +174,7 @@ class Cli:
         row.customers = len({links[u] for u in linked})
         text, _ = self.run("review", "list", "--status", "open", "--limit", "100000000")
         row.review_items = sum(1 for line in text.splitlines() if REVIEW_LINE.match(line))
+        return links
 
 
 def _step(message: str) -> None:
@@ -201,7 +203,7 @@ def run_set(ps: PreparedSet, work: Path, exe: str, args: argparse.Namespace) -> 
         _, current.seconds["batch"] = batch.run("resolve", "batch", "--json")
         _step(f"batch: {current.seconds['batch']:.1f}s")
         current.seconds = {"ingest": rows["rules"].seconds["ingest"], **current.seconds}
-        batch.measure(current, ps)
+        batch_links = batch.measure(current, ps)
     except CliError as exc:
         print(f"  FAILED: {exc}", flush=True)
         current.failed = exc.short
@@ -215,7 +217,7 @@ def run_set(ps: PreparedSet, work: Path, exe: str, args: argparse.Namespace) -> 
         shutil.copytree(batch.data_dir / "models", realtime.data_dir / "models")
         current.seconds["ingest"] = realtime.ingest_all(ps)
         _step(f"real-time ingest: {current.seconds['ingest']:.1f}s")
-        realtime.measure(current, ps)
+        current.agreement = pairwise(batch_links, realtime.measure(current, ps)).f1
     except CliError as exc:
         print(f"  FAILED: {exc}", flush=True)
         current.failed = exc.short
@@ -342,7 +344,9 @@ def main() -> int:
     print("batch vs real-time F1 gap (target <= 0.01):")
     for name, g in gap.items():
         verdict = "n/a (a mode failed)" if g is None else ("ok" if g <= GAP else "MISS")
-        print(f"  {name:10} {'-' if g is None else f'{g:.4f}':>7}  {verdict}")
+        rt = next((r for r in rows if r.set == name and r.mode == "real-time"), None)
+        same = "" if rt is None or rt.agreement is None else f"  (clusterings agree: F1 {rt.agreement:.4f})"
+        print(f"  {name:10} {'-' if g is None else f'{g:.4f}':>7}  {verdict}{same}")
     print(f"\ntotal {time.perf_counter() - started:.0f}s" + (f"; data kept in {base}" if args.keep else ""))
 
     if args.json:
