@@ -15,6 +15,7 @@ from typing import Any
 
 from c360.graph.errors import ConfigError, NotFoundError
 
+from .config import RealtimeConfig
 from .scorer import Scorer
 from .specification import Specification
 
@@ -34,6 +35,13 @@ class Artifact:
     def specification(self) -> Specification:
         """The specification the model was trained with."""
         return specification_of(self.summary)
+
+    def realtime(self, config: RealtimeConfig) -> RealtimeConfig:
+        """``config`` with the upper threshold lowered to the one stewards' decisions support, if any."""
+        derived = self.summary.get("link_threshold")
+        if derived is None or derived >= config.upper:
+            return config
+        return config.model_copy(update={"upper": max(float(derived), config.lower)})
 
     def scorer(self) -> Scorer:
         """The real-time scorer of this model."""

@@ -22,11 +22,12 @@ from typing import Any
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
 
+from .calibrate import link_threshold
 from .choose import Choice, Rule, choose, complete
 from .config import TrainingConfig
 from .features import COLUMNS, features
 from .profile import profile
-from .scorer import term_frequencies
+from .scorer import Scorer, term_frequencies
 from .specification import Specification
 
 #: Records in the sample each side of Splink's costing join (the count is scaled up from it).
@@ -71,14 +72,17 @@ def train(
     config: TrainingConfig | None = None,
     spec: Specification | None = None,
     labels: Sequence[tuple[str, str]] = (),
+    rejected: Sequence[tuple[str, str]] = (),
     seed: int = 1,
     log_level: int = logging.WARNING,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
     """Train on ``records``; return Splink's model JSON, the term-frequency tables and a summary.
 
     ``spec`` is the user's specification (else one is chosen from the data); ``labels`` are record uid
-    pairs stewards approved as one person. The summary holds the profile, the specification, the cost of
-    every rule and the reasons of each choice.
+    pairs stewards approved as one person, ``rejected`` those they said are not. Approvals feed Splink's
+    estimation of m from pairwise labels; both calibrate the link threshold
+    (:func:`c360.resolution.calibrate.link_threshold`). The summary holds the profile, the specification,
+    the cost of every rule and the reasons of each choice.
     """
     from splink import DuckDBAPI, Linker, block_on
     from splink.internals.exceptions import SplinkException
@@ -116,6 +120,16 @@ def train(
                 raise InvalidInputError(f"no EM training session worked on these records: {failed}") from exc
     used_labels = _train_on_labels(linker, db_api, labels, {row["unique_id"]: row["source_dataset"] for row in rows})
     settings = linker.misc.save_model_to_json()
+    tf_tables = term_frequencies(rows, chosen.tf_columns)
+    scorer = Scorer(settings, tf_tables, chosen)
+    by_uid = {row["unique_id"]: row for row in rows}
+    decided = [(a, b, True) for a, b in labels] + [(a, b, False) for a, b in rejected]
+    scored = [
+        (scorer.score(by_uid[a], by_uid[b]).match_probability, same)
+        for a, b, same in decided
+        if a in by_uid and b in by_uid
+    ]
+    threshold = link_threshold(scored)
     summary = {
         "records": len(rows),
         "seconds": round(time.perf_counter() - started, 2),
@@ -132,8 +146,9 @@ def train(
         "costs": choice.costs,
         "reasons": choice.reasons,
         "specification": chosen.to_json(),
+        **({"link_threshold": threshold[0], "link_threshold_basis": threshold[1]} if threshold else {}),
     }
-    return settings, term_frequencies(rows, chosen.tf_columns), summary
+    return settings, tf_tables, summary
 
 
 def _train_on_labels(linker: Any, db_api: Any, labels: Sequence[tuple[str, str]], uids: Mapping[str, str]) -> int:
@@ -151,7 +166,7 @@ def _train_on_labels(linker: Any, db_api: Any, labels: Sequence[tuple[str, str]]
             "unique_id_r": [b for _, b in pairs],
         }
     )
-    linker.training.estimate_m_from_pairwise_labels(db_api.register(table, "__c360_labels"))
+    linker.training.estimate_m_from_pairwise_labels(db_api.register(table))
     return len(pairs)
 
 

@@ -39,8 +39,11 @@ def model_registry(settings: Settings) -> ModelRegistry:
 def build_linker(settings: Settings, store: GraphStore) -> Linker:
     """Build the linker over ``store``: deterministic rules, plus the latest trained model if there is one."""
     registry = model_registry(settings)
-    scorer = registry.load().scorer() if settings.realtime.enabled and registry.versions() else None
-    return Linker(store, settings.linking, settings.survivorship, scorer=scorer, realtime=settings.realtime)
+    if not (settings.realtime.enabled and registry.versions()):
+        return Linker(store, settings.linking, settings.survivorship, realtime=settings.realtime)
+    artifact = registry.load()
+    realtime = artifact.realtime(settings.realtime)
+    return Linker(store, settings.linking, settings.survivorship, scorer=artifact.scorer(), realtime=realtime)
 
 
 def build_batch_resolver(
@@ -57,7 +60,7 @@ def build_batch_resolver(
         store,
         model.settings,
         linking=settings.linking,
-        realtime=settings.realtime,
+        realtime=model.realtime(settings.realtime),
         survivorship=settings.survivorship,
         clock=lambda: datetime.now(UTC),
         new_id=CustomerIdFactory(),

@@ -58,6 +58,7 @@ def train_cmd(
             if len(records) < 2:
                 raise InvalidInputError("training needs stored records; run c360 ingest first")
             labels = [(i.record_uid, i.candidate_uid) for i in store.review_items("approved", limit=None)]
+            rejected = [(i.record_uid, i.candidate_uid) for i in store.review_items("rejected", limit=None)]
             with err.status(f"training on {len(records):,} records"):
                 model, tf_tables, summary = train(
                     records,
@@ -65,6 +66,7 @@ def train_cmd(
                     config=config,
                     spec=given,
                     labels=labels,
+                    rejected=rejected,
                     seed=seed,
                     log_level=logging.INFO if verbose else logging.WARNING,
                 )

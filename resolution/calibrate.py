@@ -1,0 +1,43 @@
+"""The link threshold stewards' decisions support: calibration on labelled pairs.
+
+The model's match probabilities assume its comparisons are independent, which real records are not
+(a household shares a surname, an address and a phone), so the configured upper threshold is strict.
+Stewards' decisions on review items are labelled pairs from just below it; among them, the lowest
+probability above which they were (almost) all approved is a threshold the data supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Fewest decisions, and fewest approvals at or above a threshold, before one is derived.
+MIN_DECISIONS = 50
+MIN_ABOVE = 15
+#: Precision the labelled pairs at or above the derived threshold must show.
+PRECISION = 0.95
+
+
+def link_threshold(scored: Sequence[tuple[float, bool]]) -> tuple[float, str] | None:
+    """The lowest probability at which the labelled pairs at or above it reach :data:`PRECISION`, and why.
+
+    ``scored``: (match probability under the new model, approved). ``None`` with too few decisions.
+    """
+    if len(scored) < MIN_DECISIONS:
+        return None
+    ranked = sorted(scored, key=lambda s: -s[0])
+    best: tuple[float, int, int] | None = None
+    approved = rejected = 0
+    for i, (p, same) in enumerate(ranked):
+        approved += same
+        rejected += not same
+        last_of_tie = i + 1 == len(ranked) or ranked[i + 1][0] < p
+        if last_of_tie and approved >= MIN_ABOVE and approved / (approved + rejected) >= PRECISION:
+            best = (p, approved, rejected)
+    if best is None:
+        return None
+    p, approved, rejected = best
+    basis = (
+        f"{len(scored)} steward decisions: {approved} approved and {rejected} rejected at or above "
+        f"probability {p:.6f} (precision {approved / (approved + rejected):.3f})"
+    )
+    return p, basis
