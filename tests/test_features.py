@@ -41,6 +41,7 @@ def test_features_are_the_normalised_comparison_view() -> None:
         "postcode": "SW1A1AA",
         "city": "london",
         "national_id": "SSN:532448710",
+        "name_pair": "ann|lee",
     }
     table = feature_table([r, SourceRecord("web", "1", r.observed_at)], "US")
     assert list(table) == list(COLUMNS) and table["first_name"] == ["ann", None]

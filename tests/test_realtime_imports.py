@@ -11,6 +11,9 @@ REALTIME_PATH = (
     "c360.resolution.scorer",
     "c360.resolution.blocking",
     "c360.resolution.model_registry",
+    "c360.resolution.specification",
+    "c360.resolution.choose",
+    "c360.resolution.calibrate",
     "c360.streams.pipeline",
 )
 
@@ -31,7 +34,9 @@ def test_the_splink_adapter_is_where_splink_is_loaded() -> None:
     code = (
         "import sys\n"
         "from c360.resolution import splink_adapter\n"
-        "splink_adapter.splink_settings()\n"
+        "from c360.resolution.specification import Specification\n"
+        "splink_adapter.splink_settings(Specification.from_json("
+        "{'comparisons': [{'column': 'first_name'}, {'column': 'dob'}], 'blocking': [['dob']]}))\n"
         "print('splink' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
