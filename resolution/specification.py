@@ -97,9 +97,9 @@ def _both(c: str, view_a: View, view_b: View) -> bool:
     return view_a.get(c) is not None and view_b.get(c) is not None
 
 
-def _unknown_same(finer: str, coarse: str) -> Test:
+def _unknown_same(finer: tuple[str, ...], coarse: str) -> Test:
     def test(a: View, b: View) -> bool:
-        return not _both(finer, a, b) and _both(coarse, a, b) and a[coarse] == b[coarse]
+        return not any(_both(f, a, b) for f in finer) and _both(coarse, a, b) and a[coarse] == b[coarse]
 
     return test
 
@@ -135,16 +135,17 @@ def _location(column: str, also: tuple[str, ...]) -> tuple[Level, ...]:
                 lambda a, b: _both("address", a, b) and jaro_winkler(a["address"], b["address"]) >= 0.9,
             )
         )
-    unknown = f"({_q(column, 'l')} IS NULL OR {_q(column, 'r')} IS NULL)"
     coarse = [c for c in ("postcode", "city") if c in parts and c != column]
     if column == "postcode":
         levels.append(_same("postcode", "same postcode"))
     elif column == "city":
         levels.append(_same("city", "same city"))
     for c in coarse:
-        levels.append(
-            Level(f"{column} unknown, same {c}", f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}", _unknown_same(column, c))
-        )
+        # A coarser part speaks only where every finer one is unknown on a side.
+        finer = parts[: parts.index(c)]
+        unknown = " AND ".join(f"({_q(f, 'l')} IS NULL OR {_q(f, 'r')} IS NULL)" for f in finer)
+        label = f"{' and '.join(finer)} unknown, same {c}"
+        levels.append(Level(label, f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}", _unknown_same(finer, c)))
     if "postcode" in parts:
         p_l, p_r = _q("postcode", "l"), _q("postcode", "r")
         levels.append(
