@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 from c360.graph.errors import InvalidInputError
-from c360.graph.models import CANONICAL_FIELDS, SourceRecord
+from c360.graph.models import CANONICAL_FIELDS, EARLIEST_BIRTH, SourceRecord
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -211,9 +211,9 @@ def _text(value: Any) -> str | None:
 
 
 def _parse_date(raw: str, fmt: str | None) -> date | None:
+    """The date, or ``None`` if it does not parse or is not a birth date (before 1900, or after today)."""
     try:
-        if fmt:
-            return datetime.strptime(raw, fmt).date()
-        return date.fromisoformat(raw[:10])
+        found = datetime.strptime(raw, fmt).date() if fmt else date.fromisoformat(raw[:10])
     except ValueError:
         return None
+    return found if EARLIEST_BIRTH <= found <= datetime.now(UTC).date() else None

@@ -11,6 +11,9 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import orjson
 
 #: The canonical person fields every source is mapped onto, in display order.
+#: The earliest birth date taken (a file's earlier date of birth is left empty; an event's is refused).
+EARLIEST_BIRTH = date(1900, 1, 1)
+
 CANONICAL_FIELDS: tuple[str, ...] = (
     "first_name",
     "last_name",

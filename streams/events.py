@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from c360.graph.models import SOURCE_NAME_PATTERN, source_name_problem
+from c360.graph.models import EARLIEST_BIRTH, SOURCE_NAME_PATTERN, source_name_problem
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -43,8 +43,6 @@ _CLEAN_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
 #: RFC 3339 date-time with a time zone (``T`` or ``t`` between date and time, ``Z`` or an offset).
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-#: The earliest birth date taken.
-EARLIEST_BIRTH = date(1900, 1, 1)
 _EARLIEST_BIRTH = EARLIEST_BIRTH.isoformat()
 
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from c360.connectors.files import FileSource
-from c360.connectors.mapping import load_mapping
+from c360.connectors.mapping import ColumnMapping, load_mapping
 from c360.connectors.synthetic import Dataset, generate
 from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.errors import InvalidInputError
@@ -200,3 +200,14 @@ def test_jsonl_without_mapping_takes_fields_from_any_row_and_flags_unseen_column
     source = FileSource(path, "web", load_mapping(mapping))
     list(source)
     assert source.report.unseen_columns == ["emial"]
+
+
+def test_a_date_of_birth_out_of_range_is_left_empty_and_counted(tmp_path: Path) -> None:
+    """Like a date that does not parse: the row is still used (a birth date before 1900 or after today)."""
+    path = tmp_path / "people.csv"
+    path.write_text("id,first,dob\n1,ann,1899-12-31\n2,ben,2999-01-01\n3,cy,1984-03-12\n", encoding="utf-8")
+    mapping = ColumnMapping.model_validate({"key": "id", "fields": {"first_name": "first", "date_of_birth": "dob"}})
+    source = FileSource(path, "crm", mapping)
+    records = list(source)
+    assert [r.date_of_birth for r in records] == [None, None, date(1984, 3, 12)]
+    assert source.report.warnings["date_of_birth"] == 2 and not source.report.rejects
