@@ -6,6 +6,7 @@ inputs outside the published bounds, source names that are paths, and the OpenAP
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -339,13 +340,24 @@ def test_the_occurred_at_window_is_configurable() -> None:
     )
 
 
+def _links(cwd: Path) -> list[dict[str, str]]:
+    c360("export", "links", "--output", "links.csv", cwd=cwd)
+    with (cwd / "links.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_the_bounds_hold_on_the_file_and_events_send_paths(tmp_path: Path) -> None:
     (tmp_path / "p.csv").write_text("id,first_name,date_of_birth\n1,Ann\x00,1988-04-12\n2,Bo,2999-01-01\n3,Cy,\n")
     out = c360("ingest", "p.csv", "--source", "shop", cwd=tmp_path).stdout
-    assert "(1 new" in out and "2 rejected" in out
+    assert "(2 new" in out and "1 rejected" in out
     reasons = [d["reason"] for d in json.loads(c360("dlq", "list", "--json", cwd=tmp_path).stdout)]
     assert any("first_name" in r and "U+0000" in r for r in reasons)
-    assert any("date_of_birth" in r and "in the future" in r for r in reasons)
+    # A file's birth date in the future is left empty and counted, as one that does not parse; the row is used.
+    links = {r["source_key"]: r["customer_id"] for r in _links(tmp_path)}
+    assert (
+        "2" in links
+        and "date_of_birth" not in json.loads(c360("customer", "get", links["2"], cwd=tmp_path).stdout)["golden"]
+    )
     events = tmp_path / "events.jsonl"
     events.write_text(
         json.dumps({**order("o1", "1", 5), "occurred_at": 1_777_000_000})
