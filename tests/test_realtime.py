@@ -168,5 +168,8 @@ def test_households_and_namesakes_stay_apart(tmp_path: Path) -> None:
     scores = pairwise(truth, {f"{s}|{k}": cid for s, k, cid in store.iter_links()})
     store.close()
     assert result.probabilistic > 0
-    assert scores.precision >= 0.99, scores
-    assert scores.recall >= 0.97, scores
+    assert scores.precision >= 0.995, scores
+    # 0.963 at 0.99999: address, postcode and city count once now (they counted three times, and
+    # more household members merged); the pairs just under the threshold are review items.
+    assert scores.recall >= 0.95, scores
+    assert result.reviews > 0
