@@ -119,7 +119,7 @@ def train(
             if not sessions:
                 raise InvalidInputError(f"no EM training session worked on these records: {failed}") from exc
     used_labels = _train_on_labels(linker, db_api, labels, {row["unique_id"]: row["source_dataset"] for row in rows})
-    settings = linker.misc.save_model_to_json()
+    settings = without_matches_in_u(linker.misc.save_model_to_json(), floor=1 / config.u_max_pairs)
     tf_tables = term_frequencies(rows, chosen.tf_columns)
     scorer = Scorer(settings, tf_tables, chosen)
     by_uid = {row["unique_id"]: row for row in rows}
@@ -149,6 +149,24 @@ def train(
         **({"link_threshold": threshold[0], "link_threshold_basis": threshold[1]} if threshold else {}),
     }
     return settings, tf_tables, summary
+
+
+def without_matches_in_u(settings: dict[str, Any], *, floor: float) -> dict[str, Any]:
+    """Take the matches out of the u probabilities that random sampling estimated.
+
+    Random pairs include the true matches, so a sampled u is P(agree) = m p + u (1 - p), with p the
+    prior: for an identifier one person keeps, the m p part dwarfs u and its agreement would weigh no
+    more than the prior takes away. The u kept is (sampled u - m p) / (1 - p), at least ``floor`` (the
+    smallest share the sample resolves). Splink's prediction and the real-time scorer both read it.
+    """
+    p = float(settings["probability_two_random_records_match"])
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if level.get("is_null_level") or not isinstance(m, float | int) or not isinstance(u, float | int):
+                continue
+            level["u_probability"] = max((u - m * p) / (1 - p), min(floor, u))
+    return settings
 
 
 def _train_on_labels(linker: Any, db_api: Any, labels: Sequence[tuple[str, str]], uids: Mapping[str, str]) -> int:
