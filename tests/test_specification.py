@@ -171,3 +171,27 @@ def test_train_with_a_spec_file_and_model_show_prints_profile_spec_and_reasons(t
     broken.write_text("comparisons: [{column: first_name}]\nblocking: [[dob]]\n", "utf-8")
     failed = c360("resolve", "train", "--spec", str(broken), cwd=tmp_path, ok=False)
     assert failed.returncode != 0 and "invalid resolution specification" in failed.stderr + failed.stdout
+
+
+def test_sampled_u_loses_the_matches_it_contains() -> None:
+    from c360.resolution.splink_adapter import without_matches_in_u
+
+    settings = {
+        "probability_two_random_records_match": 1e-3,
+        "comparisons": [
+            {
+                "output_column_name": "national_id",
+                "comparison_levels": [
+                    {"is_null_level": True, "sql_condition": "null"},
+                    {"sql_condition": "exact", "m_probability": 0.9, "u_probability": 1e-3},
+                    {"sql_condition": "ELSE", "m_probability": 0.1, "u_probability": 0.999},
+                    {"sql_condition": "other", "m_probability": 0.5, "u_probability": 1e-4},
+                ],
+            }
+        ],
+    }
+    levels = without_matches_in_u(settings, floor=1e-6)["comparisons"][0]["comparison_levels"]
+    assert levels[1]["u_probability"] == pytest.approx((1e-3 - 0.9e-3) / (1 - 1e-3))
+    assert levels[2]["u_probability"] == pytest.approx((0.999 - 0.1e-3) / (1 - 1e-3))
+    assert levels[3]["u_probability"] == 1e-6  # all of it was matches: the floor
+    assert "u_probability" not in levels[0]
