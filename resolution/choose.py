@@ -61,6 +61,10 @@ DETERMINISTIC_CANDIDATES: tuple[Rule, ...] = (
 )
 
 
+#: The least share of an EM session's pairs that must meet a prior rule (be near-certain matches).
+MIN_SURE_SHARE = 0.15
+
+
 @dataclass(slots=True)
 class Choice:
     """The chosen specification, what each blocking rule costs, and why each choice was made."""
@@ -162,26 +166,38 @@ def choose(profiles: Mapping[str, ColumnProfile], count: Callable[[Rule], int], 
             f"(training.max_comparisons_per_rule); costs: {costs}"
         )
 
+    deterministic = [r for r in DETERMINISTIC_CANDIDATES if set(r) <= usable and cost(r) <= budget][:3]
+    if not deterministic:
+        deterministic = [blocking[0]]
+
+    def sure_share(rule: Rule) -> float:
+        """The share of a session's pairs that a prior rule makes too: near-certain matches."""
+        joined = [tuple(dict.fromkeys((*rule, *d))) for d in deterministic if not set(d) <= set(rule)]
+        return max((cost(j) for j in joined), default=cost(rule)) / max(cost(rule), 1)
+
     em: list[Rule] = []
     free = set(compared)  # comparisons no session has estimated yet
     for rule in EM_CANDIDATES:
-        if not set(rule) <= usable or not free - set(rule):
+        if not set(rule) <= usable or not free - set(rule) or cost(rule) == 0:
             continue
         if cost(rule) > config.max_em_comparisons:
             reasons.append(f"EM on {_key(rule)}: {cost(rule):,} pairs, over {config.max_em_comparisons:,}; not used")
             continue
-        if cost(rule) == 0:
+        # EM finds two classes in a session's pairs; with few true matches among them the class it finds
+        # is something else (households at one address, people born on one day).
+        if (share := sure_share(rule)) < MIN_SURE_SHARE:
+            reasons.append(
+                f"EM on {_key(rule)}: only {share:.1%} of its {cost(rule):,} pairs also meet a prior rule "
+                f"(under {MIN_SURE_SHARE:.0%}: too few matches to learn from); not used"
+            )
             continue
         em.append(rule)
         free -= set(compared) - set(rule)
         if not free or len(em) == 3:
             break
     if free:
-        reasons.append(f"EM: no affordable session estimates {', '.join(sorted(free))}; kept at Splink's defaults")
+        reasons.append(f"EM: no session estimates {', '.join(sorted(free))}; their m stay at Splink's defaults")
 
-    deterministic = [r for r in DETERMINISTIC_CANDIDATES if set(r) <= usable and cost(r) <= budget][:3]
-    if not deterministic:
-        deterministic = [blocking[0]]
     choice.spec = Specification(comparisons, tuple(blocking), tuple(em), tuple(deterministic), "automatic")
     return choice
 

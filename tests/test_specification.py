@@ -195,3 +195,34 @@ def test_sampled_u_loses_the_matches_it_contains() -> None:
     assert levels[2]["u_probability"] == pytest.approx((0.999 - 0.1e-3) / (1 - 1e-3))
     assert levels[3]["u_probability"] == 1e-6  # all of it was matches: the floor
     assert "u_probability" not in levels[0]
+
+
+def test_em_skips_sessions_whose_pairs_hold_too_few_matches(tmp_path: Path) -> None:
+    """A census with dates of birth and a tax file without, of one town full of households.
+
+    Pairs born on one day are all census pairs (different people); pairs at one address are mostly
+    household members. EM on either would learn another class than the person: both are skipped.
+    """
+    import collections
+    import dataclasses
+
+    from c360.connectors.files import FileSource
+    from c360.connectors.synthetic import generate
+
+    ds = generate(1200, tmp_path / "data", seed=12, household_rate=0.6, namesake_rate=0.05)
+    truth = ds.truth_map()
+    by_person: dict[str, list[SourceRecord]] = collections.defaultdict(list)
+    for sf in ds.sources:
+        for r in FileSource(sf.path, sf.source, ds.mapping_of(sf)):
+            by_person[truth[(r.source, r.key)]].append(r)
+    records = []
+    for found in by_person.values():
+        plain = {"email": None, "phone": None, "customer_number": None, "postcode": "98001", "city": "Anytown"}
+        records.append(dataclasses.replace(found[0], source="census", national_id=None, **plain))
+        if len(found) > 1:
+            records.append(dataclasses.replace(found[1], source="tax", date_of_birth=None, **plain))
+    _, _, summary = train(records, region="US", config=TrainingConfig(u_max_pairs=2e5))
+    sessions = summary["specification"]["em_sessions"]
+    assert ["dob"] not in sessions and ["address"] not in sessions
+    assert any(r.startswith("EM on dob: only 0.0%") for r in summary["reasons"])
+    assert any("their m stay at Splink's defaults" in r for r in summary["reasons"])
