@@ -116,8 +116,8 @@ def train(
             # half-trained: start again without that session; the summary says so.
             failed[",".join(current)] = str(exc).split(".")[0]
             sessions.remove(current)
-            if not sessions:
-                raise InvalidInputError(f"no EM training session worked on these records: {failed}") from exc
+            if not sessions:  # then the prior and u only: m stays at Splink's defaults
+                choice.reasons.append("every EM session failed; m stays at Splink's defaults")
     used_labels = _train_on_labels(linker, db_api, labels, {row["unique_id"]: row["source_dataset"] for row in rows})
     settings = without_matches_in_u(linker.misc.save_model_to_json(), floor=1 / config.u_max_pairs)
     tf_tables = term_frequencies(rows, chosen.tf_columns)
