@@ -121,6 +121,17 @@ def _key(rule: Rule) -> str:
     return ",".join(rule)
 
 
+def _costed(count: Callable[[Rule], int], costs: dict[str, int]) -> Callable[[Rule], int]:
+    """``count``, each rule counted once and kept in ``costs``."""
+
+    def cost(rule: Rule) -> int:
+        if _key(rule) not in costs:
+            costs[_key(rule)] = count(rule)
+        return costs[_key(rule)]
+
+    return cost
+
+
 def choose(profiles: Mapping[str, ColumnProfile], count: Callable[[Rule], int], config: TrainingConfig) -> Choice:
     """Choose the specification for data with these ``profiles``; ``count`` costs a blocking rule."""
     usable, reasons = usable_columns(profiles, config)
@@ -129,11 +140,7 @@ def choose(profiles: Mapping[str, ColumnProfile], count: Callable[[Rule], int], 
     comparisons = _comparisons(compared)
     choice = Choice(Specification(comparisons, (), (), (), "automatic"), reasons=reasons)
     costs = choice.costs
-
-    def cost(rule: Rule) -> int:
-        if _key(rule) not in costs:
-            costs[_key(rule)] = count(rule)
-        return costs[_key(rule)]
+    cost = _costed(count, costs)
 
     budget = config.max_comparisons_per_rule
     blocking: list[Rule] = []
@@ -210,6 +217,7 @@ def complete(
     A user's rule over budget is an error (it is theirs to change), never run.
     """
     choice = Choice(spec)
+    cost = _costed(count, choice.costs)
     budget = config.max_comparisons_per_rule
     for name, rules, limit in (
         ("blocking", spec.blocking, budget),
@@ -217,8 +225,7 @@ def complete(
         ("deterministic", spec.deterministic, budget),
     ):
         for rule in rules:
-            choice.costs[_key(rule)] = n = count(rule)
-            if n > limit:
+            if (n := cost(rule)) > limit:
                 raise InvalidInputError(f"{spec.origin}: {name} rule {_key(rule)} compares {n:,} pairs, over {limit:,}")
     compared = {c.column for c in spec.comparisons}
     empty = [c for c in sorted(compared) if profiles[c].filled == 0]
@@ -226,9 +233,7 @@ def complete(
         choice.reasons.append(f"compared but absent from every record: {', '.join(empty)}")
     if not spec.deterministic:
         fitting = [r for r in DETERMINISTIC_CANDIDATES if set(r) <= compared]
-        for rule in fitting:
-            choice.costs[_key(rule)] = count(rule)
-        chosen: list[Rule] = [r for r in fitting if choice.costs[_key(r)] <= budget][:3] or [spec.blocking[0]]
+        chosen: list[Rule] = [r for r in fitting if cost(r) <= budget][:3] or [spec.blocking[0]]
         choice.spec = Specification(spec.comparisons, spec.blocking, spec.em_sessions, tuple(chosen), spec.origin)
         choice.reasons.append(f"prior from {'; '.join(_key(r) for r in chosen)} (the file names none)")
     return choice

@@ -45,7 +45,7 @@ class Artifact:
 
     def scorer(self) -> Scorer:
         """The real-time scorer of this model."""
-        return Scorer(self.settings, self.tf_tables, self.specification())
+        return trained_scorer(self.settings, self.tf_tables, self.summary)
 
     def to_json(self) -> dict[str, Any]:
         """The artifact as stored."""
@@ -87,7 +87,7 @@ class ModelRegistry:
         self, settings: dict[str, Any], tf_tables: dict[str, dict[str, float]], summary: dict[str, Any]
     ) -> Artifact:
         """Store a new version; return it."""
-        Scorer(settings, tf_tables, specification_of(summary))  # refuse a model the scorer cannot use
+        trained_scorer(settings, tf_tables, summary)  # refuse a model the scorer cannot use
         version = (self.versions() or [0])[-1] + 1
         artifact = Artifact(version, datetime.now(UTC).isoformat(), settings, tf_tables, summary)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -83,14 +83,19 @@ def _q(column: str, side: str) -> str:
     return f'"{column}_{side}"'
 
 
+def _missing(columns: tuple[str, ...]) -> str:
+    """SQL: every one of ``columns`` is missing on one side or the other."""
+    return " AND ".join(f"({_q(c, 'l')} IS NULL OR {_q(c, 'r')} IS NULL)" for c in columns)
+
+
 def _null(*columns: str) -> Level:
-    sql = " AND ".join(f"({_q(c, 'l')} IS NULL OR {_q(c, 'r')} IS NULL)" for c in columns)
+    sql = _missing(columns)
     return Level("null", sql[1:-1] if len(columns) == 1 else sql, None, null=True)
 
 
 def _same(c: str, label: str) -> Level:
     # Equal and present on both sides (SQL's = is NULL, so false, when either is missing).
-    return Level(label, f"{_q(c, 'l')} = {_q(c, 'r')}", lambda a, b: a.get(c) is not None and a.get(c) == b.get(c))
+    return Level(label, f"{_q(c, 'l')} = {_q(c, 'r')}", lambda a, b: _both(c, a, b) and a[c] == b[c])
 
 
 def _both(c: str, view_a: View, view_b: View) -> bool:
@@ -143,9 +148,8 @@ def _location(column: str, also: tuple[str, ...]) -> tuple[Level, ...]:
     for c in coarse:
         # A coarser part speaks only where every finer one is unknown on a side.
         finer = parts[: parts.index(c)]
-        unknown = " AND ".join(f"({_q(f, 'l')} IS NULL OR {_q(f, 'r')} IS NULL)" for f in finer)
         label = f"{' and '.join(finer)} unknown, same {c}"
-        levels.append(Level(label, f"{unknown} AND {_q(c, 'l')} = {_q(c, 'r')}", _unknown_same(finer, c)))
+        levels.append(Level(label, f"{_missing(finer)} AND {_q(c, 'l')} = {_q(c, 'r')}", _unknown_same(finer, c)))
     if "postcode" in parts:
         p_l, p_r = _q("postcode", "l"), _q("postcode", "r")
         levels.append(

@@ -25,7 +25,7 @@ from c360.graph.models import SourceRecord
 from .calibrate import link_threshold
 from .choose import Choice, Rule, choose, complete
 from .config import TrainingConfig
-from .features import COLUMNS, features
+from .features import COLUMNS, feature_table, features
 from .profile import profile
 from .scorer import Scorer, term_frequencies
 from .specification import Specification
@@ -118,18 +118,16 @@ def train(
             sessions.remove(current)
             if not sessions:  # then the prior and u only: m stays at Splink's defaults
                 choice.reasons.append("every EM session failed; m stays at Splink's defaults")
-    used_labels = _train_on_labels(linker, db_api, labels, {row["unique_id"]: row["source_dataset"] for row in rows})
+    by_uid = {row["unique_id"]: row for row in rows}
+    used_labels = _train_on_labels(linker, db_api, labels, by_uid)
     settings = without_matches_in_u(linker.misc.save_model_to_json(), floor=1 / config.u_max_pairs)
     tf_tables = term_frequencies(rows, chosen.tf_columns)
-    scorer = Scorer(settings, tf_tables, chosen)
-    by_uid = {row["unique_id"]: row for row in rows}
     decided = [(a, b, True) for a, b in labels] + [(a, b, False) for a, b in rejected]
-    scored = [
-        (scorer.score(by_uid[a], by_uid[b]).match_probability, same)
-        for a, b, same in decided
-        if a in by_uid and b in by_uid
-    ]
-    threshold = link_threshold(scored)
+    decided = [(a, b, same) for a, b, same in decided if a in by_uid and b in by_uid]
+    threshold = None
+    if decided:
+        scorer = Scorer(settings, tf_tables, chosen)
+        threshold = link_threshold([(scorer.score(by_uid[a], by_uid[b]).match_probability, s) for a, b, s in decided])
     summary = {
         "records": len(rows),
         "seconds": round(time.perf_counter() - started, 2),
@@ -169,18 +167,20 @@ def without_matches_in_u(settings: dict[str, Any], *, floor: float) -> dict[str,
     return settings
 
 
-def _train_on_labels(linker: Any, db_api: Any, labels: Sequence[tuple[str, str]], uids: Mapping[str, str]) -> int:
-    """Estimate m from the approved pairs whose records are both among the training records; return how many."""
+def _train_on_labels(
+    linker: Any, db_api: Any, labels: Sequence[tuple[str, str]], rows: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """Estimate m from the approved pairs whose records are both among the training ``rows``; return how many."""
     import pyarrow as pa
 
-    pairs = sorted({tuple(sorted(p)) for p in labels if p[0] != p[1] and p[0] in uids and p[1] in uids})
+    pairs = sorted({tuple(sorted(p)) for p in labels if p[0] != p[1] and p[0] in rows and p[1] in rows})
     if not pairs:
         return 0
     table = pa.table(
         {
-            "source_dataset_l": [uids[a] for a, _ in pairs],
+            "source_dataset_l": [rows[a]["source_dataset"] for a, _ in pairs],
             "unique_id_l": [a for a, _ in pairs],
-            "source_dataset_r": [uids[b] for _, b in pairs],
+            "source_dataset_r": [rows[b]["source_dataset"] for _, b in pairs],
             "unique_id_r": [b for _, b in pairs],
         }
     )
@@ -199,10 +199,7 @@ def predict(
     import pyarrow as pa
     from splink import DuckDBAPI, Linker
 
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    for r in records:
-        for name, value in features(r, region).items():
-            columns[name].append(value)
+    columns = feature_table(records, region)
     table = pa.table(columns, schema=pa.schema([(name, pa.string()) for name in COLUMNS]))
     lean = {**settings, "retain_intermediate_calculation_columns": False, "retain_matching_columns": False}
     linker = Linker(DuckDBAPI().register(table), lean, log_level=log_level)

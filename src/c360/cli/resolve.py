@@ -74,10 +74,10 @@ def train_cmd(
             note.detail = f"model v{artifact.version} on {len(records)} records"
             # The real-time path finds candidates through the blocking keys of the model in use.
             region = settings.linking.default_region
-            store.replace_blocking_keys(*filing(records, region, artifact.specification()))
+            chosen = artifact.specification()
+            store.replace_blocking_keys(*filing(records, region, chosen))
     finally:
         store.close()
-    chosen = artifact.specification()
     out.print(
         f"model v{artifact.version}: trained on {summary['records']:,} records in {summary['seconds']}s "
         f"({len(chosen.comparisons)} comparisons, {len(chosen.blocking)} blocking rules, "
