@@ -122,6 +122,9 @@ def test_spec_files_are_validated_strictly(tmp_path: Path) -> None:
     bad("comparisons: [{column: first_name}, {column: dob}]\nblocking: [[dob]]\nem_sessions: [[name_pair]]\n", "EM")
     bad("comparisons: [{column: first_name}, {column: address, also: [email]}]\nblocking: [[dob]]\n", "also: email")
     bad("comparisons: [first_name\n", "not valid YAML")
+    (tmp_path / "spec.yaml").write_bytes(b"comparisons: [\xff]\n")
+    with pytest.raises(InvalidInputError, match="not UTF-8 text"):
+        load_spec(tmp_path / "spec.yaml")
     good = tmp_path / "good.yaml"
     good.write_text(
         "comparisons:\n  - {column: first_name, kind: text}\n  - {column: last_name}\n  - {column: dob, kind: exact}\n"
