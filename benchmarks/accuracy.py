@@ -116,10 +116,11 @@ class CliError(Exception):
 class Cli:
     """Runs ``c360`` commands as subprocesses against one data folder."""
 
-    def __init__(self, exe: str, data_dir: Path, timeout: float, log: Path) -> None:
+    def __init__(self, exe: str, data_dir: Path, timeout: float, log: Path, config: Path | None = None) -> None:
         self.exe, self.data_dir, self.timeout, self.log = exe, data_dir, timeout, log
         self.env = {
             **os.environ,
+            **({"C360_CONFIG": str(config)} if config else {}),
             "C360_DATA_DIR": str(data_dir),
             "COLUMNS": "160",
             "NO_COLOR": "1",
@@ -186,7 +187,7 @@ def run_set(ps: PreparedSet, work: Path, exe: str, args: argparse.Namespace) -> 
     rows = {m: Row(ps.name, ps.shape, ps.records, m) for m in MODES}
     log = work / "commands.log"
     model_text = ""
-    batch = Cli(exe, work / "batch", args.timeout, log)
+    batch = Cli(exe, work / "batch", args.timeout, log, ps.config)
     current = rows["rules"]
     try:
         current.seconds["ingest"] = batch.ingest_all(ps)
@@ -210,7 +211,7 @@ def run_set(ps: PreparedSet, work: Path, exe: str, args: argparse.Namespace) -> 
         for m in MODES[MODES.index(current.mode) + 1 :]:
             rows[m].failed = f"not run ({current.mode} failed)"
         return list(rows.values()), model_text
-    realtime = Cli(exe, work / "realtime", args.timeout, log)
+    realtime = Cli(exe, work / "realtime", args.timeout, log, ps.config)
     current = rows["real-time"]
     try:
         realtime.data_dir.mkdir(parents=True)

@@ -58,6 +58,13 @@ class PreparedSet:
     root: Path
     sources: list[SourceSpec] = field(default_factory=list)
     truth: dict[str, str] = field(default_factory=dict)
+    #: What a user knows of the sources and tells c360 (``c360.yaml``, read through ``C360_CONFIG``).
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path | None:
+        """The set's settings file, if it has settings."""
+        return self.root / "c360.yaml" if self.settings else None
 
     @property
     def records(self) -> int:
@@ -100,6 +107,8 @@ def _finish(ps: PreparedSet, mappings: dict[str, dict[str, Any]]) -> PreparedSet
     """Write the mappings, truth.csv and dataset.json of ``ps`` (its data files are written)."""
     for spec in ps.sources:
         spec.mapping.write_text(yaml.safe_dump(mappings[spec.source], sort_keys=False), encoding="utf-8")
+    if ps.config is not None:
+        ps.config.write_text(yaml.safe_dump(ps.settings, sort_keys=False), encoding="utf-8")
     with (ps.root / "truth.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["source", "source_key", "entity_id"])
@@ -112,6 +121,7 @@ def _finish(ps: PreparedSet, mappings: dict[str, dict[str, Any]]) -> PreparedSet
         "records": ps.records,
         "persons": ps.entities,
         "shape": ps.shape,
+        **({"settings": ps.config.name} if ps.config else {}),
     }
     (ps.root / "dataset.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return ps
@@ -208,6 +218,8 @@ def linkage(root: Path) -> PreparedSet:
     ps.sources = [a, b]
     ps.truth = {f"registry_a|{r['rec_id']}": _febrl_entity(r["rec_id"]) for r in a_rows}
     ps.truth |= {f"registry_b|{r['rec_id']}": _febrl_entity(r["rec_id"]) for r in b_rows}
+    # FEBRL's documentation of dataset4: each original in 4a has exactly one duplicate in 4b.
+    ps.settings = {"linking": {"one_record_per_person": ["registry_a", "registry_b"]}}
     return _finish(ps, {"registry_a": FEBRL_MAPPING, "registry_b": {**FEBRL_MAPPING, "fields": b_fields}})
 
 
@@ -280,6 +292,8 @@ def household(root: Path, seed: int) -> PreparedSet:
     _write_csv(c.path, census_rows, list(census_rows[0]))
     _write_jsonl(t.path, tax_rows)
     ps.sources = [c, t]
+    # A census counts each person once; a 1040 has one primary filer: the user says so.
+    ps.settings = {"linking": {"one_record_per_person": ["census", "taxes_1040"]}}
     census_mapping = {
         "key": "person_id",
         "fields": {

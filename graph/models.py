@@ -65,6 +65,11 @@ def record_uid(source: str, key: str) -> str:
     return f"{source}|{key}"
 
 
+def source_of(uid: str) -> str:
+    """The source of the record ``uid`` (source names never hold ``|``)."""
+    return uid.partition("|")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
     """One record as a source system holds it, mapped onto the canonical fields.

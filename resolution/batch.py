@@ -1,12 +1,13 @@
 """Batch resolution: Splink predict and clustering over every stored record, applied as one change.
 
-Edges are Splink's predictions at or above the upper threshold plus the deterministic links (records
-sharing a strong identifier that is neither junk nor flagged). Splink's connected components cluster
-them; a cluster that would join two records kept apart (a rejected review, a split) is clustered again
-with the constraint, strongest edges first. The clusters are mapped onto the customers so that IDs stay
-stable: each customer goes to the cluster holding most of its records; a cluster keeps the oldest
-customer sent to it and the others are merged into it; a cluster no customer was sent to is split off
-into a new customer. Pairs between the thresholds in different clusters become review items.
+Edges are the deterministic links (records sharing a strong identifier that is neither junk nor
+flagged) and Splink's predictions at or above their threshold, joined strongest first (:func:`link`:
+no cluster gets two records of a one-record-per-person source from the model); a cluster that would
+join two records kept apart (a rejected review, a split) is clustered again with the constraint,
+strongest edges first. The clusters are mapped onto the customers so that IDs stay stable: each
+customer goes to the cluster holding most of its records; a cluster keeps the oldest customer sent to
+it and the others are merged into it; a cluster no customer was sent to is split off into a new
+customer. Pairs below their threshold in different clusters become review items.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from c360.graph.models import (
     SourceRecord,
     SplitEvent,
     record_uid,
+    source_of,
 )
 from c360.graph.store import GraphStore
 
-from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, link_threshold
 from .normalize import identifiers_of, is_junk
-from .splink_adapter import cluster, predict
+from .splink_adapter import predict
 from .survivorship import golden_record
 
 #: Bearers of one identifier up to which every pair is an edge; above it, a star (enough to connect).
@@ -117,6 +119,52 @@ def deterministic_edges(records: Iterable[SourceRecord], linking: LinkingConfig,
         for pair in pairs:
             shared[pair].append(iuid)
     return [Edge(a, b, _DETERMINISTIC, 1.0, tuple(sorted(ids))) for (a, b), ids in shared.items()]
+
+
+def link(
+    uids: list[str], deterministic: list[Edge], scored: list[Edge], linking: LinkingConfig, realtime: RealtimeConfig
+) -> tuple[dict[str, str], list[Edge], list[Edge]]:
+    """Cluster ``uids``: the deterministic edges, then the model's edges strongest first.
+
+    A model edge links from its pair's threshold (:func:`link_threshold`). No edge joins two clusters
+    that hold records of one one-record-per-person source (:mod:`c360.resolution.holdings`); ingest
+    applies the same rules record by record. Returns the clusters (uid -> cluster key), the edges
+    inside them and the model's pairs below their threshold (review candidates); an edge the
+    constraint refused is neither.
+    """
+    parent: dict[str, str] = {}
+    held: dict[str, set[str]] = {}  # cluster root -> its one-record-per-person sources
+    single = set(linking.one_record_per_person)
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = x = parent.get(parent[x], parent[x])
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            held[rb] = held.pop(ra, set()) | held.get(rb, set())
+
+    for uid in uids:
+        if (source := source_of(uid)) in single:
+            held[uid] = {source}
+    edges: list[Edge] = []
+    near: list[Edge] = []
+    ranked = sorted(scored, key=lambda e: (-e.probability, -e.weight, e.a, e.b))
+    for e in [*deterministic, *ranked]:
+        if (source := source_of(e.a)) in single and source == source_of(e.b):
+            continue  # two records of one such source are never one person: not even a question
+        if not e.identifiers and e.probability < link_threshold(linking, realtime, source_of(e.a), source_of(e.b)):
+            near.append(e)
+            continue
+        ra, rb = find(e.a), find(e.b)
+        if ra != rb and held.get(ra, set()) & held.get(rb, set()):
+            continue
+        union(ra, rb)
+        edges.append(e)
+    return {uid: find(uid) for uid in uids}, edges, near
 
 
 def enforce_constraints(clusters: dict[str, str], edges: list[Edge], apart: Iterable[ApartPair]) -> int:
@@ -229,11 +277,9 @@ class BatchResolver:
         lap("predict")
 
         progress("clustering")
-        edges = deterministic_edges(records, self.linking, flagged)
-        near: list[Edge] = []
-        for a, b, w, p in zip(*(scored.column(i).to_pylist() for i in range(4)), strict=True):
-            (edges if p >= self.realtime.upper else near).append(Edge(a, b, w, p))
-        clusters = cluster(list(current), ((e.a, e.b) for e in edges))
+        model = [Edge(a, b, w, p) for a, b, w, p in zip(*(scored.column(i).to_pylist() for i in range(4)), strict=True)]
+        identified = deterministic_edges(records, self.linking, flagged)
+        clusters, edges, near = link(list(current), identified, model, self.linking, self.realtime)
         summary.reclustered = enforce_constraints(clusters, edges, apart)
         summary.links = len(edges)
         lap("cluster")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from c360.graph.models import CANONICAL_FIELDS, IDENTIFIER_KINDS
+from c360.graph.models import CANONICAL_FIELDS, IDENTIFIER_KINDS, source_name_problem
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .normalize import blocklist_key, normalize_email, normalize_phone
@@ -31,7 +31,7 @@ DEFAULT_BLOCKLIST = (
 
 
 class LinkingConfig(BaseModel):
-    """Deterministic linking: which identifier kinds link, their caps and the junk values."""
+    """Deterministic linking: which identifier kinds link, their caps, the junk values, one-record sources."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +53,22 @@ class LinkingConfig(BaseModel):
         max_length=2,
         description="Region (ISO 3166 alpha-2) for national phone numbers.",
     )
+    one_record_per_person: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Sources holding at most one record per person (a census, a register, one return per filer): "
+            "no customer gets two records of one of them, by a shared identifier or by the model, and "
+            "between two of them the model links from `realtime.lower`."
+        ),
+    )
+
+    @field_validator("one_record_per_person")
+    @classmethod
+    def _source_names(cls, sources: list[str]) -> list[str]:
+        for source in sources:
+            if (problem := source_name_problem(source)) is not None:
+                raise ValueError(problem)
+        return sources
 
     def blocked_uids(self) -> frozenset[str]:
         """Return the blocklist as identifier uids (each value read as an email and as a phone) and as ids."""
@@ -88,6 +104,17 @@ class RealtimeConfig(BaseModel):
         if self.lower > self.upper:
             raise ValueError("realtime.lower must not exceed realtime.upper")
         return self
+
+
+def link_threshold(linking: LinkingConfig, realtime: RealtimeConfig, a: str, b: str) -> float:
+    """The probability from which the model links a record of source ``a`` with one of source ``b``.
+
+    ``realtime.upper``, except between two different one-record-per-person sources: there each record
+    can be one customer's only, the constraint keeps household members and namesakes apart, and a link
+    needs only ``realtime.lower``.
+    """
+    single = linking.one_record_per_person
+    return realtime.lower if a != b and a in single and b in single else realtime.upper
 
 
 class Rule(StrEnum):

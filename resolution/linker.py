@@ -9,7 +9,8 @@ For each record, in order:
    stops linking from then on; that link is not made.
 2. **Model.** When a trained model is in use, the real-time matcher (:mod:`c360.resolution.realtime`,
    our scorer with Splink's weights; Splink itself is never called) also links to every customer whose
-   record scores at or above the upper threshold, as batch resolution does. A record nothing links
+   record scores at or above the pair's threshold, as batch resolution does (never two records of a
+   one-record-per-person source in one customer). A record nothing links
    opens a review item when its best candidate is between the thresholds, and becomes a new customer.
 3. **Idempotency.** Events stored with the batch are applied once: an event the graph has applied
    before is skipped, and so are its records.
@@ -49,6 +50,7 @@ from c360.graph.models import (
 from c360.graph.store import GraphStore
 
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from .holdings import Holdings
 from .normalize import identifiers_of, is_junk
 from .realtime import BatchMatcher, Match
 from .scorer import Scorer
@@ -147,6 +149,8 @@ class _Plan:
         self.writes: dict[str, RecordWrite] = {}
         self.result = IngestResult(received=len(records))
         self.matcher = linker.matcher(records)
+        single = linker.config.one_record_per_person
+        self.holdings = Holdings(linker.store, single) if single else None
         # Decisions that keep records apart (rejected reviews, splits), for the records of this batch.
         self.own_apart: dict[str, list[ApartPair]] = {}
         for pair in linker.store.apart(record_uids=[r.uid for r in records]):
@@ -196,6 +200,10 @@ class _Plan:
                 targets.setdefault(c, []).append(i.uid)
         if targets and (len(targets) > 1 or uid in self.own_apart):
             targets = self._apart(uid, own, targets)
+        if self.holdings is not None and targets:  # oldest first, as the merges keep the oldest
+            joined = [own] if own in targets else []
+            admitted = self.holdings.admit(record.source, joined, sorted(c for c in targets if c != own))
+            targets = {c: targets[c] for c in targets if c == own or c in admitted}
         linked_by = tuple(sorted({u for us in targets.values() for u in us}))
 
         matches: dict[str, Match] = {}
@@ -205,6 +213,9 @@ class _Plan:
             # rule as batch resolution, whose clusters join identifier links and model links alike.
             found, review = self.matcher.matches(record, self.find)
             matches = {m.customer_id: m for m in found if m.customer_id not in targets}
+            if self.holdings is not None and matches:  # best first, beside what the identifiers joined
+                admitted = self.holdings.admit(record.source, list(targets), list(matches))
+                matches = {c: matches[c] for c in admitted}
             if matches:
                 for c in matches:
                     targets[c] = []
@@ -244,6 +255,8 @@ class _Plan:
                         ev = Evidence("deterministic", tuple(targets[other]) or linked_by, record=uid)
                     self.changes.merges.append(MergeEvent(cid, other, self.now, ev))
                     self.parent[other] = cid
+                    if self.holdings is not None:
+                        self.holdings.merged(other, cid)
                     self.result.merges += 1
             stays = old is not None and len(targets) == 1
             if old is not None and stays:
@@ -269,6 +282,8 @@ class _Plan:
         )
         if self.matcher is not None:
             self.matcher.planned(record, cid)
+        if self.holdings is not None:
+            self.holdings.planned(record.source, cid)
         self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1
@@ -407,7 +422,7 @@ class Linker:
         """The probabilistic matcher of a batch, when a trained model is in use."""
         if self.scorer is None:
             return None
-        return BatchMatcher(self.scorer, self.realtime, self.store, self.config.default_region, records)
+        return BatchMatcher(self.scorer, self.realtime, self.store, self.config, records)
 
     def ingest_batch(
         self,

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from c360.graph.models import Evidence, SourceRecord
+from c360.graph.models import Evidence, SourceRecord, source_of
 from c360.graph.store import GraphStore
 
 from .blocking import blocking_keys
-from .config import RealtimeConfig
+from .config import LinkingConfig, RealtimeConfig, link_threshold
 from .features import features, pack_view, unpack_view
 from .scorer import Score, Scorer
 
@@ -44,12 +44,13 @@ class BatchMatcher:
         scorer: Scorer,
         config: RealtimeConfig,
         store: GraphStore,
-        region: str,
+        linking: LinkingConfig,
         records: Sequence[SourceRecord],
     ) -> None:
         self.scorer = scorer
         self.config = config
-        self.region = region
+        self.linking = linking
+        self.region = linking.default_region
         # Pairs below the lower threshold are dropped, so the scorer may stop early under its weight.
         self._floor = -math.inf if config.lower >= 1 else math.log2(config.lower / (1 - config.lower))
         self._views: dict[str, dict[str, Any]] = {}
@@ -107,19 +108,23 @@ class BatchMatcher:
         return pack_view(self._view(record)[0])
 
     def matches(self, record: SourceRecord, find: Callable[[str], str]) -> tuple[list[Match], Match | None]:
-        """Return the customers that reach the upper threshold, and else the best candidate to review.
+        """Return the customers the model links ``record`` to, best first, and else the best candidate to review.
 
-        Links are the customers whose best record reaches the upper threshold, best first; when there is
-        none, the best candidate between the lower and upper thresholds is returned for review.
+        A customer links when one of its records reaches the pair's threshold (:func:`link_threshold`);
+        with no link, the best candidate below its threshold (and from the lower one) is returned for
+        review.
         """
         if not self._loaded:
             self._load()
         view, keys = self._view(record)
+        alone = record.source in self.linking.one_record_per_person
         seen: set[str] = set()
         scored: list[tuple[str, Score]] = []
         for key in keys:
             for uid in self._index.get(key, ()):
                 if uid == record.uid or uid in seen or frozenset((uid, record.uid)) in self._rejected:
+                    continue
+                if alone and source_of(uid) == record.source:  # never one person: not even a question
                     continue
                 seen.add(uid)
                 score = self.scorer.score_at_least(view, self._views[uid], self._floor)
@@ -136,7 +141,7 @@ class BatchMatcher:
             if uid not in self._customer:
                 continue
             match = Match(find(self._customer[uid]), uid, score)
-            if score.match_probability < self.config.upper:
+            if score.match_probability < link_threshold(self.linking, self.config, record.source, source_of(uid)):
                 if review is None or (score.match_weight, uid) > (review.score.match_weight, review.record_uid):
                     review = match
             elif match.customer_id not in best or score.match_weight > best[match.customer_id].score.match_weight:

@@ -206,20 +206,3 @@ def predict(
     found = linker.inference.predict(threshold_match_probability=threshold)
     relation = found.as_duckdbpyrelation().project("unique_id_l, unique_id_r, match_weight, match_probability")
     return relation.to_arrow_table()
-
-
-def cluster(uids: list[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Splink's connected components over ``edges``: record uid -> cluster id."""
-    import pyarrow as pa
-    from splink import DuckDBAPI
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
-    left, right = [], []
-    for a, b in edges:
-        left.append(a)
-        right.append(b)
-    nodes = pa.table({"unique_id": pa.array(uids, pa.string())})
-    links = pa.table({"unique_id_l": pa.array(left, pa.string()), "unique_id_r": pa.array(right, pa.string())})
-    found = cluster_pairwise_predictions_at_threshold(nodes, links, DuckDBAPI(), "unique_id")
-    out = found.as_duckdbpyrelation().project("unique_id, cluster_id").to_arrow_table()
-    return dict(zip(out.column("unique_id").to_pylist(), out.column("cluster_id").to_pylist(), strict=True))

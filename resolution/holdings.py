@@ -1,0 +1,58 @@
+"""Sources with one record per person: no customer may hold two records of one of them.
+
+A census counts each person once, a register holds one entry per person, a tax file one return per
+filer. When the settings name such sources (``linking.one_record_per_person``), two of their records
+are never one customer: not through a shared identifier (a copied or mistyped number) and not through
+the model (a household member who scores like the person). Batch resolution applies the rule edge by
+edge (:func:`c360.resolution.batch.link`); ingest applies it record by record with :class:`Holdings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from c360.graph.store import GraphStore
+
+
+class Holdings:
+    """What each customer met while planning one batch holds of the one-record-per-person sources."""
+
+    def __init__(self, store: GraphStore, sources: Collection[str]) -> None:
+        self.sources = frozenset(sources)
+        self._store = store
+        self._stored: dict[str, frozenset[str]] = {}
+        self._planned: dict[str, set[str]] = {}
+
+    def of(self, customers: Collection[str]) -> dict[str, frozenset[str]]:
+        """The sources each of ``customers`` holds: stored, planned in this batch, merged in this batch."""
+        missing = [c for c in customers if c not in self._stored]
+        if missing:
+            found = self._store.records_of(missing)
+            for cid in missing:
+                self._stored[cid] = frozenset(r.source for r in found.get(cid, ())) & self.sources
+        return {c: self._stored[c] | self._planned.get(c, set()) for c in customers}
+
+    def admit(self, source: str, joined: Collection[str], candidates: Sequence[str]) -> list[str]:
+        """The ``candidates``, taken in order, that a record of ``source`` may join beside ``joined``.
+
+        A candidate is left out when it holds a source that the record, ``joined`` or a candidate
+        admitted before it holds already.
+        """
+        held = set({source} & self.sources)
+        for sources in self.of(joined).values():
+            held |= sources
+        admitted = []
+        for cid, sources in self.of(candidates).items():
+            if not sources & held:
+                admitted.append(cid)
+                held |= sources
+        return admitted
+
+    def planned(self, source: str, customer_id: str) -> None:
+        """A record of ``source`` was planned into ``customer_id``."""
+        if source in self.sources:
+            self._planned.setdefault(customer_id, set()).add(source)
+
+    def merged(self, other: str, into: str) -> None:
+        """Customer ``other`` was merged into ``into``: what it holds, ``into`` holds."""
+        self._planned.setdefault(into, set()).update(self.of([other])[other])
