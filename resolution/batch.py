@@ -397,7 +397,7 @@ class BatchResolver:
         changes.new_customers = [
             Customer(c.id, c.created_at, golden=changes.goldens.pop(c.id, {})) for c in changes.new_customers
         ]
-        changes.reviews = self._reviews(near, clusters, final, apart, now)
+        changes.reviews = self._reviews(near, edges, clusters, final, apart, now)
         summary.merges = len(changes.merges)
         summary.splits = len(changes.splits)
         summary.moved_records = len(changes.moves)
@@ -407,24 +407,39 @@ class BatchResolver:
     def _reviews(
         self,
         near: list[Edge],
+        edges: list[Edge],
         clusters: dict[str, str],
         final: dict[str, str],
         apart: list[ApartPair],
         now: datetime,
     ) -> list[ReviewItem]:
-        """Pairs between the thresholds that end in different customers, not yet asked nor decided."""
+        """Review items: pairs below their threshold that end in different customers, one record unlinked.
+
+        Never a pair already asked or decided, and at most one new question per customer.
+        """
         # One question per pair of customers: none where one was asked (open or decided) or a decision stands.
         asked = [(p.a, p.b) for p in apart]
         asked += [(i.record_uid, i.candidate_uid) for i in self.store.review_items(None, None)]
         asked_clusters = {frozenset((clusters[a], clusters[b])) for a, b in asked if a in clusters and b in clusters}
+        # As at ingest, only a record nothing links asks (two established customers are not asked about).
+        linked = {uid for e in edges for uid in (e.a, e.b)}
         best: dict[frozenset[str], Edge] = {}
         for e in near:
             pair = frozenset((clusters[e.a], clusters[e.b]))
-            if len(pair) == 1 or pair in asked_clusters:
+            if len(pair) == 1 or pair in asked_clusters or (e.a in linked and e.b in linked):
                 continue
+            if e.b in linked:  # the record asking comes first: ReviewItem(record = e.b, candidate = e.a)
+                e = Edge(e.b, e.a, e.weight, e.probability)
             if pair not in best or e.weight > best[pair].weight:
                 best[pair] = e
+        # Each customer gets at most one new question in a run, its strongest: the next waits for its answer.
+        chosen: list[Edge] = []
+        asked_now: set[str] = set()
+        for pair, e in sorted(best.items(), key=lambda kv: (-kv[1].weight, kv[1].a, kv[1].b)):
+            if not pair & asked_now:
+                chosen.append(e)
+                asked_now |= pair
         return [
             ReviewItem(self.new_review_id(), e.b, e.a, final[clusters[e.a]], e.weight, e.probability, now)
-            for e in sorted(best.values(), key=lambda e: (e.a, e.b))
+            for e in sorted(chosen, key=lambda e: (e.a, e.b))
         ]

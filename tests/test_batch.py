@@ -182,3 +182,30 @@ def test_only_decisions_split_a_cluster() -> None:
     edge = [Edge("x", "y", float("inf"), 1.0, ("phone|+1",))]
     assert enforce_constraints(apart, edge, [ApartPair("x", "y", "split")]) == 1
     assert apart["x"] != apart["y"]
+
+
+def test_only_a_record_nothing_links_asks_and_each_customer_once(tmp_path: Path) -> None:
+    """Batch asks as ingest does: about a record the model and the identifiers left alone, never about two
+    established customers, and at most one new question per customer (its strongest)."""
+    from c360.resolution.batch import Edge, link
+
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "g.db"))
+    try:
+        uids = ["crm|a1", "crm|a2", "crm|b1", "crm|b2", "crm|lone", "crm|lone2"]
+        scored = [
+            Edge("crm|a1", "crm|a2", 30.0, 1.0),
+            Edge("crm|b1", "crm|b2", 30.0, 1.0),
+            Edge("crm|a1", "crm|b1", 12.0, 0.99),  # two households: established customers, no question
+            Edge("crm|a2", "crm|lone", 10.0, 0.95),  # lone's strongest: asked, lone the record asking
+            Edge("crm|lone", "crm|b2", 9.0, 0.93),  # lone's second: waits for the first answer
+            Edge("crm|lone2", "crm|b2", 8.0, 0.9),  # another lone record: its own question
+        ]
+        clusters, edges, near = link(uids, [], scored, LinkingConfig(), RealtimeConfig())
+        final = {k: f"C-{k}" for k in set(clusters.values())}
+        items = resolver(store, {})._reviews(near, edges, clusters, final, [], datetime.now(UTC))
+        assert sorted((i.record_uid, i.candidate_uid) for i in items) == [
+            ("crm|lone", "crm|a2"),
+            ("crm|lone2", "crm|b2"),
+        ]
+    finally:
+        store.close()
