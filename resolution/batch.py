@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,9 @@ from c360.graph.models import (
 from c360.graph.store import GraphStore
 
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, link_threshold
+from .features import features
 from .normalize import identifiers_of, is_junk
+from .scorer import Scorer
 from .splink_adapter import predict
 from .survivorship import golden_record
 
@@ -91,12 +93,16 @@ class Edge:
     weight: float
     probability: float
     identifiers: tuple[str, ...] = ()
+    #: What stewards said of every pair with this edge's pattern (:class:`Verdicts`), if they agreed.
+    verdict: bool | None = None
 
     def evidence(self, record: str, note: str) -> Evidence:
         """The evidence of a link or a merge made by this edge."""
         if self.identifiers:
             return Evidence("deterministic", self.identifiers, record=record, note=note)
         detail = f"match weight {self.weight:+.2f}, probability {self.probability:.6f}"
+        if self.verdict:
+            detail += "; stewards approved every pair of this pattern"
         return Evidence("probabilistic", (), record=record, note=f"{note}; {detail}")
 
 
@@ -156,7 +162,13 @@ def link(
     for e in [*deterministic, *ranked]:
         if (source := source_of(e.a)) in single and source == source_of(e.b):
             continue  # two records of one such source are never one person: not even a question
-        if not e.identifiers and e.probability < link_threshold(linking, realtime, source_of(e.a), source_of(e.b)):
+        if e.verdict is False:  # stewards rejected every pair of this pattern
+            continue
+        if (
+            not e.identifiers
+            and not e.verdict
+            and e.probability < link_threshold(linking, realtime, source_of(e.a), source_of(e.b))
+        ):
             near.append(e)
             continue
         ra, rb = find(e.a), find(e.b)
@@ -225,10 +237,12 @@ class BatchResolver:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         new_review_id: Callable[[], str],
+        scorer: Scorer | None = None,
         log_level: int = logging.ERROR,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.scorer = scorer  # the model's scorer, for the patterns stewards decided (its Verdicts)
         self.linking = linking
         self.realtime = realtime
         self.survivorship = survivorship
@@ -278,6 +292,7 @@ class BatchResolver:
 
         progress("clustering")
         model = [Edge(a, b, w, p) for a, b, w, p in zip(*(scored.column(i).to_pylist() for i in range(4)), strict=True)]
+        model = self._with_verdicts(model, records)
         identified = deterministic_edges(records, self.linking, flagged)
         clusters, edges, near = link(list(current), identified, model, self.linking, self.realtime)
         summary.reclustered = enforce_constraints(clusters, edges, apart)
@@ -297,6 +312,26 @@ class BatchResolver:
         summary.applied = True
         lap("apply")
         return summary
+
+    def _with_verdicts(self, model: list[Edge], records: list[SourceRecord]) -> list[Edge]:
+        """``model`` with what stewards said of each pair's pattern, for the pairs under the upper threshold."""
+        verdicts = self.scorer.verdicts if self.scorer is not None else None
+        if self.scorer is None or not (verdicts and (verdicts.link or verdicts.never)):
+            return model
+        by_uid = {r.uid: r for r in records}
+        views: dict[str, dict[str, Any]] = {}
+
+        def view(uid: str) -> dict[str, Any]:
+            if uid not in views:
+                views[uid] = features(by_uid[uid], self.linking.default_region)
+            return views[uid]
+
+        out = []
+        for e in model:
+            if e.probability < self.realtime.upper:
+                e = replace(e, verdict=verdicts.of(self.scorer.score(view(e.a), view(e.b))))
+            out.append(e)
+        return out
 
     def _check_unchanged(
         self, current: dict[str, str], records: list[SourceRecord], apart: list[ApartPair], changes: ChangeSet

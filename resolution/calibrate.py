@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .scorer import Pattern, Verdicts
+
 #: Fewest decisions, and fewest approvals at or above a threshold, before one is derived.
 MIN_DECISIONS = 50
 MIN_ABOVE = 15
@@ -43,3 +45,27 @@ def link_threshold(scored: Sequence[tuple[float, bool]]) -> tuple[float, str] | 
         f"probability {p:.6f} (precision {approved / (approved + rejected):.3f})"
     )
     return p, basis
+
+
+#: Fewest decisions on one pattern, all alike, before the pattern decides by itself.
+MIN_PATTERN_DECISIONS = 5
+
+
+def learn_verdicts(decided: Sequence[tuple[Pattern, bool]]) -> tuple[Verdicts, list[str]]:
+    """The patterns with at least :data:`MIN_PATTERN_DECISIONS` decisions, all approvals or all rejections.
+
+    ``decided``: (pattern under the new model, approved). Returns the verdicts and a line per pattern.
+    """
+    counts: dict[Pattern, list[int]] = {}
+    for pattern, same in decided:
+        counts.setdefault(pattern, [0, 0])[0 if same else 1] += 1
+    link: set[Pattern] = set()
+    never: set[Pattern] = set()
+    basis: list[str] = []
+    for pattern, (approved, rejected) in sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0])):
+        if approved + rejected < MIN_PATTERN_DECISIONS or (approved and rejected):
+            continue
+        (link if approved else never).add(pattern)
+        verb = f"links ({approved} approved)" if approved else f"is not asked again ({rejected} rejected)"
+        basis.append(f"{verb}: " + ", ".join(p for p in pattern if not p.endswith(": null")))
+    return Verdicts(frozenset(link), frozenset(never)), basis

@@ -16,7 +16,7 @@ from typing import Any
 from c360.graph.errors import ConfigError, NotFoundError
 
 from .config import RealtimeConfig
-from .scorer import Scorer
+from .scorer import Scorer, Verdicts
 from .specification import Specification
 
 FORMAT = "c360-splink-model"
@@ -68,7 +68,7 @@ def specification_of(summary: dict[str, Any]) -> Specification:
 
 def trained_scorer(settings: dict[str, Any], tf_tables: dict[str, dict[str, float]], summary: dict[str, Any]) -> Scorer:
     """The real-time scorer of a model as :func:`c360.resolution.splink_adapter.train` returns it."""
-    return Scorer(settings, tf_tables, specification_of(summary))
+    return Scorer(settings, tf_tables, specification_of(summary), Verdicts.from_json(summary.get("verdicts")))
 
 
 class ModelRegistry:

@@ -28,11 +28,14 @@ class Match:
     customer_id: str
     record_uid: str
     score: Score
+    approved: bool = False  # linked because stewards approved every pair of its pattern
 
     def evidence(self, record: str | None = None) -> Evidence:
         """The evidence of this match, as links and merges keep it."""
         s = self.score
         note = f"match weight {s.match_weight:+.2f}, probability {s.match_probability:.6f}"
+        if self.approved:
+            note += "; stewards approved every pair of this pattern"
         return Evidence("probabilistic", (), record=record or self.record_uid, note=note)
 
 
@@ -110,9 +113,10 @@ class BatchMatcher:
     def matches(self, record: SourceRecord, find: Callable[[str], str]) -> tuple[list[Match], Match | None]:
         """Return the customers the model links ``record`` to, best first, and else the best candidate to review.
 
-        A customer links when one of its records reaches the pair's threshold (:func:`link_threshold`);
-        with no link, the best candidate below its threshold (and from the lower one) is returned for
-        review.
+        A customer links when one of its records reaches the pair's threshold (:func:`link_threshold`)
+        or has a pattern stewards approved every time (:class:`Verdicts`); with no link, the best
+        candidate below its threshold (and from the lower one) is returned for review, unless stewards
+        rejected its pattern every time.
         """
         if not self._loaded:
             self._load()
@@ -140,8 +144,13 @@ class BatchMatcher:
         for uid, score in scored:
             if uid not in self._customer:
                 continue
-            match = Match(find(self._customer[uid]), uid, score)
-            if score.match_probability < link_threshold(self.linking, self.config, record.source, source_of(uid)):
+            verdict = self.scorer.verdicts.of(score)  # stewards decided every pair of this pattern alike
+            if verdict is False:
+                continue
+            match = Match(find(self._customer[uid]), uid, score, approved=bool(verdict))
+            if not verdict and score.match_probability < link_threshold(
+                self.linking, self.config, record.source, source_of(uid)
+            ):
                 if review is None or (score.match_weight, uid) > (review.score.match_weight, review.record_uid):
                     review = match
             elif match.customer_id not in best or score.match_weight > best[match.customer_id].score.match_weight:

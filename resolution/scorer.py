@@ -46,6 +46,43 @@ class Score:
     contributions: tuple[Contribution, ...]
 
 
+#: A pair's comparison levels, one label per comparison in the specification's order.
+Pattern = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Agreement patterns stewards decided alike: ``link`` ones link, ``never`` ones are not asked again.
+
+    Both apply from the lower threshold up. The model treats its comparisons as independent; a pattern's
+    own decisions show what it means on this data (a household shares a surname, an address and a
+    phone; a typo-ridden duplicate agrees on little).
+    """
+
+    link: frozenset[Pattern] = frozenset()
+    never: frozenset[Pattern] = frozenset()
+
+    def of(self, score: Score) -> bool | None:
+        """``True`` if stewards approved every pair with ``score``'s pattern, ``False`` if they rejected every one."""
+        pattern = pattern_of(score)
+        return True if pattern in self.link else False if pattern in self.never else None
+
+    def to_json(self) -> dict[str, list[list[str]]]:
+        """The verdicts as the model summary keeps them."""
+        return {"link": sorted(map(list, self.link)), "never": sorted(map(list, self.never))}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Verdicts:
+        """Read :meth:`to_json`; an absent entry (an older model) is no verdicts."""
+        data = data or {}
+        return cls(frozenset(map(tuple, data.get("link", ()))), frozenset(map(tuple, data.get("never", ()))))
+
+
+def pattern_of(score: Score) -> Pattern:
+    """The agreement pattern of a scored pair: ``comparison: level`` per comparison."""
+    return tuple(f"{c.comparison}: {c.level}" for c in score.contributions)
+
+
 def _probability(value: Any, default: float) -> float:
     # As Splink reads a level's m or u: unobserved levels get 1e-6, untrained ones the default.
     if value == _NOT_OBSERVED:
@@ -84,9 +121,14 @@ class Scorer:
     """Scores pairs of comparison views (:func:`c360.resolution.features.features`) with a trained model."""
 
     def __init__(
-        self, settings: Mapping[str, Any], tf_tables: Mapping[str, Mapping[str, float]], spec: Specification
+        self,
+        settings: Mapping[str, Any],
+        tf_tables: Mapping[str, Mapping[str, float]],
+        spec: Specification,
+        verdicts: Verdicts | None = None,
     ) -> None:
         self.spec = spec
+        self.verdicts = verdicts or Verdicts()
         built = spec.built()
         p = float(settings["probability_two_random_records_match"])
         self.prior_weight = math.log2(p / (1 - p))

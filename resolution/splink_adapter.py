@@ -22,12 +22,12 @@ from typing import Any
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import SourceRecord
 
-from .calibrate import link_threshold
+from .calibrate import learn_verdicts, link_threshold
 from .choose import Choice, Rule, choose, complete
 from .config import TrainingConfig
 from .features import COLUMNS, feature_table, features
 from .profile import profile
-from .scorer import Scorer, term_frequencies
+from .scorer import Scorer, Verdicts, pattern_of, term_frequencies
 from .specification import Specification
 
 #: Records in the sample each side of Splink's costing join (the count is scaled up from it).
@@ -125,9 +125,12 @@ def train(
     decided = [(a, b, True) for a, b in labels] + [(a, b, False) for a, b in rejected]
     decided = [(a, b, same) for a, b, same in decided if a in by_uid and b in by_uid]
     threshold = None
+    verdicts, verdict_basis = Verdicts(), list[str]()
     if decided:
         scorer = Scorer(settings, tf_tables, chosen)
-        threshold = link_threshold([(scorer.score(by_uid[a], by_uid[b]).match_probability, s) for a, b, s in decided])
+        scores = [(scorer.score(by_uid[a], by_uid[b]), s) for a, b, s in decided]
+        threshold = link_threshold([(score.match_probability, s) for score, s in scores])
+        verdicts, verdict_basis = learn_verdicts([(pattern_of(score), s) for score, s in scores])
     summary = {
         "records": len(rows),
         "seconds": round(time.perf_counter() - started, 2),
@@ -145,6 +148,8 @@ def train(
         "reasons": choice.reasons,
         "specification": chosen.to_json(),
         **({"link_threshold": threshold[0], "link_threshold_basis": threshold[1]} if threshold else {}),
+        "verdicts": verdicts.to_json(),
+        "verdicts_basis": verdict_basis,
     }
     return settings, tf_tables, summary
 

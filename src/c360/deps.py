@@ -65,6 +65,7 @@ def build_batch_resolver(
         clock=lambda: datetime.now(UTC),
         new_id=CustomerIdFactory(),
         new_review_id=CustomerIdFactory("R"),
+        scorer=model.scorer(),
         log_level=log_level,
     )
 

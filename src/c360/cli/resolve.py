@@ -154,7 +154,8 @@ def model_show(
     artifact = model_registry(ctx.obj.settings).load(version)
     summary = artifact.summary
     if as_json:
-        keys = ("specification", "profile", "costs", "reasons", "em_failed", "labels", "records", "seconds")
+        keys = ["specification", "profile", "costs", "reasons", "em_failed", "labels", "records", "seconds"]
+        keys += ["link_threshold", "link_threshold_basis", "verdicts", "verdicts_basis"]
         doc = {"version": artifact.version, **{k: summary.get(k) for k in keys}}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
@@ -184,6 +185,10 @@ def model_show(
         out.print(f"  - {reason}", highlight=False)
     for session, why in summary.get("em_failed", {}).items():
         out.print(f"  - EM session {session} failed and was left out: {why}", highlight=False)
+    if basis := summary.get("link_threshold_basis"):
+        out.print(f"steward decisions: link threshold {summary['link_threshold']:.6f} ({basis})", highlight=False)
+    for line in summary.get("verdicts_basis", []):
+        out.print(f"  - a pattern stewards decided alike {line}", highlight=False)
     out.print(f"prior: P(two random records match) = {p:.4g}, weight {math.log2(p / (1 - p)):+.2f}", highlight=False)
     scorer = artifact.scorer()
     table = Table("comparison", "level", "m", "u", "weight", "tf adjusted")
