@@ -61,16 +61,18 @@ def jaro_winkler(a: str, b: str) -> float:
     return sim
 
 
-def levenshtein(a: str, b: str) -> int:
-    """DuckDB's ``levenshtein`` (edit distance over characters)."""
-    s, t = a, b
-    prev = list(range(len(t) + 1))
-    for i in range(1, len(s) + 1):
-        cur = [i] + [0] * len(t)
-        for j in range(1, len(t) + 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (s[i - 1] != t[j - 1]))
-        prev = cur
-    return prev[-1]
+def within_one_edit(a: str, b: str) -> bool:
+    """DuckDB's ``levenshtein(a, b) <= 1`` (over characters), in one pass instead of the full table."""
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) > 1:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):  # one substitution at most: the rest after the first difference agrees
+        return a[i + 1 :] == b[i + 1 :]
+    return a[i:] == b[i + 1 :]  # one insertion into the shorter
 
 
 def adjacent_transposition(a: str, b: str) -> bool:

@@ -24,7 +24,7 @@ from c360.graph.errors import InvalidInputError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .features import BLOCKING_ONLY, COMPARED
-from .similarity import adjacent_transposition, jaro_winkler, levenshtein
+from .similarity import adjacent_transposition, jaro_winkler, within_one_edit
 
 View = Mapping[str, Any]
 Test = Callable[[View, View], bool]
@@ -179,7 +179,7 @@ def _one_edit(c: str) -> Level:
     return Level(
         "one edit apart",
         f"levenshtein({_q(c, 'l')}, {_q(c, 'r')}) <= 1",
-        lambda a, b: levenshtein(a[c], b[c]) <= 1,
+        lambda a, b: within_one_edit(a[c], b[c]),
     )
 
 
