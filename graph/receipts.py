@@ -4,7 +4,10 @@ A receipt's claims follow the Kantara Consent Receipt 1.1 field names (which ISO
 where they exist, plus the JWT claims ``iss``, ``sub``, ``iat``, ``jti`` and c360's own under ``"c360"``.
 A receipt is a compact JWS (RFC 7515) with ``alg`` ``EdDSA`` (RFC 8037): base64url without padding of
 canonical JSON (sorted keys, no spaces). The public keys are a JWK Set (:meth:`SigningKeys.jwks`), with
-the old keys, so that a receipt verifies by its ``kid`` after rotations.
+the old keys, so that a receipt verifies by its ``kid`` after rotations. The signing keys are a key ring
+(:mod:`~c360.graph.key_ring`) kept in a JSON file of mode 0600, by default ``signing-keys.json`` in the
+data directory, made on first use; ``c360 keys rotate --signing`` adds a key, and the API serves the
+public keys at ``/.well-known/jwks.json``.
 
 Each customer's receipts form a chain: a receipt after the first carries ``prev``, the SHA-256 (hex) of
 the previous receipt's compact JWS, and ``prevSig``, the SHA-256 of that receipt's signature segment
@@ -18,12 +21,11 @@ import binascii
 import hashlib
 import json
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -31,13 +33,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .consent import ConsentEvent
 from .errors import ConfigError, InvalidInputError
+from .key_ring import KeyRing, create_ring, read_ring, rotate_ring
 
 #: The Kantara Consent Receipt version the claims follow.
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 ALG = "EdDSA"
 TYP = "JWT"
 
-_KEY_ID = re.compile(r"^[a-z0-9_-]{1,32}$")  # as graphql/key_ring.py
 _SEED_BYTES = 32
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -276,90 +278,61 @@ def verify(jws: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
 # -- keys ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SigningKeys:
-    """A ring of Ed25519 signing keys: key id -> 32-byte private seed (oldest first) and the current id.
+class SigningKeys(KeyRing):
+    """The service's Ed25519 signing keys (a :class:`~c360.graph.key_ring.KeyRing` of ``kind`` ``signing``).
 
-    In memory only; :meth:`to_json` and :meth:`from_json` read and write the same document as
-    ``graphql/key_ring.py`` (``{"version": 1, "current": ..., "keys": [{"id", "secret"}]}``, base64 seeds).
+    Each secret is a key's 32-byte private seed; the current key signs, and every key, old ones included,
+    is in the public :meth:`jwks`, so that a receipt verifies by its ``kid`` after rotations. The ring's
+    file is the key ring's (:func:`open_signing_keys`, :func:`rotate_signing_keys`).
     """
 
-    current: str
-    seeds: Mapping[str, bytes]
+    __slots__ = ()
+    kind: ClassVar[str] = "signing"
 
     def __post_init__(self) -> None:
-        if not self.seeds or self.current not in self.seeds:
-            raise ConfigError("a signing key ring needs its current key")
-        for kid, seed in self.seeds.items():
-            if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
-                raise ConfigError(f"signing key id {kid!r}: lower-case letters, digits, '-' and '_' (at most 32)")
+        for kid, seed in self.secrets.items():
             if not isinstance(seed, bytes) or len(seed) != _SEED_BYTES:
                 raise ConfigError(f"signing key {kid}: an Ed25519 seed is {_SEED_BYTES} bytes")
-        object.__setattr__(self, "seeds", MappingProxyType(dict(self.seeds)))
-
-    def __repr__(self) -> str:  # never the seeds
-        return f"SigningKeys(current={self.current!r}, ids={list(self.seeds)!r})"
-
-    @classmethod
-    def generate(cls) -> SigningKeys:
-        """A ring of one fresh key, ``k1``."""
-        return cls("k1", {"k1": secrets.token_bytes(_SEED_BYTES)})
-
-    def rotated(self) -> SigningKeys:
-        """A copy with a new current key ``k<n+1>``; the old keys stay, so old receipts still verify."""
-        numbers = [int(k[1:]) for k in self.seeds if re.fullmatch(r"k[0-9]+", k)]
-        kid = f"k{max(numbers, default=0) + 1}"
-        return SigningKeys(kid, {**self.seeds, kid: secrets.token_bytes(_SEED_BYTES)})
+        KeyRing.__post_init__(self)
 
     def private_key(self, kid: str | None = None) -> Ed25519PrivateKey:
         """The private key ``kid`` (the current one by default)."""
         kid = self.current if kid is None else kid
-        if kid not in self.seeds:
-            raise ConfigError(f"no signing key {kid!r} in the ring")
-        return Ed25519PrivateKey.from_private_bytes(self.seeds[kid])
+        if kid not in self.secrets:
+            raise ConfigError(f"no signing key {kid!r} in the ring (it has: {', '.join(self.secrets)})")
+        return Ed25519PrivateKey.from_private_bytes(self.secrets[kid])
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         """``claims`` signed with the current key."""
         return sign(claims, self.current, self.private_key())
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWK Set of every key in the ring (RFC 8037 OKP keys)."""
+        """The public JWK Set of every key in the ring, oldest first (RFC 8037 OKP keys; no private part)."""
         keys = []
-        for kid in self.seeds:
+        for kid in self.secrets:
             raw = self.private_key(kid).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
             keys.append({"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": kid, "use": "sig", "alg": ALG})
         return {"keys": keys}
 
-    def to_json(self) -> str:
-        """The ring as a key-file document (it holds the private seeds)."""
-        keys = [{"id": kid, "secret": base64.urlsafe_b64encode(s).decode("ascii")} for kid, s in self.seeds.items()]
-        return json.dumps({"version": 1, "current": self.current, "keys": keys}, indent=2) + "\n"
 
-    @classmethod
-    def from_json(cls, text: str) -> SigningKeys:
-        """The ring a :meth:`to_json` document holds; ConfigError when it is not one."""
-        try:
-            doc: Any = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"signing keys: not JSON ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("keys"), list):
-            raise ConfigError('signing keys: expected {"version": 1, "current": ..., "keys": [...]}')
-        seeds: dict[str, bytes] = {}
-        for entry in doc["keys"]:
-            if not (
-                isinstance(entry, dict) and isinstance(entry.get("id"), str) and isinstance(entry.get("secret"), str)
-            ):
-                raise ConfigError("signing keys: each key needs an id and a secret")
-            if entry["id"] in seeds:
-                raise ConfigError(f"signing keys: key {entry['id']!r} is given twice")
-            try:
-                seeds[entry["id"]] = base64.urlsafe_b64decode(entry["secret"].encode("ascii"))
-            except (binascii.Error, ValueError):
-                raise ConfigError(f"signing keys: key {entry['id']!r} is not base64") from None
-        current = doc.get("current")
-        if not isinstance(current, str):
-            raise ConfigError("signing keys: 'current' must name one of its keys")
-        return cls(current, seeds)
+#: the file name of the signing key ring in the data directory, unless ``consent.signing_key_file`` names another
+DEFAULT_FILE = "signing-keys.json"
+
+
+def open_signing_keys(path: Path, *, create: bool = True) -> SigningKeys:
+    """The signing key ring in ``path`` (mode 0600); with ``create``, a new ring of one key when there is none."""
+    if create and not path.exists():
+        create_ring(SigningKeys, path)
+    return read_ring(SigningKeys, path)
+
+
+def rotate_signing_keys(path: Path) -> SigningKeys:
+    """Add a new current key to the ring in ``path`` (created when missing) and return the new ring.
+
+    The old keys stay, so receipts signed before verify by their ``kid``; the file is replaced atomically
+    with mode 0600.
+    """
+    return rotate_ring(SigningKeys, path)
 
 
 # -- chains ----------------------------------------------------------------------------------------

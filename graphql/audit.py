@@ -31,7 +31,7 @@ does not verify, or a log shorter than what this process or the anchor saw, is r
 This module is the writer (:class:`AuditLog`: append, record, the group commit, open, close, rotate,
 head); :mod:`~c360.graphql.audit_file` holds what a writer checks under the lock (the open file, the
 key ring, the end of the log, the anchor), :mod:`~c360.graphql.audit_verify` the seal and the walk
-over the log (:class:`Verification`), and :mod:`~c360.graphql.key_ring` the key ring's file.
+over the log (:class:`Verification`), and :mod:`~c360.graph.key_ring` the key ring's file.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from typing import Any, Union
 
 import orjson
 from c360.graph.errors import ConfigError
+from c360.graph.key_ring import write_file as _write_file
 
 from .audit_file import (
     DEFAULT_KEY_FILE,
@@ -73,7 +74,6 @@ from .audit_verify import (
     verify_log,
 )
 from .audit_verify import digest as _digest
-from .key_ring import write_file as _write_file
 
 # what the trail's callers import from here (the pieces live in audit_file, audit_verify and key_ring)
 __all__ = [

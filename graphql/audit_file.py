@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from c360.graph.errors import ConfigError, StoreUnavailableError
+from c360.graph.key_ring import create_ring
 
 from .audit_verify import GENESIS, AnchorError, AuditKeys, Head, last_line, read_anchor, read_keys
 from .audit_verify import digest as _digest
-from .key_ring import create_ring
 
 #: most characters of one value of an entry (actor, role, action, target, outcome, detail)
 MAX_VALUE = 256

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from c360.graph.errors import ConfigError
-
-from .key_ring import KeyRing, read_ring
+from c360.graph.key_ring import KeyRing, read_ring
 
 GENESIS = "0" * 64
 
@@ -37,7 +36,7 @@ def digest(entry: Mapping[str, Any]) -> str:
 
 
 class AuditKeys(KeyRing):
-    """The audit key ring (:class:`~c360.graphql.key_ring.KeyRing`): the current key seals new entries."""
+    """The audit key ring (:class:`~c360.graph.key_ring.KeyRing`): the current key seals new entries."""
 
     __slots__ = ()
     kind: ClassVar[str] = "audit"

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from c360.graph.errors import ConfigError
-
-from .key_ring import KeyRing, create_ring, read_ring, rotate_ring
+from c360.graph.key_ring import KeyRing, create_ring, read_ring, rotate_ring
 
 #: the file name of the key ring in the data directory, unless ``api.hash_key_file`` names another
 DEFAULT_FILE = "hash-keys.json"
@@ -50,7 +49,7 @@ def _hmac_hex(secret: bytes, text: str) -> str:
 
 
 class HashKeys(KeyRing):
-    """A key ring (:class:`~c360.graphql.key_ring.KeyRing`) whose current key new hashes are made with."""
+    """A key ring (:class:`~c360.graph.key_ring.KeyRing`) whose current key new hashes are made with."""
 
     __slots__ = ()
     kind: ClassVar[str] = "hash"

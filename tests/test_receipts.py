@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from c360.graph.consent import ConsentEvent, Notice
 from c360.graph.errors import ConfigError, InvalidInputError
+from c360.graph.key_ring import KeyRing
 from c360.graph.receipts import (
     RECEIPT_VERSION,
     ChainReport,
@@ -176,8 +178,8 @@ def test_rotation_keeps_old_receipts_verifiable_by_kid() -> None:
     k1 = SigningKeys.generate()
     old = k1.sign(claims_of(event(0), None))
     k2 = k1.rotated()
-    assert (k2.current, list(k2.seeds)) == ("k2", ["k1", "k2"])
-    assert k2.seeds["k1"] == k1.seeds["k1"]
+    assert (k2.current, k2.ids) == ("k2", ("k1", "k2"))
+    assert k2.secrets["k1"] == k1.secrets["k1"]
     new = k2.sign(claims_of(event(1), old, 1))
     assert json.loads(unb64(new.split(".")[0]))["kid"] == "k2"
     jwks = k2.jwks()
@@ -193,21 +195,31 @@ def test_rotation_keeps_old_receipts_verifiable_by_kid() -> None:
     assert k2.rotated().current == "k3"
 
 
-def test_keys_round_trip_through_json_and_refuse_bad_rings() -> None:
+def test_keys_are_a_key_ring_of_ed25519_seeds_and_refuse_bad_rings() -> None:
     ring = SigningKeys.generate().rotated()
-    again = SigningKeys.from_json(ring.to_json())
+    assert isinstance(ring, KeyRing) and ring.kind == "signing"
+    assert all(len(seed) == 32 for seed in ring.secrets.values())
+    again = SigningKeys.decode(Path("signing-keys.json"), ring.encode())
     assert again == ring and again.jwks() == ring.jwks()
-    assert "seeds" not in repr(ring) and str(ring.seeds["k1"]) not in repr(ring)
-    doc = json.loads(ring.to_json())
+    assert "secret" not in repr(ring) and str(ring.secrets["k1"]) not in repr(ring)
+    doc = json.loads(ring.encode())
     assert doc["version"] == 1 and doc["current"] == "k2" and [k["id"] for k in doc["keys"]] == ["k1", "k2"]
     with pytest.raises(ConfigError, match="32 bytes"):
         SigningKeys("k1", {"k1": b"short"})
+    with pytest.raises(ConfigError, match="32 bytes"):
+        SigningKeys("k1", {"k1": bytes(64)})  # long enough for a KeyRing, not an Ed25519 seed
     with pytest.raises(ConfigError, match="needs its current key"):
         SigningKeys("k9", {"k1": bytes(32)})
-    with pytest.raises(ConfigError, match="not JSON"):
-        SigningKeys.from_json("{")
+    with pytest.raises(ConfigError, match=r"signing key file signing-keys\.json: not JSON"):
+        SigningKeys.decode(Path("signing-keys.json"), "{")
     with pytest.raises(ConfigError, match="given twice"):
-        SigningKeys.from_json(json.dumps({"version": 1, "current": "k1", "keys": [doc["keys"][0]] * 2}))
+        SigningKeys.decode(Path("k.json"), json.dumps({"version": 1, "current": "k1", "keys": [doc["keys"][0]] * 2}))
+    seed16 = base64.urlsafe_b64encode(bytes(16)).decode()
+    short = {"version": 1, "current": "k1", "keys": [{"id": "k1", "secret": seed16}]}
+    with pytest.raises(ConfigError, match=r"signing key file k\.json: signing key k1: an Ed25519 seed is 32 bytes"):
+        SigningKeys.decode(Path("k.json"), json.dumps(short))
+    with pytest.raises(ConfigError, match="no signing key 'k7'"):
+        ring.private_key("k7")
 
 
 def test_verify_names_the_problem(keys: SigningKeys) -> None:

@@ -1,7 +1,8 @@
 """A key ring of secret keys, one of them current, kept in a JSON file of mode 0600.
 
-Shared by the audit seal (:class:`~c360.graphql.audit_verify.AuditKeys`) and the ``hash`` masking rule
-(:class:`~c360.graphql.hash_keys.HashKeys`).
+Shared by the audit seal (:class:`~c360.graphql.audit_verify.AuditKeys`), the ``hash`` masking rule
+(:class:`~c360.graphql.hash_keys.HashKeys`) and the consent receipts' Ed25519 keys
+(:class:`~c360.graph.receipts.SigningKeys`).
 
 A ring maps key ids (oldest first) to secrets of at least 16 bytes; a rotation adds ``k<n+1>`` and makes
 it current, the old keys stay. Its file::
@@ -9,7 +10,8 @@ it current, the old keys stay. Its file::
     {"version": 1, "current": "k2", "keys": [{"id": "k1", "created_at": "...", "secret": "<base64>"}, ...]}
 
 is written atomically with mode 0600 (readers see the old file or the new one), and a file readable by
-group or others is refused. Each kind of ring (``kind``: ``audit``, ``hash``) names itself in its errors.
+group or others is refused. Each kind of ring (``kind``: ``audit``, ``hash``, ``signing``) names itself
+in its errors.
 """
 
 from __future__ import annotations
