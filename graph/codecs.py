@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from .consent import ConsentEvent, Notice
 from .models import (
     ChangeSet,
     Customer,
@@ -32,8 +33,10 @@ from .models import (
     event_time,
     loads,
 )
+from .ports.consent import ConsentEntry
 
 __all__ = [
+    "CONSENT_COLUMNS",
     "CUSTOMER_COLUMNS",
     "EVENT_COLUMNS",
     "IDENTIFIER_COLUMNS",
@@ -46,6 +49,10 @@ __all__ = [
     "as_dicts",
     "assemble_profile",
     "assemble_profiles",
+    "consent_from_json",
+    "consent_from_row",
+    "consent_rows",
+    "consent_to_json",
     "customer_from_row",
     "customer_rows",
     "dumps",
@@ -335,3 +342,54 @@ def event_rows(changes: ChangeSet) -> list[Row]:
 def letter_rows(letters: Iterable[DeadLetter]) -> list[Row]:
     """Rows of dead letters (:data:`LETTER_COLUMNS`)."""
     return [(d.id, d.received_at.isoformat(), d.source, d.reason, d.payload, d.status, d.sender) for d in letters]
+
+
+# -- consent ledger ----------------------------------------------------------------------------------
+
+CONSENT_COLUMNS = ("event_id", "record_uid", "chain_id", "event", "receipt")
+
+
+def consent_to_json(event: ConsentEvent) -> str:
+    """A consent event as JSON text: its fields by name, times in ISO 8601 with their offset."""
+    n = event.notice
+    return dumps(
+        {
+            "id": event.id,
+            "record_uid": event.record_uid,
+            "purpose": event.purpose,
+            "channel": event.channel,
+            "status": event.status,
+            "captured_at": event.captured_at.isoformat(),
+            "actor_kind": event.actor_kind,
+            "actor_id": event.actor_id,
+            "source": event.source,
+            "method": event.method,
+            "notice": {"id": n.id, "version": n.version, "language": n.language, "text_sha256": n.text_sha256},
+            "jurisdiction": event.jurisdiction,
+            "expires_at": event.expires_at.isoformat() if event.expires_at is not None else None,
+        }
+    )
+
+
+def consent_from_json(text: str) -> ConsentEvent:
+    """The consent event :func:`consent_to_json` wrote."""
+    data = loads(text)
+    expires = data["expires_at"]
+    return ConsentEvent(
+        **{
+            **data,
+            "captured_at": datetime.fromisoformat(data["captured_at"]),
+            "notice": Notice(**data["notice"]),
+            "expires_at": datetime.fromisoformat(expires) if expires is not None else None,
+        }
+    )
+
+
+def consent_rows(entries: Iterable[ConsentEntry]) -> list[Row]:
+    """Rows of ledger entries (:data:`CONSENT_COLUMNS`)."""
+    return [(e.event.id, e.event.record_uid, e.chain_id, consent_to_json(e.event), e.receipt) for e in entries]
+
+
+def consent_from_row(event: str, receipt: str, chain_id: str) -> ConsentEntry:
+    """A ledger entry from its stored event JSON, receipt and chain id."""
+    return ConsentEntry(consent_from_json(event), receipt, chain_id)

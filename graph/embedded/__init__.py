@@ -1,13 +1,14 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
-One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``), each a
-mixin over the shared connection (``connection``); :class:`EmbeddedStore` lists them, once.
+One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
+``consent``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore` lists them, once.
 """
 
 from __future__ import annotations
 
 from .blocking import EmbeddedBlocking
 from .connection import SCHEMA_VERSION, EmbeddedConfig
+from .consent import EmbeddedConsent
 from .dead_letters import EmbeddedDeadLetters
 from .identity import EmbeddedIdentity
 from .journey import EmbeddedJourney
@@ -17,5 +18,7 @@ __all__ = ["SCHEMA_VERSION", "EmbeddedConfig", "EmbeddedStore"]
 
 
 # The one list of this backend's domains; identity first, since the others' rows hang off its records.
-class EmbeddedStore(EmbeddedIdentity, EmbeddedReview, EmbeddedJourney, EmbeddedDeadLetters, EmbeddedBlocking):
+class EmbeddedStore(
+    EmbeddedIdentity, EmbeddedReview, EmbeddedJourney, EmbeddedDeadLetters, EmbeddedBlocking, EmbeddedConsent
+):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""
