@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ TYP = "JWT"
 
 _SEED_BYTES = 32
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_log = logging.getLogger(__name__)
 
 Problem = Literal["malformed", "unknown_key", "bad_signature"]
 ChainReason = Literal["forged", "altered", "removed", "reordered", "malformed"]
@@ -333,6 +335,43 @@ def rotate_signing_keys(path: Path) -> SigningKeys:
     with mode 0600.
     """
     return rotate_ring(SigningKeys, path)
+
+
+class PublishedKeys:
+    """The public JWKS of the signing key ring in a file, read again when the file changes.
+
+    What ``/.well-known/jwks.json`` serves: a rotation by another process (``c360 keys rotate --signing``)
+    shows without a restart, so receipts that process signs verify at once. A file that cannot be read
+    any more (removed, made readable by others) leaves the last JWKS read, with a warning: its keys are
+    still the service's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int, int] | None = None
+        self._jwks: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        """The JWK Set (public keys only), oldest key first."""
+        try:
+            st = self._path.stat()
+        except OSError as exc:
+            problem = ConfigError(f"cannot read the signing key file {self._path}: {exc.strerror}")
+        else:
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
+            if self._jwks is not None and seen == self._seen:
+                return self._jwks
+            try:
+                jwks = open_signing_keys(self._path, create=False).jwks()
+            except ConfigError as exc:
+                problem = exc
+            else:
+                self._jwks, self._seen = jwks, seen
+                return jwks
+        if self._jwks is None:
+            raise problem
+        _log.warning("serving the signing keys read before: %s", problem)
+        return self._jwks
 
 
 # -- chains ----------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 - ``GET /v1/customers/{id}``, ``GET /v1/customers?email=|phone=``: the profile document, the fast path
   (:mod:`~c360.graphql.routes_customers`);
 - ``POST /v1/events``: partner events, the in-process pipeline or Kafka (:mod:`~c360.graphql.routes_events`);
-- ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics`` (Prometheus)
+- ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics`` (Prometheus),
+  ``/.well-known/jwks.json`` (the public keys of consent receipts, no auth)
   (:mod:`~c360.graphql.routes_ops`), ``/openapi.json``, ``/docs``.
 
 Callers authenticate with a bearer JWT (verified against the configured keys: issuer, audience, expiry)
@@ -18,7 +19,7 @@ or a partner API key (``c360_...``, stored hashed; rate limited per partner). Er
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,7 +87,9 @@ class EventSink(Protocol):
 class ApiOptions:
     """What the profile API needs beyond the store: keys, policy, audit, limits.
 
-    ``graphql_max_body``: the largest ``/graphql`` request body, in bytes (over it: 413).
+    ``graphql_max_body``: the largest ``/graphql`` request body, in bytes (over it: 413). ``jwks``: the
+    public keys of the consent receipts' signing key ring, served at ``/.well-known/jwks.json`` (None: not
+    served).
     """
 
     policy: Policy
@@ -96,6 +99,7 @@ class ApiOptions:
     partner_limiter: RateLimiter | None = None
     service: ProfileService | None = None
     graphql_max_body: int = MAX_GRAPHQL_BODY
+    jwks: Callable[[], Mapping[str, Any]] | None = None
 
 
 def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions) -> FastAPI:
@@ -141,7 +145,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
         allow_queries_via_get=False,
     )
     app.include_router(graphql, prefix="/graphql", include_in_schema=False)
-    app.include_router(ops_router(service=service, sink=sink, metrics=metrics))
+    app.include_router(ops_router(service=service, sink=sink, metrics=metrics, jwks=opts.jwks))
     app.include_router(customers_router(service=service, authenticate=authenticate))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
     app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body, audit=opts.audit)

@@ -1,14 +1,20 @@
-"""Operations: ``/healthz``, ``/readyz`` (store, audit trail, and Kafka when configured), ``/metrics``."""
+"""Operations: ``/healthz``, ``/readyz``, ``/metrics``, and ``/.well-known/jwks.json``.
+
+``/readyz`` checks the store, the audit trail, and Kafka when configured; the JWKS holds the public keys
+that verify consent receipts.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from c360.graph.errors import C360Error
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -39,8 +45,18 @@ class Metrics:
         )
 
 
-def ops_router(*, service: ProfileService, sink: EventSink, metrics: Metrics) -> APIRouter:
-    """Health, readiness and metrics."""
+#: how long a verifier may keep the JWKS (a receipt whose kid it does not know: fetch it again)
+JWKS_MAX_AGE = 300
+
+
+def ops_router(
+    *,
+    service: ProfileService,
+    sink: EventSink,
+    metrics: Metrics,
+    jwks: Callable[[], Mapping[str, Any]] | None = None,
+) -> APIRouter:
+    """Health, readiness and metrics; with ``jwks`` (the public signing keys), ``/.well-known/jwks.json``."""
     router = APIRouter(tags=["ops"])
 
     @router.get("/healthz")
@@ -71,6 +87,23 @@ def ops_router(*, service: ProfileService, sink: EventSink, metrics: Metrics) ->
     async def metrics_endpoint() -> Response:
         """Prometheus metrics: requests and latency by route."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if jwks is not None:
+        published = jwks
+
+        @router.get("/.well-known/jwks.json", response_class=Response)
+        def jwks_endpoint(request: Request) -> Response:
+            """The public keys that verify consent receipts (a JWK Set, RFC 7517), old ones included; no auth.
+
+            Cached for :data:`JWKS_MAX_AGE` seconds, revalidated by its ETag (304 when unchanged).
+            """
+            body = orjson.dumps(published())
+            etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}", "ETag": etag}
+            wanted = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
+            if etag in wanted or "*" in wanted:
+                return Response(status_code=304, headers=headers)
+            return Response(body, media_type="application/json", headers=headers)
 
     return router
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from c360.graph.store import GraphStore, open_store
 from c360.resolution.linker import CustomerIdFactory, Linker
@@ -18,6 +19,7 @@ from .settings import Settings
 if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
     from fastapi import FastAPI
 
+    from c360.graph.receipts import SigningKeys
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
     from c360.graphql.hash_keys import HashKeys
@@ -122,6 +124,45 @@ def rotate_hash_key(settings: Settings) -> HashKeys:
     return rotate_hash_keys(hash_key_file(settings))
 
 
+def signing_key_file(settings: Settings) -> Path:
+    """Where the consent receipts' signing key ring is: ``consent.signing_key_file``, else the data directory's."""
+    from c360.graph.receipts import DEFAULT_FILE
+
+    return settings.consent.signing_key_file or settings.data_dir / DEFAULT_FILE
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    """The Ed25519 key ring that signs consent receipts (its current key signs; every key verifies).
+
+    The data directory's ring is generated on first use (mode 0600); a file named by
+    ``consent.signing_key_file`` must exist (a missing mounted secret is an error, not a new key).
+    """
+    from c360.graph.receipts import open_signing_keys
+
+    return open_signing_keys(signing_key_file(settings), create=settings.consent.signing_key_file is None)
+
+
+def rotate_signing_key(settings: Settings) -> SigningKeys:
+    """Add a new current key to the signing key ring and return the new ring (``c360 keys rotate --signing``).
+
+    The old keys stay in the ring and in the JWKS, so receipts signed before verify by their ``kid``.
+    """
+    from c360.graph.receipts import rotate_signing_keys
+
+    return rotate_signing_keys(signing_key_file(settings))
+
+
+def signing_jwks(settings: Settings) -> Callable[[], dict[str, Any]]:
+    """The public keys ``/.well-known/jwks.json`` serves: the signing key ring's, read again when its file changes.
+
+    The ring is read (or made) here, so a missing or unsafe key file stops the server before it starts.
+    """
+    from c360.graph.receipts import PublishedKeys
+
+    signing_keys(settings)
+    return PublishedKeys(signing_key_file(settings))
+
+
 def build_policy(settings: Settings) -> Policy:
     """The role policy (``api.policy_file`` or the bundled one), hashing with the deployment's key ring."""
     from c360.graphql.policy import load_policy
@@ -185,5 +226,6 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         partner_limiter=RateLimiter(api.partner_rate, api.partner_burst),
         service=service,
         graphql_max_body=api.graphql_max_body,
+        jwks=signing_jwks(settings),
     )
     return create_app(store=store, sink=sink, partners=partner_keys(settings), options=options)

@@ -110,6 +110,19 @@ class AuditSettings(BaseModel):
     )
 
 
+class ConsentSettings(BaseModel):
+    """Consent receipts: the key ring that signs them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="The Ed25519 key ring that signs consent receipts (private seeds, JSON, mode 0600; the public "
+        "keys are served at /.well-known/jwks.json); default: signing-keys.json in the data dir, generated on "
+        "first use. A file named here must exist.",
+    )
+
+
 class Settings(BaseSettings):
     """All of c360's settings."""
 
@@ -127,6 +140,7 @@ class Settings(BaseSettings):
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="Kafka and the Faust worker.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The profile API.")
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")
+    consent: ConsentSettings = Field(default_factory=ConsentSettings, description="Consent receipts.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""``c360 keys``: the deployment's secret keys: rotate the key ring of the ``hash`` masking rule."""
+"""``c360 keys``: the deployment's keys: rotate the ``hash`` masking rule's ring or the receipt signing keys."""
 
 from __future__ import annotations
 
@@ -6,29 +6,41 @@ from typing import Annotated
 
 import typer
 
-from ..deps import rotate_hash_key
+from ..deps import rotate_hash_key, rotate_signing_key
 from .common import audited, err, fail, out
 
-keys_app = typer.Typer(
-    help="Secret keys of the deployment (the audit key: c360 audit rotate-key).", no_args_is_help=True
-)
+keys_app = typer.Typer(help="Keys of the deployment (the audit key: c360 audit rotate-key).", no_args_is_help=True)
 
 
 @keys_app.command("rotate")
 def keys_rotate(
     ctx: typer.Context,
     hash_: Annotated[bool, typer.Option("--hash", help="Rotate the key ring of the hash masking rule.")] = False,
+    signing: Annotated[
+        bool, typer.Option("--signing", help="Rotate the Ed25519 keys that sign consent receipts.")
+    ] = False,
     by: Annotated[str | None, typer.Option(help="Who rotates (default: the OS user).")] = None,
 ) -> None:
-    """Make a new key current; the old ones stay in the ring, so hashes made before are still recognised.
+    """Make a new key current; the old ones stay in the ring.
 
-    Every hash served from now on is under the new key (``hmac:<new id>:...``): consumers that join on
-    hashes re-read what they keep. A running ``c360 serve`` keeps the ring it started with: restart it.
+    ``--hash``: every hash served from now on is under the new key (``hmac:<new id>:...``), hashes made
+    before are still recognised; consumers that join on hashes re-read what they keep. A running
+    ``c360 serve`` keeps the ring it started with: restart it.
+
+    ``--signing``: new consent receipts are signed with the new key; receipts signed before still verify
+    by their ``kid``, and ``/.well-known/jwks.json`` lists every key (a running server shows the new one
+    without a restart).
     """
-    if not hash_:
-        fail("name the key to rotate: --hash (the audit key rotates with c360 audit rotate-key)")
-    with audited(ctx.obj.settings, "rotate_hash_key", None, by=by, change=True) as note:
-        ring = rotate_hash_key(ctx.obj.settings)
-        note.detail = f"current {ring.current}"
-    out.print(f"hash key {ring.current} is current; the ring keeps {', '.join(ring.ids)}")
-    err.print("restart c360 serve to hash with the new key")
+    if not (hash_ or signing):
+        fail("name the key to rotate: --hash or --signing (the audit key rotates with c360 audit rotate-key)")
+    if hash_:
+        with audited(ctx.obj.settings, "rotate_hash_key", None, by=by, change=True) as note:
+            ring = rotate_hash_key(ctx.obj.settings)
+            note.detail = f"current {ring.current}"
+        out.print(f"hash key {ring.current} is current; the ring keeps {', '.join(ring.ids)}")
+        err.print("restart c360 serve to hash with the new key")
+    if signing:
+        with audited(ctx.obj.settings, "rotate_signing_key", None, by=by, change=True) as note:
+            keys = rotate_signing_key(ctx.obj.settings)
+            note.detail = f"current {keys.current}"
+        out.print(f"signing key {keys.current} is current; the ring keeps {', '.join(keys.ids)}")
