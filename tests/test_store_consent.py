@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from c360.graph.consent import ConsentEvent, Notice, consent_state, effective
 from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
-from c360.graph.models import ApartPair, ChangeSet, Customer, Evidence, MergeEvent, RecordMove, SplitEvent
+from c360.graph.models import ChangeSet, Evidence, MergeEvent
 from c360.graph.ports.consent import ConsentEntry
 from c360.graph.receipts import Controller, SigningKeys, receipt_claims, receipt_hash, verify_chain
 from c360.graph.store import GraphStore
+from c360.resolution.config import SurvivorshipConfig
+from c360.resolution.undo import split
 from store_contract import PHONE, T, seed
 
 NOTICE = Notice.of_text("privacy", "3", "en-GB", "We e-mail you offers.")
@@ -176,15 +178,18 @@ def test_consent_follows_a_merge_and_a_split(store: GraphStore) -> None:
     assert consent_state(effective(store.consent_events("C1"), now), "marketing", "email").status == "granted"
     assert_chain(store, "C1", c1)
 
-    split_ev = Evidence("split", record="crm|2", note="by ann: two people")
-    store.apply(
-        ChangeSet(
-            new_customers=[Customer("C4", T + timedelta(hours=3))],
-            moves=[RecordMove("crm|2", "C4", split_ev)],
-            splits=[SplitEvent("C1", "C4", ("crm|2",), T + timedelta(hours=3), split_ev)],
-            apart=[ApartPair("crm|2", "crm|1", "split by ann")],
-        )
+    # The steward's split (c360 customers split): crm|2 leaves C1 for a new customer, with its events.
+    done = split(
+        store,
+        "C1",
+        ["crm|2"],
+        by="ann",
+        reason="two people",
+        now=T + timedelta(hours=3),
+        new_id=lambda: "C4",
+        survivorship=SurvivorshipConfig(),
     )
+    assert (done.source, done.new, done.records) == ("C1", "C4", ("crm|2",))
     assert store.consent_events("C1") == [grant, push]
     assert store.consent_events("C4") == [withdraw, sms, regrant]
     assert store.consent_events("C2") == [grant, push]  # C2 still redirects to C1, which kept crm|1

@@ -5,9 +5,11 @@ Graph model::
     (:Record)-[:GAVE]->(:Consent {event_id, seq, chain_id, event, receipt})
     (:Sequence {name: 'consent', value})
 
-``seq`` comes from the ``consent`` sequence node, which each append increments in its own transaction:
-Neo4j's lock on that node serialises appends across processes and makes ``seq`` increase in commit
-order. Reset keeps the node, so numbers are never reused.
+``seq`` comes from the ``consent`` sequence node, which each append increments first thing in its
+transaction: Neo4j's lock on that node serialises appends across processes and makes ``seq`` increase
+in commit order (a replay uses numbers up too: they increase, with gaps). The append does not touch
+the writer lock node, so it runs inside ``exclusive()``. Reset keeps the sequence node: numbers are
+never reused.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Neo4jConsent(Neo4jBase):
         return [
             *super()._schema(),
             "CREATE CONSTRAINT c360_consent_event_id IF NOT EXISTS FOR (c:Consent) REQUIRE c.event_id IS UNIQUE",
-            "CREATE INDEX c360_consent_chain IF NOT EXISTS FOR (c:Consent) ON (c.chain_id, c.seq)",
+            "CREATE INDEX c360_consent_chain IF NOT EXISTS FOR (c:Consent) ON (c.chain_id)",
             "CREATE CONSTRAINT c360_sequence_name IF NOT EXISTS FOR (s:Sequence) REQUIRE s.name IS UNIQUE",
             "MERGE (s:Sequence {name: 'consent'}) ON CREATE SET s.value = 0",
         ]

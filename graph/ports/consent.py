@@ -83,9 +83,11 @@ class ConsentPort(IdentityPort):
 
         Append-only: an event id stored before with the same entry is skipped (a replay), with anything
         different it is a :class:`ConflictError`; an event whose record is not stored is a
-        :class:`NotFoundError`. On any error nothing of the batch is written. The write takes the store's
-        write lock; a caller that signs a receipt after reading :meth:`last_receipt` holds
-        :meth:`exclusive` from the read to this append, so that no other writer extends the chain between.
+        :class:`NotFoundError`. On any error nothing of the batch is written. Appends are serialised across
+        processes (embedded: SQLite's write lock, or the open :meth:`exclusive` transaction; neo4j: the
+        consent sequence node's lock), so sequence numbers follow commit order. A caller that signs a
+        receipt after reading :meth:`last_receipt` holds :meth:`exclusive` from the read to this append,
+        so that no other writer extends the chain in between.
         """
         if isinstance(entries, ConsentEntry) or not isinstance(entries, Collection):
             raise InvalidInputError("append_consent takes a collection of ConsentEntry values")
