@@ -19,6 +19,7 @@ from .settings import Settings
 if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
     from fastapi import FastAPI
 
+    from c360.graph.consent_ledger import ReceiptIssuer
     from c360.graph.receipts import SigningKeys
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
@@ -140,6 +141,16 @@ def signing_keys(settings: Settings) -> SigningKeys:
     from c360.graph.receipts import open_signing_keys
 
     return open_signing_keys(signing_key_file(settings), create=settings.consent.signing_key_file is None)
+
+
+def receipt_issuer(settings: Settings) -> ReceiptIssuer:
+    """What consent receipts are signed with and name: the signing keys, the controller, its policy."""
+    from c360.graph.consent_ledger import ReceiptIssuer
+    from c360.graph.receipts import Controller
+
+    c = settings.consent
+    controller = Controller(c.controller_name, c.controller_contact, c.controller_email)
+    return ReceiptIssuer(signing_keys(settings), controller, c.policy_url, tuple(c.pii_categories))
 
 
 def rotate_signing_key(settings: Settings) -> SigningKeys:

@@ -111,9 +111,25 @@ class AuditSettings(BaseModel):
 
 
 class ConsentSettings(BaseModel):
-    """Consent receipts: the key ring that signs them."""
+    """Consent: the purposes asked for, and what receipts name (the controller, its policy) and sign with."""
 
     model_config = ConfigDict(extra="forbid")
+
+    purposes: list[str] = Field(
+        default_factory=lambda: ["marketing", "personalisation", "analytics", "third_party_sharing"],
+        description="The purposes consent is asked for (lower-case tokens); an event for another is refused.",
+    )
+    controller_name: str = Field(default="c360 operator", min_length=1, description="The PII controller receipts name.")
+    controller_contact: str = Field(default="Data protection officer", min_length=1, description="Its contact.")
+    controller_email: str = Field(default="privacy@example.invalid", min_length=3, description="Its email address.")
+    policy_url: str = Field(
+        default="https://example.invalid/privacy", min_length=1, description="The privacy policy receipts point to."
+    )
+    pii_categories: list[str] = Field(
+        default_factory=lambda: ["contact details"],
+        min_length=1,
+        description="The categories of personal data the consent covers, as receipts list them.",
+    )
 
     signing_key_file: Path | None = Field(
         default=None,
