@@ -9,7 +9,7 @@ from __future__ import annotations
 from c360.graph.errors import C360Error
 from pydantic import BaseModel, ConfigDict, Field
 
-EVENT_TYPES = ("profile_update", "order", "transaction", "web_activity", "product", "brand")
+EVENT_TYPES = ("profile_update", "order", "transaction", "web_activity", "product", "brand", "consent_change")
 
 
 class StreamsConfig(BaseModel):

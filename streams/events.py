@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationInfo,
+    model_validator,
 )
 
 if TYPE_CHECKING:
@@ -322,10 +323,93 @@ class Brand(_Event):
     name: _Text
 
 
-Event = Annotated[ProfileUpdate | Order | Transaction | WebActivity | Product | Brand, Field(discriminator="type")]
-EVENT_TYPES: tuple[type[_Event], ...] = (ProfileUpdate, Order, Transaction, WebActivity, Product, Brand)
+def _expires_at(value: Any) -> Any:
+    """Take an RFC 3339 string with a time zone (or an aware datetime, from Python callers); refuse the rest."""
+    if isinstance(value, datetime):
+        return value  # AwareDatetime refuses a naive one
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not _RFC3339.fullmatch(text):
+        raise ValueError("must be an RFC 3339 date-time string with a time zone, e.g. 2027-05-01T10:00:00Z")
+    return text
+
+
+class ConsentActor(BaseModel):
+    """Who captured a consent: the customer themselves or an agent on their behalf, and their id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    kind: Literal["customer", "agent"]
+    id: _Id = Field(description="The customer's or the agent's id as the source knows them.")
+
+
+class ConsentNotice(BaseModel):
+    """The notice a consent answered: its id, version, language and the SHA-256 of its text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: _Id
+    version: _Id
+    language: str = Field(
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35, description="A BCP 47 tag, e.g. en, en-GB."
+    )
+    text_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the notice's text (UTF-8), 64 lower-case hex digits."
+    )
+
+
+class ConsentChange(_Event):
+    """A customer granted, denied or withdrew consent for one purpose on one channel (issue 15).
+
+    It hangs off the source record ``source|customer_key``, which must be stored (or arrive in the same
+    batch); ``occurred_at`` is when the consent was captured. Each one is recorded in the consent ledger
+    with a signed receipt and shows on the customer's timeline.
+    """
+
+    type: Literal["consent_change"] = "consent_change"
+    # The ledger names an event source|event_id, at most 200 characters: 64 for the source, one for "|".
+    event_id: str = Field(
+        min_length=1,
+        max_length=135,
+        pattern=_CLEAN_PATTERN,
+        description="Unique within the source (at most 135 characters); a redelivered event keeps its id.",
+    )
+    customer_key: _Id = Field(description="The key of the person's record in the source the consent came with.")
+    purpose: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="One of the purposes the service asks consent for (consent.purposes; default marketing, "
+        "personalisation, analytics, third_party_sharing).",
+    )
+    channel: Literal["email", "sms", "phone", "push", "post", "web", "in_person"]
+    status: Literal["granted", "denied", "withdrawn"]
+    actor: ConsentActor
+    method: Literal["web_form", "call_centre", "branch", "paper", "double_opt_in", "partner"]
+    notice: ConsentNotice
+    jurisdiction: str = Field(
+        pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$", description="ISO 3166-1 alpha-2 or a 3166-2 code: DE, IN, US-CA."
+    )
+    expires_at: Annotated[AwareDatetime, BeforeValidator(_expires_at)] | None = Field(
+        default=None, description="When a grant lapses (RFC 3339 with a time zone, after occurred_at); grants only."
+    )
+
+    @model_validator(mode="after")
+    def _expiry(self) -> ConsentChange:
+        if self.expires_at is not None:
+            if self.status != "granted":
+                raise ValueError(f"expires_at: only a grant can expire, this event is {self.status}")
+            if self.expires_at <= self.occurred_at:
+                raise ValueError(
+                    f"expires_at {self.expires_at.isoformat()} is not after occurred_at (the capture time) "
+                    f"{self.occurred_at.isoformat()}"
+                )
+        return self
+
+
+Event = Annotated[
+    ProfileUpdate | Order | Transaction | WebActivity | Product | Brand | ConsentChange, Field(discriminator="type")
+]
+EVENT_TYPES: tuple[type[_Event], ...] = (ProfileUpdate, Order, Transaction, WebActivity, Product, Brand, ConsentChange)
 #: event types that hang off a customer's timeline
-JOURNEY_TYPES = frozenset({"order", "transaction", "web_activity"})
+JOURNEY_TYPES = frozenset({"order", "transaction", "web_activity", "consent_change"})
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 

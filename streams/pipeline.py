@@ -7,6 +7,11 @@ real-time scorer) and every valid event is stored, all in one transaction and id
 an event the graph applied before is a duplicate, and so is a repeat of an event id within the batch (the
 first occurrence wins, the repeat changes nothing).
 
+A ``consent_change`` is a journey event (it shows on the timeline) that is also recorded in the consent
+ledger with a signed receipt (:func:`~c360.graph.consent_ledger.record_consent`), right after the batch's
+transaction; one whose purpose is not configured, or whose record is neither stored nor in the batch, is a
+dead letter.
+
 Every dead letter says who sent it (``sender``: ``partner:<name>``, ``user:<subject>``, ``cli:<os user>``,
 ``kafka``), holds only text that can be stored and encoded (lone surrogates become U+FFFD) and at most
 :data:`MAX_LETTER_BYTES` of its payload (the reason says when it was cut).
@@ -23,12 +28,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from c360.graph.consent import PURPOSES, ConsentEvent, Notice, check_purpose
+from c360.graph.consent_ledger import ReceiptIssuer, record_consent
+from c360.graph.errors import ConflictError, InvalidInputError
 from c360.graph.models import DeadLetter, SourceRecord, StoredEvent, is_source_name
 from c360.graph.store import GraphStore
 from c360.resolution.linker import IngestResult, Linker
 from pydantic import ValidationError
 
-from .events import JOURNEY_TYPES, Event, EventBounds, ProfileUpdate, error_message, parse_event
+from .events import JOURNEY_TYPES, ConsentChange, Event, EventBounds, ProfileUpdate, error_message, parse_event
 
 #: Most bytes of one event payload; a larger one is rejected.
 MAX_EVENT_BYTES = 64 * 1024
@@ -36,6 +44,8 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_EVENT_DEPTH = 8
 #: Most bytes of a payload a dead letter keeps; the rest is cut, and the letter's reason says so.
 MAX_LETTER_BYTES = 64 * 1024
+#: Most consent events signed and appended at once (the store's largest batch).
+MAX_CONSENT_BATCH = 1000
 #: Most characters of a dead letter's reason, and of an event id echoed in an answer.
 MAX_REASON_CHARS = 2000
 MAX_ECHO_CHARS = 200
@@ -171,6 +181,34 @@ def to_stored(event: Event) -> StoredEvent:
     return StoredEvent(event_uid(event), event.type, event.occurred_at, event.model_dump_json(), record)
 
 
+def record_uid(event: ConsentChange) -> str:
+    """The source record a consent event hangs off: ``source|customer_key``."""
+    return f"{event.source}|{event.customer_key}"
+
+
+def to_consent(event: ConsentChange) -> ConsentEvent:
+    """The consent ledger's event a ``consent_change`` carries; its id is the event's uid, as on the timeline.
+
+    InvalidInputError when the ledger's rules refuse it.
+    """
+    n = event.notice
+    return ConsentEvent(
+        event_uid(event),
+        record_uid(event),
+        event.purpose,
+        event.channel,
+        event.status,
+        event.occurred_at,
+        event.actor.kind,
+        event.actor.id,
+        event.source,
+        event.method,
+        Notice(n.id, n.version, n.language, n.text_sha256),
+        event.jurisdiction,
+        event.expires_at,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Unreadable:
     """An input a connector could not turn into an event (a file row without a key, say).
@@ -267,7 +305,11 @@ def _echo(value: object) -> str | None:
 
 
 class Pipeline:
-    """Validates, resolves and stores batches of events."""
+    """Validates, resolves and stores batches of events.
+
+    ``issuer`` signs the receipts of consent events (without one, a ``consent_change`` is a dead letter);
+    ``purposes`` are the purposes consent may be given for (``consent.purposes``).
+    """
 
     def __init__(
         self,
@@ -276,11 +318,26 @@ class Pipeline:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         bounds: EventBounds | None = None,
+        issuer: ReceiptIssuer | None = None,
+        purposes: Collection[str] = PURPOSES,
     ) -> None:
         self.store = store
         self.linker = linker
         self.clock = clock
         self.bounds = bounds or EventBounds()
+        self.issuer = issuer
+        self.purposes = frozenset(purposes)
+
+    def _consent_problem(self, event: ConsentChange) -> str | None:
+        """Why a consent event cannot be recorded, whatever the store holds (None: it can)."""
+        if self.issuer is None:
+            return "consent_change: this pipeline records no consent (it has no receipt issuer)"
+        try:
+            check_purpose(event.purpose, self.purposes)
+            to_consent(event)
+        except InvalidInputError as exc:
+            return f"consent_change: {exc}"
+        return None
 
     def validate(
         self, payloads: Sequence[Any], *, sources: Collection[str] | None = None, sender: str | None = None
@@ -321,6 +378,8 @@ class Pipeline:
                     event = parse_event(payload, window=window)
                     if sources is not None and event.source not in sources:
                         reason = f"source {event.source!r} is not one this sender may send as"
+                    elif isinstance(event, ConsentChange) and (problem := self._consent_problem(event)):
+                        reason = problem
                     else:
                         events.append((i, event))
                 except ValidationError as exc:
@@ -338,17 +397,20 @@ class Pipeline:
     ) -> Outcome:
         """Apply one batch: valid events in one transaction, invalid ones to the dead-letter store.
 
+        Then the batch's consent events go to the consent ledger, each with its signed receipt.
+
         Of the events of one id in a batch the first is applied and the others are duplicates.
         """
         events, rejected, letters = self.validate(payloads, sources=sources, sender=sender)
-        # Dead letters first: if applying the rest fails, the caller redelivers, and nothing is lost.
-        self.store.add_dead_letters(letters)
-        outcome = Outcome(rejected=rejected)
         firsts: dict[str, Event] = {}
         for _, e in events:
             firsts.setdefault(event_uid(e), e)
         repeats = len(events) - len(firsts)
         events = [(i, e) for i, e in events if firsts[event_uid(e)] is e]
+        events = self._without_unknown_records(events, payloads, rejected, letters, sender)
+        # Dead letters first: if applying the rest fails, the caller redelivers, and nothing is lost.
+        self.store.add_dead_letters(letters)
+        outcome = Outcome(rejected=sorted(rejected, key=lambda r: r.index))
         outcome.duplicates = repeats
         if not events:
             return outcome
@@ -359,7 +421,75 @@ class Pipeline:
             events=stored,
             record_events=[event_uid(u) for u in updates],
         )
+        # Consent is recorded right after the batch's transaction, not inside it: record_consent takes the
+        # store's write lock itself (which does not nest on every backend) and needs the batch's new records
+        # stored. The order is safe: if this fails or the process dies here, the batch is not acknowledged
+        # (Kafka) or the caller sees the error, and the redelivery finds its events applied (duplicates) but
+        # records every consent the ledger does not hold yet - a replay is skipped, its first receipt kept.
+        self._record_consent([to_consent(e) for _, e in events if isinstance(e, ConsentChange)])
         outcome.ingest = result
         outcome.duplicates = repeats + result.duplicates
         outcome.accepted = result.events
         return outcome
+
+    def _without_unknown_records(
+        self,
+        events: list[tuple[int, Event]],
+        payloads: Sequence[Any],
+        rejected: list[Rejection],
+        letters: list[DeadLetter],
+        sender: str | None,
+    ) -> list[tuple[int, Event]]:
+        """``events`` but the consent events whose record is neither stored nor carried by the batch.
+
+        Those become rejections with their dead letters (consent hangs off a stored source record). Records
+        are never removed, so one found now is there when the consent is recorded.
+        """
+        wanted = {record_uid(e) for _, e in events if isinstance(e, ConsentChange)}
+        if not wanted:
+            return events
+        known = {f"{e.source}|{e.profile.customer_key}" for _, e in events if isinstance(e, ProfileUpdate)}
+        missing = wanted - known
+        if missing:
+            found = self.store.lookup(sorted(missing), ()).records
+            missing -= set(found)
+        if not missing:
+            return events
+        now = self.clock()
+        kept: list[tuple[int, Event]] = []
+        for i, e in events:
+            if isinstance(e, ConsentChange) and (uid := record_uid(e)) in missing:
+                reason = (
+                    f"consent_change: no stored record {uid}: consent hangs off a stored source record; "
+                    "send its profile_update first (in this batch or before), then replay this dead letter"
+                )
+                letter = dead_letter(
+                    payload_text(payloads[i]),
+                    reason,
+                    received_at=now + timedelta(microseconds=i),
+                    sender=sender,
+                    source=e.source,
+                )
+                letters.append(letter)
+                rejected.append(Rejection(i, e.event_id, letter.reason, letter.id))
+            else:
+                kept.append((i, e))
+        return kept
+
+    def _record_consent(self, consents: list[ConsentEvent]) -> None:
+        """Sign and append the consent events the ledger does not hold yet (one held is a replay: skipped).
+
+        Like the journey, the first event of an id wins: a later one with other content changes nothing.
+        """
+        if not consents:
+            return
+        assert self.issuer is not None  # validate() refuses consent events without one
+        for attempt in (1, 2):
+            fresh = [c for c in consents if self.store.get_consent(c.id) is None]
+            try:
+                for start in range(0, len(fresh), MAX_CONSENT_BATCH):
+                    record_consent(self.store, self.issuer, fresh[start : start + MAX_CONSENT_BATCH], now=self.clock())
+                return
+            except ConflictError:
+                if attempt == 2:  # another writer recorded one of these ids in between: read again, once
+                    raise

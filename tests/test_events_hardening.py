@@ -444,7 +444,7 @@ def test_openapi_describes_the_events_body_and_answers(api: Api) -> None:
     assert array["type"] == "array" and array["maxItems"] == 1000
     assert wrapped["properties"]["events"] == array
     types = {b["properties"]["type"]["const"] for b in array["items"]["oneOf"]}
-    assert types == {"profile_update", "order", "transaction", "web_activity", "product", "brand"}
+    assert types == {"profile_update", "order", "transaction", "web_activity", "product", "brand", "consent_change"}
     assert "$ref" not in json.dumps(body)  # self-contained: the schemas of schemas/events, inlined
     for status in ("400", "401", "403", "413", "422", "429", "503"):
         assert "application/problem+json" in post["responses"][status]["content"], status

@@ -308,8 +308,9 @@ def test_topics_create_is_idempotent_and_reports_a_different_partition_count(bro
     env = _env(broker, prefix) | {"C360_STREAMS__PARTITIONS": "3"}
     first = _topics_create(tmp_path, env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count(": created, 3 partitions") == 7
-    names = [f"{prefix}{t}" for t in ("profile_update", "order", "transaction", "web_activity", "product", "brand")]
+    assert first.stdout.count(": created, 3 partitions") == 8
+    types = ("profile_update", "order", "transaction", "web_activity", "product", "brand", "consent_change")
+    names = [f"{prefix}{t}" for t in types]
     assert asyncio.run(_partitions(broker, [*names, f"{prefix}dead-letter"])) == dict.fromkeys(
         [*names, f"{prefix}dead-letter"], 3
     )
@@ -317,7 +318,7 @@ def test_topics_create_is_idempotent_and_reports_a_different_partition_count(bro
     again = _topics_create(tmp_path, env)
     assert again.returncode == 0, again.stderr
     # Left alone, and said so (on stderr, as a warning).
-    assert again.stderr.count("existing, 3 partitions (streams.partitions is 5; left as it is)") == 7
+    assert again.stderr.count("existing, 3 partitions (streams.partitions is 5; left as it is)") == 8
     assert set(asyncio.run(_partitions(broker, names)).values()) == {3}
 
 

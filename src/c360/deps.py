@@ -74,8 +74,14 @@ def build_batch_resolver(
 
 
 def build_pipeline(settings: Settings, store: GraphStore) -> Pipeline:
-    """The event pipeline over ``store``, with the configured linker and the streams' occurred_at window."""
-    return Pipeline(store, build_linker(settings, store), bounds=EventBounds.of(settings.streams))
+    """The event pipeline over ``store``: the configured linker, occurred_at window and consent receipt issuer."""
+    return Pipeline(
+        store,
+        build_linker(settings, store),
+        bounds=EventBounds.of(settings.streams),
+        issuer=receipt_issuer(settings),
+        purposes=settings.consent.purposes,
+    )
 
 
 def partner_keys(settings: Settings) -> PartnerKeys:
