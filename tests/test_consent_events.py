@@ -272,3 +272,54 @@ def test_the_timeline_keeps_consent_in_order_with_the_other_journey_events(
     pipeline.process([profile("p1", "1", 0, first_name="Ann"), order("o1", "1", 5), consent("c1", "1", "granted", 2)])
     cid = customer_of(store, "crm|1")
     assert [e.id for e in store.timeline(cid).events] == ["crm|c1", "crm|o1"]
+
+
+@pytest.mark.slow
+def test_consent_through_kafka_and_the_worker(kafka_broker: str, tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+    from c360.graph.receipts import open_signing_keys
+    from test_streams_kafka import _logs, _partitions, _produce, _stop, _wait, _worker
+
+    group = f"c360-test-consent-{time.monotonic_ns()}"
+    topic = f"{group}.consent_change"
+    db = tmp_path / ".c360" / "graph.db"
+
+    def ledger() -> tuple[int, int, int]:
+        if not db.exists():
+            return (0, 0, 0)
+        s = EmbeddedStore(EmbeddedConfig(path=db))
+        try:
+            chains = s.consent_chain_ids()
+            return s.stats().records, sum(len(s.consent_chain(c)) for c in chains), len(s.dead_letters(limit=None))
+        finally:
+            s.close()
+
+    worker = _worker(tmp_path, kafka_broker, group)
+    try:
+        _wait(lambda: topic in asyncio.run(_partitions(kafka_broker, [topic])), 60, "the consent_change topic")
+        p = json.dumps(profile("p1", "1", 0, first_name="Ann")).encode()
+        asyncio.run(_produce(kafka_broker, [(f"{group}.profile_update", "crm|1", p)]))
+        _wait(lambda: ledger()[0] == 1, 60, "the profile")  # its own topic: consent must not overtake it
+        messages = [
+            consent("c1", "1", "granted", 2),
+            consent("c2", "1", "granted", 2, purpose="surveys"),  # not configured: a dead letter
+            consent("c1", "1", "granted", 2),  # redelivered
+        ]
+        asyncio.run(_produce(kafka_broker, [(topic, "crm|1", json.dumps(m).encode()) for m in messages]))
+        _wait(lambda: ledger()[1:] == (1, 1), 60, f"the consent and the dead letter\n{_logs(tmp_path)}")
+    finally:
+        _stop(worker)
+    store = EmbeddedStore(EmbeddedConfig(path=db))
+    try:
+        keys = open_signing_keys(tmp_path / ".c360" / "signing-keys.json", create=False)
+        assert all(r.ok for r in verify_ledger(store, keys.jwks()).values())
+        [letter] = store.dead_letters()
+        assert "unknown purpose 'surveys'" in letter.reason and letter.sender == "kafka"
+        cid = customer_of(store, "crm|1")
+        assert contact_decision(store, cid, "email", "marketing", LATER).event_id == "crm|c1"
+        assert [e.id for e in store.timeline(cid, types=["consent_change"]).events] == ["crm|c1"]
+    finally:
+        store.close()
