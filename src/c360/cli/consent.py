@@ -133,7 +133,9 @@ def consent_record(
     ] = None,
     actor_kind: Annotated[str, typer.Option(help="Who captured it: agent or customer.")] = "agent",
     actor_id: Annotated[str | None, typer.Option(help="The agent's id (default: the OS user; customer: self).")] = None,
-    notice_id: Annotated[str | None, typer.Option(help="The id of the notice the consent answered.")] = None,
+    notice_id: Annotated[
+        str | None, typer.Option(help="The id of the notice the consent answered (needed, with its version and text).")
+    ] = None,
     notice_version: Annotated[str | None, typer.Option(help="Its version.")] = None,
     notice_language: Annotated[str, typer.Option(help="Its language (BCP 47).")] = "en",
     notice_text_file: Annotated[
