@@ -81,7 +81,7 @@ def contact_decision(store: GraphStore, customer_id: str, channel: str, purpose:
     Everything that contacts or exports customers asks it; the answer names its reason and the event
     (whose receipt :meth:`ConsentPort.get_consent` returns) it rests on.
     """
-    return may_contact(store.consent_events(customer_id), channel, purpose, at)
+    return may_contact(store.consent_events(customer_id, topic=(purpose, channel)), channel, purpose, at)
 
 
 def verify_ledger(store: GraphStore, jwks: dict[str, object]) -> dict[str, ChainReport]:

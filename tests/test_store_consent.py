@@ -104,6 +104,21 @@ def test_events_and_receipts_are_read_back_in_append_order(store: GraphStore) ->
     assert_chain(store, "C1", again)
 
 
+def test_a_customers_events_of_one_purpose_and_channel(store: GraphStore) -> None:
+    seed(store)
+    email = event("ev-1", "crm|1", 1)
+    sms = event("ev-2", "crm|1", 2, channel="sms")
+    later = event("ev-3", "crm|1", 3, "withdrawn")
+    analytics = event("ev-4", "crm|1", 4, purpose="analytics")
+    append(store, "C1", email, sms, later, analytics)
+    assert store.consent_events("C1", topic=("marketing", "email")) == [email, later]
+    assert store.consent_events("C1", topic=("marketing", "sms")) == [sms]
+    assert store.consent_events("C1", topic=("analytics", "email")) == [analytics]
+    assert store.consent_events("C1", topic=("analytics", "sms")) == []
+    with pytest.raises(InvalidInputError, match="topic"):
+        store.consent_events("C1", topic=("marketing",))  # type: ignore[arg-type]
+
+
 def test_a_replay_is_skipped_and_changed_content_is_a_conflict(store: GraphStore) -> None:
     seed(store)
     kept = append(store, "C1", event("ev-1", "crm|1", 1), event("ev-2", "crm|1", 2, "withdrawn"))

@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS consents (
     chain_id TEXT NOT NULL, event TEXT NOT NULL, receipt TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_record ON consents(record_uid, seq);
 CREATE INDEX IF NOT EXISTS consents_chain ON consents(chain_id, seq);
+CREATE INDEX IF NOT EXISTS consents_topic
+    ON consents(record_uid, json_extract(event, '$.purpose'), json_extract(event, '$.channel'), seq);
 """
 
 
@@ -46,12 +48,13 @@ class EmbeddedConsent(EmbeddedBase):
             )
         return [e.event.id for e in fresh]
 
-    def _consent_events(self, customer_id: str) -> list[ConsentEvent]:
-        rows = self._all(
-            "SELECT c.event FROM records r JOIN consents c ON c.record_uid = r.uid WHERE r.customer_id = ? "
-            "ORDER BY c.seq",
-            (customer_id,),
-        )
+    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
+        sql = "SELECT c.event FROM records r JOIN consents c ON c.record_uid = r.uid WHERE r.customer_id = ?"
+        params: tuple[str, ...] = (customer_id,)
+        if topic is not None:  # decoding is the cost: filter in SQL
+            sql += " AND json_extract(c.event, '$.purpose') = ? AND json_extract(c.event, '$.channel') = ?"
+            params += topic
+        rows = self._all(sql + " ORDER BY c.seq", params)
         return [consent_from_json(r[0]) for r in rows]
 
     def _consent_chain(self, chain_id: str) -> list[tuple[str, str]]:

@@ -64,13 +64,14 @@ class Neo4jConsent(Neo4jBase):
             )
             fresh = new_entries(entries, _entries([r.data() for r in stored]))
             rows = [
-                {**row, "seq": base + i + 1} for i, row in enumerate(as_dicts(CONSENT_COLUMNS, consent_rows(fresh)))
+                {**row, "seq": base + i + 1, "topic": f"{e.event.purpose}|{e.event.channel}"}
+                for i, (row, e) in enumerate(zip(as_dicts(CONSENT_COLUMNS, consent_rows(fresh)), fresh, strict=True))
             ]
             if rows:
                 tx.run(
                     "UNWIND $rows AS row MATCH (r:Record {uid: row.record_uid}) "
                     "CREATE (r)-[:GAVE]->(:Consent {event_id: row.event_id, seq: row.seq, chain_id: row.chain_id, "
-                    "event: row.event, receipt: row.receipt})",
+                    "topic: row.topic, event: row.event, receipt: row.receipt})",
                     rows=rows,
                 ).consume()
             return [e.event.id for e in fresh]
@@ -78,11 +79,12 @@ class Neo4jConsent(Neo4jBase):
         with self._session() as s:
             return s.execute_write(work)
 
-    def _consent_events(self, customer_id: str) -> list[ConsentEvent]:
+    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
         rows = self._read(
             "MATCH (:Customer {id: $cid})<-[:BELONGS_TO]-(:Record)-[:GAVE]->(c:Consent) "
-            "RETURN c.event AS event ORDER BY c.seq",
+            "WHERE $topic IS NULL OR c.topic = $topic RETURN c.event AS event ORDER BY c.seq",
             cid=customer_id,
+            topic=None if topic is None else "|".join(topic),
         )
         return [consent_from_json(r["event"]) for r in rows]
 

@@ -103,18 +103,23 @@ class ConsentPort(IdentityPort):
         return self._call("append_consent", lambda: self._append_consent(list(batch.values())))
 
     @final
-    def consent_events(self, customer_id: str, at: datetime | None = None) -> list[ConsentEvent]:
+    def consent_events(
+        self, customer_id: str, at: datetime | None = None, topic: tuple[str, str] | None = None
+    ) -> list[ConsentEvent]:
         """The consent events of every record ``customer_id`` holds now, in append order.
 
-        A merged-away id reads its survivor's; with ``at``, only events captured at or before it.
-        :class:`NotFoundError` if the customer is unknown.
+        A merged-away id reads its survivor's; with ``at``, only events captured at or before it; with
+        ``topic`` (purpose, channel), only that pair's (filtered by the backend, so that the one question
+        reads few). :class:`NotFoundError` if the customer is unknown.
         """
         if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
             raise InvalidInputError("at must be an aware datetime")
+        if topic is not None and not (len(topic) == 2 and all(isinstance(t, str) and t for t in topic)):
+            raise InvalidInputError(f"topic is a (purpose, channel) pair, not {topic!r}")
         active = self.resolve(customer_id)
         if active is None:
             raise NotFoundError(f"no customer {customer_id}")
-        events = self._call("consent_events", lambda: self._consent_events(active))
+        events = self._call("consent_events", lambda: self._consent_events(active, topic))
         return events if at is None else [e for e in events if e.captured_at <= at]
 
     @final
@@ -148,8 +153,8 @@ class ConsentPort(IdentityPort):
         """
 
     @abstractmethod
-    def _consent_events(self, customer_id: str) -> list[ConsentEvent]:
-        """The events of the active customer's records, in append order."""
+    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
+        """The events of the active customer's records (of ``topic`` only, if given), in append order."""
 
     @abstractmethod
     def _consent_chain(self, chain_id: str) -> list[tuple[str, str]]: ...
