@@ -1,6 +1,7 @@
-"""The GraphQL schema (strawberry), assembled from its domains: profiles and review (consent, cases, KYC next).
+"""The GraphQL schema (strawberry), assembled from its domains: profiles, review and consent (cases, KYC next).
 
-Each domain module (:mod:`~c360.graphql.schema_profiles`, :mod:`~c360.graphql.schema_review`) holds
+Each domain module (:mod:`~c360.graphql.schema_profiles`, :mod:`~c360.graphql.schema_review`,
+:mod:`~c360.graphql.schema_consent`) holds
 its types and a query and a mutation part; this module joins them. Every resolver calls the domain's
 service functions, which check the caller's role against the policy, mask personal data as the policy
 says and audit reads and changes. Profiles are loaded through a DataLoader, so a page of customers
@@ -22,6 +23,7 @@ from strawberry.extensions import MaxTokensLimiter, ParserCache
 from .errors import error_code
 from .query_cost import Analyser, Limits
 from .schema_common import ApiContext, Info
+from .schema_consent import ConsentMutation, ConsentQuery
 from .schema_limits import LIMITS, MAX_TOKENS, QueryGuard, Schema, ValidationResults
 from .schema_profiles import ProfilesMutation, ProfilesQuery
 from .schema_review import ReviewMutation, ReviewQuery
@@ -30,12 +32,12 @@ __all__ = ["ApiContext", "Info", "Limits", "Mutation", "Query", "build_schema", 
 
 
 @strawberry.type
-class Query(ProfilesQuery, ReviewQuery):
+class Query(ProfilesQuery, ReviewQuery, ConsentQuery):
     """Every domain's queries."""
 
 
 @strawberry.type
-class Mutation(ReviewMutation, ProfilesMutation):
+class Mutation(ReviewMutation, ProfilesMutation, ConsentMutation):
     """Every domain's mutations."""
 
 

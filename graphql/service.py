@@ -15,8 +15,9 @@ import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from c360.graph.consent import PURPOSES
 from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.graph.models import HistoryEvent, Profile
 from c360.graph.store import GraphStore
@@ -27,6 +28,9 @@ from c360.resolution.scorer import Scorer
 from .audit import AuditLog, mark_audited
 from .policy import Policy
 from .principal import ForbiddenError, Principal
+
+if TYPE_CHECKING:
+    from c360.graph.consent_ledger import ReceiptIssuer
 
 T = TypeVar("T")
 
@@ -90,6 +94,10 @@ class ProfileService:
     new_id: Callable[[], str] = field(default_factory=CustomerIdFactory)
     #: run store reads on the event loop (for the embedded store; a network store keeps them in threads)
     inline_reads: bool = False
+    #: what consent receipts are signed with (None: the API cannot record consent)
+    receipts: ReceiptIssuer | None = None
+    #: the purposes consent may be recorded for (``consent.purposes``)
+    consent_purposes: tuple[str, ...] = PURPOSES
 
     # -- plumbing -----------------------------------------------------------------------------------
 

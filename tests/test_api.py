@@ -199,12 +199,18 @@ QUERIES = {
     "read_review_queue": "query { reviewQueue(first: 5) { items { id } } }",
     "explain": 'query { explain(a: "crm|A1", b: "webshop|W1") }',
     "search_customers": 'query { customers(search: "Lee-Hartley") { nodes { id } } }',
+    "read_consent": "query($id: ID!) { consent(customerId: $id) { states { status event { id record actorId } } } }",
+    "check_consent": 'query($id: ID!) { mayContact(customerId: $id, channel: "email", purpose: "marketing") '
+    "{ allowed reason eventId receipt } }",
 }
 MUTATIONS = {
     "approve_review": 'mutation { approveReview(id: "R404", reason: "same") { id } }',
     "reject_review": 'mutation { rejectReview(id: "R404", reason: "different") { id } }',
     "merge": 'mutation { merge(a: "C404", b: "C405", reason: "same") { id } }',
     "split": 'mutation { split(customerId: "C404", records: ["crm|A1"], reason: "x") { splitOff { id } } }',
+    "record_consent": 'mutation { recordConsent(input: {customerId: "C404", record: "crm|A1", purpose: "marketing", '
+    'channel: "email", status: "granted", jurisdiction: "DE", noticeId: "n", noticeVersion: "1", '
+    f'noticeSha256: "{"0" * 64}"}}) {{ replayed }} }}',
 }
 
 

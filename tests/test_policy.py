@@ -55,10 +55,13 @@ PARTIAL: dict[str, tuple[str, str]] = {
 EXPECTED_GRANTS: dict[str, set[str]] = {
     "data_steward": {
         "read_profile", "search_customers", "read_timeline", "read_orders", "read_transactions", "read_history",
-        "read_review_queue", "approve_review", "reject_review", "merge", "split", "explain",
+        "read_review_queue", "approve_review", "reject_review", "merge", "split", "explain", "read_consent",
+        "check_consent",
     },
-    "marketer": {"read_profile", "search_customers", "read_timeline", "read_orders", "read_transactions"},
-    "data_consumer": {"read_profile", "search_customers", "read_timeline"},
+    "marketer": {
+        "read_profile", "search_customers", "read_timeline", "read_orders", "read_transactions", "check_consent",
+    },
+    "data_consumer": {"read_profile", "search_customers", "read_timeline", "check_consent"},
     "partner": {"post_events"},
     "kyc_officer": {"read_profile", "search_customers", "read_history", "explain"},
     "approval_manager": {
@@ -67,6 +70,13 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     },
     "compliance_officer": {
         "read_profile", "search_customers", "read_history", "read_audit", "read_review_queue", "read_timeline",
+        "read_consent", "check_consent", "read_consent_receipts",
+    },
+    "service_agent": {
+        "read_profile", "search_customers", "read_timeline", "read_consent", "check_consent", "record_consent",
+    },
+    "service_supervisor": {
+        "read_profile", "search_customers", "read_timeline", "read_consent", "check_consent", "record_consent",
     },
     "admin": set(POLICY.actions),
 }  # fmt: skip
@@ -91,7 +101,7 @@ def normalised(value: Any) -> str:
 def test_the_bundled_policy_names_the_roles_actions_and_fields() -> None:
     assert set(POLICY.roles) == set(EXPECTED_GRANTS)
     assert set(POLICY.actions) == set().union(*EXPECTED_GRANTS.values())
-    assert len(POLICY.actions) == 14
+    assert len(POLICY.actions) == 18
     assert POLICY.fields == FIELDS and len(FIELDS) == 17
     assert POLICY.source == BUNDLED_POLICY and BUNDLED_POLICY.name == "policy.yaml"
 

@@ -234,6 +234,8 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         survivorship=settings.survivorship,
         scorer=lambda: registry.load().scorer() if registry.versions() else None,
         inline_reads=settings.graph.backend == "embedded",
+        receipts=receipt_issuer(settings),
+        consent_purposes=tuple(settings.consent.purposes),
     )
     options = ApiOptions(
         policy=role_policy,
