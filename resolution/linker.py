@@ -38,7 +38,6 @@ from c360.graph.models import (
     ChangeSet,
     Customer,
     Evidence,
-    ExistingRecord,
     Identifier,
     IdentifierState,
     MergeEvent,
@@ -47,6 +46,7 @@ from c360.graph.models import (
     SourceRecord,
     StoredEvent,
 )
+from c360.graph.reads import ExistingRecord
 from c360.graph.store import GraphStore
 
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig

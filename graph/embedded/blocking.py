@@ -6,7 +6,8 @@ import sqlite3
 from collections.abc import Collection, Mapping
 
 from ..codecs import loads
-from ..models import Candidate, ChangeSet, SourceRecord
+from ..models import ChangeSet, SourceRecord
+from ..reads import Candidate
 from .connection import EmbeddedBase, chunks, marks
 
 _SCHEMA = """

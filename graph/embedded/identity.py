@@ -25,15 +25,13 @@ from ..models import (
     ChangeSet,
     Customer,
     Evidence,
-    ExistingRecord,
     HistoryEvent,
     Identifier,
     IdentifierState,
-    Lookup,
     Profile,
     SourceRecord,
-    StoreStats,
 )
+from ..reads import ExistingRecord, Lookup, StoreStats
 from .connection import EmbeddedBase, chunks, marks
 
 _SCHEMA = """

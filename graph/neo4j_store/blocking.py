@@ -8,7 +8,8 @@ from typing import Any
 from neo4j import ManagedTransaction
 
 from ..codecs import loads
-from ..models import Candidate, ChangeSet, SourceRecord
+from ..models import ChangeSet, SourceRecord
+from ..reads import Candidate
 from .connection import Neo4jBase, unwind
 
 

@@ -44,15 +44,13 @@ from ..models import (
     ChangeSet,
     Customer,
     Evidence,
-    ExistingRecord,
     HistoryEvent,
     Identifier,
     IdentifierState,
-    Lookup,
     Profile,
     SourceRecord,
-    StoreStats,
 )
+from ..reads import ExistingRecord, Lookup, StoreStats
 from .connection import Neo4jBase, unwind
 
 Read = Callable[..., list[dict[str, Any]]]

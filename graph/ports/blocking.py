@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import final
 
 from ..errors import InvalidInputError
-from ..models import Candidate
+from ..reads import Candidate
 from .base import Port
 
 

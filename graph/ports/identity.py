@@ -7,17 +7,8 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import final
 
 from ..errors import InvalidInputError
-from ..models import (
-    ApartPair,
-    ChangeSet,
-    Customer,
-    HistoryEvent,
-    Identifier,
-    Lookup,
-    Profile,
-    SourceRecord,
-    StoreStats,
-)
+from ..models import ApartPair, ChangeSet, Customer, HistoryEvent, Identifier, Profile, SourceRecord
+from ..reads import Lookup, StoreStats
 from .base import MAX_BATCH, Port
 
 
