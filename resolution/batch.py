@@ -39,7 +39,7 @@ from c360.graph.store import GraphStore
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, link_threshold
 from .features import features
 from .normalize import identifiers_of, is_junk
-from .scorer import Scorer
+from .scorer import APPROVED_NOTE, Scorer
 from .splink_adapter import predict
 from .survivorship import golden_record
 
@@ -102,7 +102,7 @@ class Edge:
             return Evidence("deterministic", self.identifiers, record=record, note=note)
         detail = f"match weight {self.weight:+.2f}, probability {self.probability:.6f}"
         if self.verdict:
-            detail += "; stewards approved every pair of this pattern"
+            detail += f"; {APPROVED_NOTE}"
         return Evidence("probabilistic", (), record=record, note=f"{note}; {detail}")
 
 
@@ -315,9 +315,9 @@ class BatchResolver:
 
     def _with_verdicts(self, model: list[Edge], records: list[SourceRecord]) -> list[Edge]:
         """``model`` with what stewards said of each pair's pattern, for the pairs under the upper threshold."""
-        verdicts = self.scorer.verdicts if self.scorer is not None else None
-        if self.scorer is None or not (verdicts and (verdicts.link or verdicts.never)):
+        if self.scorer is None or not self.scorer.verdicts:
             return model
+        verdicts = self.scorer.verdicts
         by_uid = {r.uid: r for r in records}
         views: dict[str, dict[str, Any]] = {}
 

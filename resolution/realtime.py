@@ -18,7 +18,7 @@ from c360.graph.store import GraphStore
 from .blocking import blocking_keys
 from .config import LinkingConfig, RealtimeConfig, link_threshold
 from .features import features, pack_view, unpack_view
-from .scorer import Score, Scorer
+from .scorer import APPROVED_NOTE, Score, Scorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Match:
         s = self.score
         note = f"match weight {s.match_weight:+.2f}, probability {s.match_probability:.6f}"
         if self.approved:
-            note += "; stewards approved every pair of this pattern"
+            note += f"; {APPROVED_NOTE}"
         return Evidence("probabilistic", (), record=record or self.record_uid, note=note)
 
 

@@ -46,6 +46,8 @@ class Score:
     contributions: tuple[Contribution, ...]
 
 
+#: What the evidence of a link made by an approved pattern says.
+APPROVED_NOTE = "stewards approved every pair of this pattern"
 #: A pair's comparison levels, one label per comparison in the specification's order.
 Pattern = tuple[str, ...]
 
@@ -62,8 +64,14 @@ class Verdicts:
     link: frozenset[Pattern] = frozenset()
     never: frozenset[Pattern] = frozenset()
 
+    def __bool__(self) -> bool:
+        """Whether stewards decided any pattern (else :meth:`of` is always ``None``)."""
+        return bool(self.link or self.never)
+
     def of(self, score: Score) -> bool | None:
         """``True`` if stewards approved every pair with ``score``'s pattern, ``False`` if they rejected every one."""
+        if not self:  # the usual case, on the hot path: no pattern to build
+            return None
         pattern = pattern_of(score)
         return True if pattern in self.link else False if pattern in self.never else None
 
