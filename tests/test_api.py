@@ -21,6 +21,7 @@ import pytest
 from c360.graphql.auth import AuthConfig, dev_secret, issue_dev_token
 from c360.graphql.hash_keys import load_hash_keys
 from c360.graphql.policy import Policy, load_policy
+from payloads import profile_event
 from test_cli import c360
 from test_http_events import serving
 from test_pipeline import order
@@ -44,16 +45,6 @@ ANN = {
     "customer_number": "CRM-77",
     "attributes": {"annual_income": "62000", "loyalty_tier": "gold"},
 }
-
-
-def _event(eid: str, source: str, key: str, minute: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "profile_update",
-        "source": source,
-        "occurred_at": f"2026-05-01T10:{minute:02d}:00Z",
-        "profile": {"customer_key": key, **fields},
-    }
 
 
 @dataclass
@@ -97,10 +88,10 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("api")
     events = [
-        _event("a1", "crm", "A1", 0, **ANN),
-        _event("a2", "webshop", "W1", 1, first_name="Annabel", last_name="Lee-Hartley", email=ANN["email"]),
-        _event("b1", "crm", "B1", 2, first_name="Bob", last_name="Stone", email="bob.stone@example.com"),
-        _event("c1", "crm", "C1", 3, first_name="Carl", last_name="Marsh", email="carl.marsh@example.com"),
+        profile_event("a1", "crm", "A1", 0, **ANN),
+        profile_event("a2", "webshop", "W1", 1, first_name="Annabel", last_name="Lee-Hartley", email=ANN["email"]),
+        profile_event("b1", "crm", "B1", 2, first_name="Bob", last_name="Stone", email="bob.stone@example.com"),
+        profile_event("c1", "crm", "C1", 3, first_name="Carl", last_name="Marsh", email="carl.marsh@example.com"),
         {**order("o1", "A1", 5), "order_id": "ORD-1"},
         {**order("o2", "W1", 6, source="webshop"), "order_id": "ORD-2"},
         {
@@ -423,7 +414,9 @@ def test_a_page_of_50_customers_with_identifiers_costs_a_bounded_number_of_store
 
     store = EmbeddedStore(EmbeddedConfig(path=tmp_path / "graph.db"))
     pipeline = Pipeline(store, Linker(store))
-    people = [_event(f"p{i}", "crm", f"K{i}", i % 60, first_name=f"N{i}", email=f"p{i}@example.com") for i in range(80)]
+    people = [
+        profile_event(f"p{i}", "crm", f"K{i}", i % 60, first_name=f"N{i}", email=f"p{i}@example.com") for i in range(80)
+    ]
     assert len(pipeline.process(people).accepted) == 80
     counting = CountingStore(store)
     policy = load_policy()

@@ -20,6 +20,7 @@ from c360.graph.store import GraphStore
 from c360.graphql.auth import issue_dev_token
 from c360.graphql.policy import load_policy
 from fastapi.testclient import TestClient
+from payloads import profile_event
 
 from c360.deps import auth_config, build_app, build_pipeline, build_store
 from c360.settings import ApiSettings, Settings
@@ -34,16 +35,6 @@ MAY = """query($id: ID!, $channel: String!, $purpose: String!, $at: DateTime) {
     customerId allowed status reason eventId receipt } }"""
 CONSENT = """query($id: ID!) { consent(customerId: $id) { customerId events states { purpose channel status
   event { id record status actorKind actorId capturedAt } } } }"""
-
-
-def _profile(eid: str, key: str, minute: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "profile_update",
-        "source": "crm",
-        "occurred_at": f"2026-05-01T10:{minute:02d}:00Z",
-        "profile": {"customer_key": key, **fields},
-    }
 
 
 @dataclass
@@ -102,8 +93,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = build_store(settings)
     events = [
-        _profile("a1", "ANN-1", 0, first_name="Ann", last_name="Field", email="ann.field@example.com"),
-        _profile("b1", "BOB-1", 1, first_name="Bob", last_name="Stone", email="bob.stone@example.com"),
+        profile_event("a1", "crm", "ANN-1", 0, first_name="Ann", last_name="Field", email="ann.field@example.com"),
+        profile_event("b1", "crm", "BOB-1", 1, first_name="Bob", last_name="Stone", email="bob.stone@example.com"),
     ]
     assert len(build_pipeline(settings, store).process(events).accepted) == 2
     ids = store.lookup(["crm|ANN-1", "crm|BOB-1"], []).records

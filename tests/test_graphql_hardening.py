@@ -46,6 +46,7 @@ from c360.graphql.service import ProfileService
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
 from c360.streams.runner import Runner
+from payloads import profile_event
 from test_cli import c360
 from test_pipeline import order
 
@@ -57,16 +58,6 @@ def fragment_bomb(spreading: int = 8, fan: int = 10) -> str:
     frags = [f"fragment F{i} on Query {{ {' '.join([f'...F{i + 1}'] * fan)} }}" for i in range(spreading)]
     frags.append(f"fragment F{spreading} on Query {{ __typename }}")
     return "query Bomb { ...F0 } " + " ".join(frags)
-
-
-def _event(eid: str, key: str, minute: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "profile_update",
-        "source": "crm",
-        "occurred_at": f"2026-05-01T10:{minute:02d}:00Z",
-        "profile": {"customer_key": key, **fields},
-    }
 
 
 # -- the real server ------------------------------------------------------------------------------------
@@ -204,7 +195,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("hardening")
     store = EmbeddedStore(EmbeddedConfig(path=tmp / "graph.db"))
     pipeline = Pipeline(store, Linker(store))
-    events = [_event(f"p{i}", f"K{i}", i, first_name=f"N{i}", email=f"p{i}@example.com") for i in range(5)]
+    events = [
+        profile_event(f"p{i}", "crm", f"K{i}", i, first_name=f"N{i}", email=f"p{i}@example.com") for i in range(5)
+    ]
     events += [order(f"o{i}", "K0", i) for i in range(3)]
     assert len(pipeline.process(events).accepted) == len(events)
     loop = asyncio.new_event_loop()

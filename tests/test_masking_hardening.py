@@ -34,6 +34,7 @@ from c360.graphql.auth import issue_dev_token
 from c360.graphql.hash_keys import HashKeys, load_hash_keys, open_hash_keys, rotate_hash_keys
 from c360.graphql.policy import BUNDLED_POLICY, SOURCE_KEY, Policy, load_policy
 from fastapi.testclient import TestClient
+from payloads import profile_event
 
 from c360.deps import auth_config, build_app, build_pipeline, build_store, hash_key_file, hash_keys, rotate_hash_key
 from c360.settings import ApiSettings, Settings
@@ -44,21 +45,13 @@ POLICY = load_policy()  # roles and rules (it cannot hash: no key)
 READERS = [r for r in POLICY.roles if POLICY.can(r, "read_profile")]
 
 
-def _profile(eid: str, source: str, key: str, minute: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "profile_update",
-        "source": source,
-        "occurred_at": f"2026-05-01T10:{minute:02d}:00Z",
-        "profile": {"customer_key": key, **fields},
-    }
-
-
 EVENTS: list[dict[str, Any]] = [
     # Jane in the CRM (no email) and in a newsletter source keyed by her email: two customers until merged.
-    _profile("j1", "crm", "J1", 0, first_name="Jane", last_name="Roe", date_of_birth=BORN, phone="+1 415 555 0101"),
-    _profile("n1", "newsletter", EMAIL, 1, first_name="Jane", email=EMAIL),
-    _profile("k1", "crm", "K2", 2, first_name="Kim", last_name="Roe", email="kim.roe@example.com"),
+    profile_event(
+        "j1", "crm", "J1", 0, first_name="Jane", last_name="Roe", date_of_birth=BORN, phone="+1 415 555 0101"
+    ),
+    profile_event("n1", "newsletter", EMAIL, 1, first_name="Jane", email=EMAIL),
+    profile_event("k1", "crm", "K2", 2, first_name="Kim", last_name="Roe", email="kim.roe@example.com"),
     {
         "event_id": f"order-{EMAIL}-1",
         "type": "order",
