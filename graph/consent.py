@@ -62,6 +62,22 @@ def _aware(what: str, value: object) -> datetime:
     return value
 
 
+def parse_instant(what: str, text: str | None) -> datetime | None:
+    """The aware time ISO 8601 ``text`` gives, or None; :class:`InvalidInputError` for a bad or naive one.
+
+    What people type (the CLI's options, the API's query parameters) comes through here.
+    """
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInputError(f"{what} {text[:40]!r} is not an ISO 8601 time such as 2026-11-01T09:00:00Z") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"{what} {text[:40]} has no time zone: add Z or an offset such as +01:00")
+    return value
+
+
 def check_channel(channel: object) -> str:
     """Return ``channel`` if it is one of :data:`CHANNELS`; InvalidInputError otherwise."""
     return _one_of("channel", channel, CHANNELS)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from c360.graph.consent import ConsentEvent, Notice, check_channel, check_purpose, effective
+from c360.graph.consent import ConsentEvent, Notice, check_channel, check_purpose, effective, parse_instant
 from c360.graph.consent_ledger import contact_decision, record_consent
 from c360.graph.errors import ConfigError, InvalidInputError, NotFoundError
 
@@ -52,17 +52,6 @@ class ConsentInput:
     captured_at: datetime | None = None
     expires_at: datetime | None = None
     event_id: str | None = None
-
-
-def parse_instant(name: str, text: str | None) -> datetime | None:
-    """The aware time ``text`` gives (ISO 8601 with its zone), or None; InvalidInputError for a bad one."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInputError(f"{name} {text[:40]!r} is not an ISO 8601 time such as 2026-11-01T09:00:00Z") from None
-    return aware(name, value)
 
 
 def instant(name: str, value: datetime | str | None) -> datetime:

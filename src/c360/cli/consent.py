@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from c360.graph.consent import ConsentEvent, ConsentState, Notice, check_channel, check_purpose, effective
+from c360.graph.consent import (
+    ConsentEvent,
+    ConsentState,
+    Notice,
+    check_channel,
+    check_purpose,
+    effective,
+    parse_instant,
+)
 from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.graph.models import record_uid, source_name_problem
 
@@ -38,15 +46,10 @@ _AT_HELP = "An ISO 8601 time with its zone, e.g. 2026-11-01T09:00:00Z (default: 
 
 def _instant(option: str, text: str | None) -> datetime | None:
     """The aware time ``text`` gives, or None; a clear error for a bad or naive one."""
-    if text is None:
-        return None
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"{option} {text!r} is not an ISO 8601 time such as 2026-11-01T09:00:00Z")
-    if value.tzinfo is None or value.utcoffset() is None:
-        fail(f"{option} {text} has no time zone: add Z or an offset such as +01:00")
-    return value
+        return parse_instant(option, text)
+    except InvalidInputError as exc:
+        fail(str(exc))
 
 
 def _purpose(settings: Settings, purpose: str) -> str:
