@@ -1,4 +1,4 @@
-"""The link threshold stewards' decisions support: calibration on labelled pairs.
+"""What stewards' decisions teach the model: a link threshold, and agreement patterns that decide alone.
 
 The model's match probabilities assume its comparisons are independent, which real records are not
 (a household shares a surname, an address and a phone), so the configured upper threshold is strict.
@@ -6,6 +6,9 @@ Stewards' decisions on review items are labelled pairs from just below it; the l
 above which they rejected nothing (and approved enough) is a threshold the data supports. Review items
 are a selection (each record's best candidate), so the labelled pairs show fewer mistakes than all
 pairs above a threshold would: no rejection at all is asked for, not a precision rate.
+
+:func:`learn_verdicts` reads the same decisions by agreement pattern: a pattern decided alike often
+enough links, or is not asked again, by itself (:class:`~c360.resolution.scorer.Verdicts`).
 """
 
 from __future__ import annotations
