@@ -38,14 +38,15 @@ class Holdings:
         A candidate is left out when it holds a source that the record, ``joined`` or a candidate
         admitted before it holds already.
         """
+        holding = self.of([*joined, *candidates])  # one store read for both
         held = set({source} & self.sources)
-        for sources in self.of(joined).values():
-            held |= sources
+        for cid in joined:
+            held |= holding[cid]
         admitted = []
-        for cid, sources in self.of(candidates).items():
-            if not sources & held:
+        for cid in candidates:
+            if not holding[cid] & held:
                 admitted.append(cid)
-                held |= sources
+                held |= holding[cid]
         return admitted
 
     def planned(self, source: str, customer_id: str) -> None:
