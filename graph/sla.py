@@ -306,8 +306,8 @@ class Clock:
     """One SLA clock at a time.
 
     ``remaining`` is ``target - elapsed`` (negative once breached). ``due_at`` is the instant elapsed
-    reaches the target (projected from now; in the past once breached) and ``at_risk_at`` the instant it
-    reaches the at-risk share, both only while the clock runs (else None). ``breached_at`` is the instant
+    reaches the target (projected from now; in the past once reached) and ``at_risk_at`` the instant it
+    reaches the at-risk share (likewise), both only while the clock runs (else None). ``breached_at`` is the instant
     elapsed reached the target, for a breached clock (also a stopped one); ``stopped_at`` when it stopped.
     """
 
