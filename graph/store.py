@@ -1,8 +1,8 @@
 """The ``GraphStore`` port and the registry of its backends.
 
 The port is the union of the domain ports in :mod:`c360.graph.ports` (identity, review, journey, dead
-letters, blocking keys, consent). Their public methods are ``@final``: they check arguments, call one small
-abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
+letters, blocking keys, consent, outbox). Their public methods are ``@final``: they check arguments, call one
+small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .ports.blocking import BlockingPort
 from .ports.consent import ConsentPort
 from .ports.dead_letters import DeadLetterPort
 from .ports.journey import JourneyPort
+from .ports.outbox import OutboxPort
 from .ports.review import ReviewPort
 
 __all__ = ["MAX_BATCH", "GraphStore", "StoreConfig", "open_store", "register_store", "store_names"]
@@ -31,7 +32,7 @@ class StoreConfig(BaseModel):
 
 
 # The one list of domains: a new domain's port joins it (journey brings identity, on which it hangs).
-class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort):
+class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 
 

@@ -1,7 +1,8 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore` lists them, once.
+``consent``, ``outbox``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
+lists them, once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .consent import EmbeddedConsent
 from .dead_letters import EmbeddedDeadLetters
 from .identity import EmbeddedIdentity
 from .journey import EmbeddedJourney
+from .outbox import EmbeddedOutbox
 from .review import EmbeddedReview
 
 __all__ = ["SCHEMA_VERSION", "EmbeddedConfig", "EmbeddedStore"]
@@ -19,6 +21,12 @@ __all__ = ["SCHEMA_VERSION", "EmbeddedConfig", "EmbeddedStore"]
 
 # The one list of this backend's domains; identity first, since the others' rows hang off its records.
 class EmbeddedStore(
-    EmbeddedIdentity, EmbeddedReview, EmbeddedJourney, EmbeddedDeadLetters, EmbeddedBlocking, EmbeddedConsent
+    EmbeddedIdentity,
+    EmbeddedReview,
+    EmbeddedJourney,
+    EmbeddedDeadLetters,
+    EmbeddedBlocking,
+    EmbeddedConsent,
+    EmbeddedOutbox,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

@@ -1,7 +1,8 @@
 """The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``), each a mixin over the shared driver (``connection``); :class:`Neo4jStore` lists them, once.
+``consent``, ``outbox``), each a mixin over the shared driver (``connection``); :class:`Neo4jStore` lists them,
+once.
 
 Writers are exclusive across processes: ``exclusive()`` writes the ``(:WriterLock {name: 'writer'})``
 node in a transaction it keeps open until the block ends, so Neo4j holds the node's exclusive lock for
@@ -17,13 +18,14 @@ from .consent import Neo4jConsent
 from .dead_letters import Neo4jDeadLetters
 from .identity import Neo4jIdentity
 from .journey import Neo4jJourney
+from .outbox import Neo4jOutbox
 from .review import Neo4jReview
 
 __all__ = ["SCHEMA", "Neo4jConfig", "Neo4jStore"]
 
 
 # The one list of this backend's domains; identity first, since the others' nodes hang off its records.
-class Neo4jStore(Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking, Neo4jConsent):
+class Neo4jStore(Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking, Neo4jConsent, Neo4jOutbox):
     """The identity graph in Neo4j 5."""
 
 
