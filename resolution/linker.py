@@ -12,6 +12,12 @@ For each record, in order:
    record scores at or above the pair's threshold, as batch resolution does (never two records of a
    one-record-per-person source in one customer). A record nothing links
    opens a review item when its best candidate is between the thresholds, and becomes a new customer.
+   **Displacement.** When the best such customer is refused only because it holds a record of the same
+   one-record-per-person source, held there by the model alone (no identifier, no steward's approval or
+   merge), and the new record's best pair with it weighs more than that holder's best pair with the
+   customer's other records, the holder moves out into a new customer of its own (a record move with
+   ``displaced`` evidence naming the new record and both probabilities) and the new record links
+   (:mod:`c360.resolution.displace`). The holder is not matched again in that step.
 3. **Idempotency.** Events stored with the batch are applied once: an event the graph has applied
    before is skipped, and so are its records.
 
@@ -50,6 +56,7 @@ from c360.graph.reads import ExistingRecord
 from c360.graph.store import GraphStore
 
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
+from .displace import Displaced, Displacer
 from .holdings import Holdings
 from .normalize import identifiers_of, is_junk
 from .realtime import BatchMatcher, Match
@@ -107,6 +114,8 @@ class IngestResult:
     probabilistic: int = 0
     #: review items opened (uncertain pairs)
     reviews: int = 0
+    #: records moved out of a customer by a better claim of their source (each into a new customer)
+    displaced: int = 0
     #: events (and their records) skipped because the graph had applied them before
     duplicates: int = 0
     #: ids of the events applied by this ingest
@@ -123,6 +132,7 @@ class IngestResult:
         self.merges += other.merges
         self.probabilistic += other.probabilistic
         self.reviews += other.reviews
+        self.displaced += other.displaced
         self.duplicates += other.duplicates
         self.events.extend(other.events)
         self.flagged.extend(other.flagged)
@@ -151,6 +161,17 @@ class _Plan:
         self.matcher = linker.matcher(records)
         single = linker.config.one_record_per_person
         self.holdings = Holdings(linker.store, single) if single else None
+        self.moves: dict[str, Displaced] = {}  # stored records displaced in this batch
+        self.displacer = None
+        if self.holdings is not None and self.matcher is not None:
+            self.displacer = Displacer(
+                linker.store,
+                self.matcher,
+                self.holdings,
+                strong=linker.strong,
+                blocked=linker.blocked,
+                new_id=linker.new_id,
+            )
         # Decisions that keep records apart (rejected reviews, splits), for the records of this batch.
         self.own_apart: dict[str, list[ApartPair]] = {}
         for pair in linker.store.apart(record_uids=[r.uid for r in records]):
@@ -215,6 +236,17 @@ class _Plan:
             matches = {m.customer_id: m for m in found if m.customer_id not in targets}
             if self.holdings is not None and matches:  # best first, beside what the identifiers joined
                 admitted = self.holdings.admit(record.source, list(targets), list(matches))
+                best = next(iter(matches.values()))
+                if self.displacer is not None and best.customer_id not in admitted:
+                    claim = self.displacer.claim(self, record, best, list(targets))
+                    # Only when no apart decision keeps the record from that customer anyway.
+                    if claim is not None and best.customer_id in self._apart(
+                        uid, own, {**targets, best.customer_id: []}
+                    ):
+                        self.displacer.displace(self, claim)
+                        self.result.new_customers += 1
+                        self.result.displaced += 1
+                        admitted = self.holdings.admit(record.source, list(targets), list(matches))
                 matches = {c: matches[c] for c in admitted}
             if matches:
                 for c in matches:
@@ -275,6 +307,7 @@ class _Plan:
         for i in idents:
             if i.uid not in self.states:
                 self.set_state(IdentifierState(i))
+        self.moves.pop(uid, None)  # a displaced record planned again: the write places it
         keys = self.matcher.keys_of(record) if self.matcher is not None else ()
         view = self.matcher.packed_view(record) if self.matcher is not None else None
         self.writes[uid] = RecordWrite(
@@ -352,24 +385,32 @@ class _Plan:
         changes = self.changes
         changes.identifiers = list(self.changed_states.values())
         changes.records = list(self.writes.values())
+        # Displaced stored records move to their new customer's final survivor, with it.
+        changes.moves = [replace(d.move, customer_id=self.find(d.move.customer_id)) for d in self.moves.values()]
         touched = {self.find(w.customer_id) for w in changes.records} | {m.survivor for m in changes.merges}
-        touched = {self.find(c) for c in touched}
+        touched = {self.find(c) for c in touched} | {m.customer_id for m in changes.moves}
         created = {c.id for c in changes.new_customers}
         stored = self.linker.store.records_of((touched | set(self.parent)) - created)
         by_customer: dict[str, dict[str, SourceRecord]] = {c: {} for c in touched}
+        placed = self.writes.keys() | self.moves.keys()  # where the plan put them, not where the store has them
         for cid, recs in stored.items():
             for r in recs:
-                by_customer.setdefault(self.find(cid), {})[r.uid] = r
+                if r.uid not in placed:
+                    by_customer.setdefault(self.find(cid), {})[r.uid] = r
         for w in changes.records:
             by_customer[self.find(w.customer_id)][w.record.uid] = w.record
+        for d in self.moves.values():
+            by_customer[self.find(d.move.customer_id)][d.move.record_uid] = d.record
         for cid in touched:
             changes.goldens[cid] = golden_record(by_customer[cid].values(), self.linker.survivorship)
         if changes.merges:  # each merge keeps the records the merged customer brought, earlier merges included
             holds: dict[str, set[str]] = defaultdict(set)
             for cid, recs in stored.items():
-                holds[cid].update(r.uid for r in recs)
+                holds[cid].update(r.uid for r in recs if r.uid not in self.moves)
             for w in changes.records:
                 holds[w.customer_id].add(w.record.uid)
+            for d in self.moves.values():
+                holds[d.move.customer_id].add(d.move.record_uid)
             merges = []
             for m in changes.merges:
                 brought = holds.pop(m.merged, set())

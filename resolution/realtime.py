@@ -161,3 +161,15 @@ class BatchMatcher:
     def planned(self, record: SourceRecord, customer_id: str) -> None:
         """Make a planned record a candidate for the rest of the batch."""
         self._file(record.uid, *self._view(record), customer_id)
+
+    def moved(self, record_uid: str, customer_id: str) -> None:
+        """Record ``record_uid`` (stored or planned) now belongs to ``customer_id`` for the rest of the batch."""
+        self._customer[record_uid] = customer_id
+
+    def score_records(self, left: SourceRecord, right: SourceRecord) -> Score:
+        """Score two records with the batch's model (the batch's own views are reused)."""
+        return self.scorer.score(self._comparison_view(left), self._comparison_view(right))
+
+    def _comparison_view(self, record: SourceRecord) -> dict[str, Any]:
+        cached = self._batch.get(id(record))
+        return cached[0] if cached is not None else features(record, self.region)
