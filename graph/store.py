@@ -1,7 +1,7 @@
 """The ``GraphStore`` port and the registry of its backends.
 
 The port is the union of the domain ports in :mod:`c360.graph.ports` (identity, review, journey, dead
-letters, blocking keys, consent, outbox). Their public methods are ``@final``: they check arguments, call one
+letters, blocking keys, consent, outbox, cases). Their public methods are ``@final``: they check arguments, call one
 small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
 """
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from .errors import ConfigError
 from .ports.base import MAX_BATCH
 from .ports.blocking import BlockingPort
+from .ports.cases import CasesPort
 from .ports.consent import ConsentPort
 from .ports.dead_letters import DeadLetterPort
 from .ports.journey import JourneyPort
@@ -32,7 +33,7 @@ class StoreConfig(BaseModel):
 
 
 # The one list of domains: a new domain's port joins it (journey brings identity, on which it hangs).
-class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort):
+class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 
 

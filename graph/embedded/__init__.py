@@ -1,13 +1,14 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
+``consent``, ``outbox``, ``cases``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
 lists them, once.
 """
 
 from __future__ import annotations
 
 from .blocking import EmbeddedBlocking
+from .cases import EmbeddedCases
 from .connection import SCHEMA_VERSION, EmbeddedConfig
 from .consent import EmbeddedConsent
 from .dead_letters import EmbeddedDeadLetters
@@ -28,5 +29,6 @@ class EmbeddedStore(
     EmbeddedBlocking,
     EmbeddedConsent,
     EmbeddedOutbox,
+    EmbeddedCases,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

@@ -1,8 +1,8 @@
 """The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``), each a mixin over the shared driver (``connection``); :class:`Neo4jStore` lists them,
-once.
+``consent``, ``outbox``, ``cases``), each a mixin over the shared driver (``connection``); :class:`Neo4jStore`
+lists them, once.
 
 Writers are exclusive across processes: ``exclusive()`` writes the ``(:WriterLock {name: 'writer'})``
 node in a transaction it keeps open until the block ends, so Neo4j holds the node's exclusive lock for
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..neo4j_config import Neo4jConfig
 from .blocking import Neo4jBlocking
+from .cases import Neo4jCases
 from .consent import Neo4jConsent
 from .dead_letters import Neo4jDeadLetters
 from .identity import Neo4jIdentity
@@ -25,7 +26,9 @@ __all__ = ["SCHEMA", "Neo4jConfig", "Neo4jStore"]
 
 
 # The one list of this backend's domains; identity first, since the others' nodes hang off its records.
-class Neo4jStore(Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking, Neo4jConsent, Neo4jOutbox):
+class Neo4jStore(
+    Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking, Neo4jConsent, Neo4jOutbox, Neo4jCases
+):
     """The identity graph in Neo4j 5."""
 
 
