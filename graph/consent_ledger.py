@@ -5,6 +5,10 @@ receipt is made one way: under the store's write lock, the customer's last recei
 receipt names it (``prev``), is signed with the current key and appended with the event. A replayed
 event (same id, same content) is skipped and keeps its first receipt; the same id with other content is
 a :class:`ConflictError`. :func:`verify_ledger` checks every chain the store holds.
+
+When the issuer says so (``jwks_url``), each new receipt is also queued in the notification outbox for
+the customer's golden e-mail address, in the same unit as the append: the customer gets their copy once
+(the message id is the event's), and a customer without an e-mail address gets none.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 
 from .consent import ConsentEvent, Decision, may_contact
 from .errors import ConflictError, InvalidInputError, NotFoundError
+from .notices import consent_receipt
 from .ports.consent import ConsentEntry
 from .receipts import ChainReport, Controller, SigningKeys, receipt_claims, verify_chain
 from .store import GraphStore
@@ -29,6 +34,8 @@ class ReceiptIssuer:
     controller: Controller
     policy_url: str
     pii_categories: tuple[str, ...] = field(default=("contact details",))
+    #: where customers verify receipts (the JWKS); None: receipts are not sent to customers
+    jwks_url: str | None = None
 
 
 def record_consent(
@@ -72,7 +79,26 @@ def record_consent(
             last[chain] = receipt = issuer.keys.sign(claims)
             entries.append(ConsentEntry(e, receipt, chain))
         store.append_consent(entries)
+        if issuer.jwks_url is not None:
+            _send_receipts(store, entries, issuer.jwks_url, now)
     return entries
+
+
+def _send_receipts(store: GraphStore, entries: list[ConsentEntry], jwks_url: str, now: datetime) -> None:
+    """Queue each entry's receipt for its customer's e-mail address (customers without one get none)."""
+    customers = {cid: store.get_customer(cid) for cid in sorted({e.chain_id for e in entries})}
+    messages = []
+    for entry in entries:
+        customer = customers[entry.chain_id]
+        email = customer.golden.get("email") if customer is not None else None
+        if email is not None and email.value:
+            to = str(email.value)
+            notice = consent_receipt(
+                entry.event, entry.receipt, to=to, customer_id=entry.chain_id, jwks_url=jwks_url, now=now
+            )
+            messages.append(notice)
+    if messages:
+        store.enqueue(messages)
 
 
 def contact_decision(store: GraphStore, customer_id: str, channel: str, purpose: str, at: datetime) -> Decision:

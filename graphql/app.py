@@ -9,6 +9,8 @@
 - ``GET /v1/customers/{id}/consent``, ``.../consent/check?channel=&purpose=``, ``.../consent/receipts/{event}``:
   effective consent, the one question with its reason and receipt, one receipt
   (:mod:`~c360.graphql.routes_consent`);
+- ``/v1/cases`` (open, views), ``/v1/cases/{id}`` (read, change), ``.../assignment|comments|status|links``:
+  service cases with their SLA clocks (:mod:`~c360.graphql.routes_cases`);
 - ``POST /v1/events``: partner events, the in-process pipeline or Kafka (:mod:`~c360.graphql.routes_events`);
 - ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics`` (Prometheus),
   ``/.well-known/jwks.json`` (the public keys of consent receipts, no auth)
@@ -46,6 +48,7 @@ from .partners import PartnerKeys
 from .policy import Policy
 from .principal import Principal
 from .ratelimit import RateLimiter
+from .routes_cases import cases_router
 from .routes_consent import consent_router
 from .routes_customers import customers_router
 from .routes_events import events_router
@@ -152,6 +155,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(ops_router(service=service, sink=sink, metrics=metrics, jwks=opts.jwks))
     app.include_router(customers_router(service=service, authenticate=authenticate))
     app.include_router(consent_router(service=service, authenticate=authenticate))
+    app.include_router(cases_router(service=service, authenticate=authenticate))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
     app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body, audit=opts.audit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside the body limit: its 413s are counted

@@ -1,7 +1,7 @@
-"""The GraphQL schema (strawberry), assembled from its domains: profiles, review and consent (cases, KYC next).
+"""The GraphQL schema (strawberry), assembled from its domains: profiles, review, consent and cases (KYC next).
 
 Each domain module (:mod:`~c360.graphql.schema_profiles`, :mod:`~c360.graphql.schema_review`,
-:mod:`~c360.graphql.schema_consent`) holds
+:mod:`~c360.graphql.schema_consent`, :mod:`~c360.graphql.schema_cases`) holds
 its types and a query and a mutation part; this module joins them. Every resolver calls the domain's
 service functions, which check the caller's role against the policy, mask personal data as the policy
 says and audit reads and changes. Profiles are loaded through a DataLoader, so a page of customers
@@ -22,6 +22,7 @@ from strawberry.extensions import MaxTokensLimiter, ParserCache
 
 from .errors import error_code
 from .query_cost import Analyser, Limits
+from .schema_cases import CasesMutation, CasesQuery
 from .schema_common import ApiContext, Info
 from .schema_consent import ConsentMutation, ConsentQuery
 from .schema_limits import LIMITS, MAX_TOKENS, QueryGuard, Schema, ValidationResults
@@ -32,12 +33,12 @@ __all__ = ["ApiContext", "Info", "Limits", "Mutation", "Query", "build_schema", 
 
 
 @strawberry.type
-class Query(ProfilesQuery, ReviewQuery, ConsentQuery):
+class Query(ProfilesQuery, ReviewQuery, ConsentQuery, CasesQuery):
     """Every domain's queries."""
 
 
 @strawberry.type
-class Mutation(ReviewMutation, ProfilesMutation, ConsentMutation):
+class Mutation(ReviewMutation, ProfilesMutation, ConsentMutation, CasesMutation):
     """Every domain's mutations."""
 
 

@@ -30,6 +30,7 @@ from .policy import Policy
 from .principal import ForbiddenError, Principal
 
 if TYPE_CHECKING:
+    from c360.graph.case_desk import CaseDesk
     from c360.graph.consent_ledger import ReceiptIssuer
 
 T = TypeVar("T")
@@ -98,6 +99,8 @@ class ProfileService:
     receipts: ReceiptIssuer | None = None
     #: the purposes consent may be recorded for (``consent.purposes``)
     consent_purposes: tuple[str, ...] = PURPOSES
+    #: opens and changes cases (None: the API serves no cases)
+    cases: CaseDesk | None = None
 
     # -- plumbing -----------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from c360.graph.case_desk import CaseDesk
+from c360.graph.cases import CaseVocabulary
 from c360.graph.store import GraphStore, open_store
 from c360.resolution.linker import CustomerIdFactory, Linker
 from c360.resolution.model_registry import Artifact, ModelRegistry
@@ -156,7 +158,8 @@ def receipt_issuer(settings: Settings) -> ReceiptIssuer:
 
     c = settings.consent
     controller = Controller(c.controller_name, c.controller_contact, c.controller_email)
-    return ReceiptIssuer(signing_keys(settings), controller, c.policy_url, tuple(c.pii_categories))
+    jwks = c.jwks_url if c.send_receipts else None
+    return ReceiptIssuer(signing_keys(settings), controller, c.policy_url, tuple(c.pii_categories), jwks_url=jwks)
 
 
 def rotate_signing_key(settings: Settings) -> SigningKeys:
@@ -178,6 +181,13 @@ def signing_jwks(settings: Settings) -> Callable[[], dict[str, Any]]:
 
     signing_keys(settings)
     return PublishedKeys(signing_key_file(settings))
+
+
+def case_desk(settings: Settings, store: GraphStore) -> CaseDesk:
+    """The desk that opens and changes cases, with the configured vocabulary, SLAs and notice addresses."""
+    cases = settings.cases
+    vocabulary = CaseVocabulary(tuple(cases.types), tuple(cases.priorities), tuple(cases.channels))
+    return CaseDesk(store, vocabulary=vocabulary, sla=cases.sla, addresses=dict(cases.addresses))
 
 
 def build_policy(settings: Settings) -> Policy:
@@ -236,6 +246,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         inline_reads=settings.graph.backend == "embedded",
         receipts=receipt_issuer(settings),
         consent_purposes=tuple(settings.consent.purposes),
+        cases=case_desk(settings, store),
     )
     options = ApiOptions(
         policy=role_policy,

@@ -21,6 +21,7 @@ from pydantic_settings import (
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_config import Neo4jConfig
+from c360.graph.sla import SlaConfig
 from c360.graph.store import store_names
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, TrainingConfig
 from c360.streams.config import StreamsConfig
@@ -131,11 +132,53 @@ class ConsentSettings(BaseModel):
         description="The categories of personal data the consent covers, as receipts list them.",
     )
 
+    send_receipts: bool = Field(
+        default=True,
+        description="Queue every new receipt in the notification outbox for the customer's golden e-mail address "
+        "(sent by `c360 outbox run`); customers without one get none.",
+    )
+    jwks_url: str = Field(
+        default="http://127.0.0.1:8000/.well-known/jwks.json",
+        min_length=1,
+        description="Where customers check their receipts: this API's public /.well-known/jwks.json URL.",
+    )
     signing_key_file: Path | None = Field(
         default=None,
         description="The Ed25519 key ring that signs consent receipts (private seeds, JSON, mode 0600; the public "
         "keys are served at /.well-known/jwks.json); default: signing-keys.json in the data dir, generated on "
         "first use. A file named here must exist.",
+    )
+
+
+class CaseSettings(BaseModel):
+    """Service cases: what a case may be, the SLA calendars and policies, who is told of assignments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    types: list[str] = Field(
+        default_factory=lambda: ["complaint", "service_request", "dispute", "data_request", "kyc_query"],
+        min_length=1,
+        description="The case types (lower-case tokens); a case of another type is refused.",
+    )
+    priorities: list[str] = Field(
+        default_factory=lambda: ["low", "normal", "high", "urgent"],
+        min_length=1,
+        description="The priorities, lowest first.",
+    )
+    channels: list[str] = Field(
+        default_factory=lambda: ["email", "phone", "web", "chat", "branch", "sms", "post"],
+        min_length=1,
+        description="The channels a case may come in by.",
+    )
+    sla: SlaConfig = Field(
+        default_factory=SlaConfig,
+        description="Business calendars (working hours per weekday, time zone, public holidays) and SLA "
+        "policies per type and priority; after a change run `c360 cases recompute` (the API does at start).",
+    )
+    addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description="E-mail addresses for case notices: a person's id, or team:<name> for a team. Assignments and "
+        "SLA warnings to anyone not listed are not sent.",
     )
 
 
@@ -157,6 +200,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings, description="The profile API.")
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")
     consent: ConsentSettings = Field(default_factory=ConsentSettings, description="Consent receipts.")
+    cases: CaseSettings = Field(default_factory=CaseSettings, description="Service cases and their SLAs.")
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

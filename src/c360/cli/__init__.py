@@ -20,6 +20,7 @@ from c360.graph.errors import C360Error
 
 from .audit import audit_app
 from .auth import auth_app
+from .cases import cases_app
 from .common import State, err, one_line
 from .consent import consent_app
 from .customer import customer_app
@@ -64,6 +65,7 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(graphql_app, name="graphql")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(cases_app, name="cases")
 app.add_typer(consent_app, name="consent")
 
 
