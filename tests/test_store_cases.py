@@ -413,3 +413,15 @@ def test_case_arguments_are_checked_before_the_store_is_asked(store: GraphStore)
             call()
     assert store.append_case_events([], VOCAB) == []
     assert store.open_case_ids(after="K1") == ["K2"] and store.open_case_ids(limit=1) == ["K1"]
+
+
+def test_a_stored_case_takes_events_after_the_vocabulary_changed(store: GraphStore) -> None:
+    seed(store)
+    append(store, created("K1", type="dispute", channel="branch"))
+    narrower = CaseVocabulary(types=("complaint",), channels=("email",))
+    # The stored history folds without the vocabulary; only what is new is checked against it.
+    assert store.append_case_events([comment("K1", "m1", 1, "customer")], narrower) == ["m1"]
+    with pytest.raises(InvalidInputError, match="unknown case channel 'branch'"):
+        store.append_case_events([ev("u1", "K1", "updated", 2, channel="branch")], narrower)
+    case = store.get_case("K1")
+    assert (case.type, case.channel, case.version) == ("dispute", "branch", 2)

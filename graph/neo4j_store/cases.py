@@ -153,7 +153,8 @@ class Neo4jCases(Neo4jBase):
 
     def _set_case_dues(self, dues: dict[str, CaseDue]) -> None:
         def work(tx: ManagedTransaction) -> None:
-            tx.run(_LOCK, n=0).consume()  # in turn with appends, which compute the key from the dues
+            # In turn with appends, which compute the key from the dues (the number it takes is a gap).
+            tx.run(_LOCK, n=1).consume()
             ids = sorted(dues)
             found = tx.run("UNWIND $ids AS id MATCH (c:Case {id: id}) RETURN c.id AS id, c.state AS state", ids=ids)
             states = {r["id"]: case_from_json(r["state"]) for r in found}
