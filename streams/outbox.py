@@ -17,7 +17,9 @@ Delivery is at least once, with duplicates kept to one narrow window:
 
 A transient failure is retried on the :class:`~c360.graph.outbox.RetryPolicy` schedule (exponential
 backoff, then dead); a permanent one is dead at once, with the reason. Unexpected errors of a transport
-count as transient. A channel without a transport is not claimed: its messages stay queued.
+count as transient. A message claimed more than ``max_attempts`` times whose attempts never finished (a
+message that kills the workers sending it) is dead without another send. A channel without a transport
+is not claimed: its messages stay queued.
 """
 
 from __future__ import annotations
@@ -141,6 +143,9 @@ class OutboxWorker:
         if lease_until is None or self.clock() >= lease_until - self.config.lease / 2:
             return "skipped"
         message = item.message
+        if item.attempts > self.policy.max_attempts:  # earlier attempts never finished: workers died sending it
+            reason = f"gave up: {item.attempts - 1} attempts did not finish (the workers sending it stopped)"
+            return self._fail(item, reason, permanent=True)
         try:
             provider_id = self.transports[message.channel].send(message)
         except PermanentSendError as exc:

@@ -304,6 +304,20 @@ def test_a_send_is_not_started_when_too_little_of_the_lease_is_left(store: Graph
     assert worker(store, smtp, "w2", clock).run_once()["sent"] == 1
 
 
+def test_a_message_whose_attempts_never_finish_is_dead_without_another_send(
+    store: GraphStore, smtp: SmtpServer
+) -> None:
+    store.enqueue([mail("K1")])
+    for n in range(CONFIG.max_attempts):  # each claimer died while sending it
+        assert [i.attempts for i in store.claim(f"crashed-{n}", T + n * LEASE, LEASE, 10)] == [n + 1]
+    clock = Clock(T + CONFIG.max_attempts * LEASE)
+    assert worker(store, smtp, "w1", clock).run_once()["dead"] == 1
+    item = store.outbox_message("K1")
+    assert item is not None and item.status == "dead" and item.last_error is not None
+    assert item.last_error.startswith("gave up: 3 attempts did not finish")
+    assert smtp.inbox.mails == []
+
+
 class Broken:
     def send(self, message: OutboxMessage) -> str:
         raise KeyError("bug")

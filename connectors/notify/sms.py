@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from c360.graph.errors import ConfigError
 from c360.graph.outbox import OutboxMessage
 
 from . import PermanentSendError, TransientSendError
@@ -47,7 +48,7 @@ class HttpSmsTransport:
 
     def __init__(self, config: SmsConfig) -> None:
         if config.type != "http" or config.url is None or config.token_file is None or config.sender is None:
-            raise ValueError("HttpSmsTransport needs an sms config of type http")
+            raise ConfigError("HttpSmsTransport needs an sms config of type http")
         self.config = config
         self._url = config.url
         self._sender = config.sender
