@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from c360.connectors.notify import OutboxConfig, SmtpConfig, TransientSendError
 from c360.connectors.notify.smtp import SmtpTransport, message_id
 from c360.graph.errors import ConflictError, StoreError
@@ -65,13 +67,14 @@ def free_port() -> int:
 class SmtpServer:
     """A real SMTP server on 127.0.0.1 that the test starts and stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.inbox = Inbox()
         self.port = free_port()
+        self.options = options
         self._controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **self.options)
         self._controller.start()
 
     def stop(self) -> None:
@@ -79,9 +82,9 @@ class SmtpServer:
             self._controller.stop()
             self._controller = None
 
-    def transport(self) -> SmtpTransport:
+    def transport(self, **config: Any) -> SmtpTransport:
         return SmtpTransport(
-            SmtpConfig(host="127.0.0.1", port=self.port, from_address="notifications@c360.example", timeout=5)
+            SmtpConfig(host="127.0.0.1", port=self.port, from_address="notifications@c360.example", timeout=5, **config)
         )
 
 
@@ -316,6 +319,35 @@ def test_a_message_whose_attempts_never_finish_is_dead_without_another_send(
     assert item is not None and item.status == "dead" and item.last_error is not None
     assert item.last_error.startswith("gave up: 3 attempts did not finish")
     assert smtp.inbox.mails == []
+
+
+def test_the_worker_logs_in_and_a_refused_login_is_retried_not_dead(store: GraphStore, tmp_path: Path) -> None:
+    logins: list[tuple[bytes, bool]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = (data.login, data.password) == (b"c360", b"s3cret")
+        logins.append((data.login, ok))
+        return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
+
+    server = SmtpServer(authenticator=authenticate, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text("s3cret\n")
+    bad.write_text("wrong\n")
+    store.enqueue([mail("K1")])
+    server.start()
+    clock = Clock(T)
+    try:
+        transport = server.transport(username="c360", password_file=bad)
+        assert OutboxWorker(store, {"email": transport}, CONFIG, "w1", clock).run_once()["retried"] == 1
+        item = store.outbox_message("K1")
+        assert item is not None and item.last_error is not None and "login as c360 refused" in item.last_error
+        clock.now = T + timedelta(seconds=30)
+        transport = server.transport(username="c360", password_file=good)
+        assert OutboxWorker(store, {"email": transport}, CONFIG, "w1", clock).run_once()["sent"] == 1
+    finally:
+        server.stop()
+    assert logins == [(b"c360", False), (b"c360", True)]
+    assert len(server.inbox.mails) == 1
 
 
 class Broken:
