@@ -13,9 +13,10 @@ one-record-per-person source S) best to C, C is refused only because it holds on
 * T's best pair with C (as the matcher found it) weighs more than T1's best pair with C's other records
   (scored again here from their records),
 
-then T1 moves out into a new customer of its own, with ``displaced`` evidence that names T and both
-probabilities, and T links to C. T1 is not matched again in the same step: it stays alone until a later
-record links to it (a batch run also places it again).
+then T1 moves out, with ``displaced`` evidence that names T and both probabilities, and T links to C.
+Once T is planned, T1 is matched again as a new record would be, but only to one customer: the best one
+the model links it to that holds no record of S (and no apart decision forbids); failing that it becomes
+a new customer of its own. That second step displaces nothing and merges nothing, so nothing cascades.
 """
 
 from __future__ import annotations
@@ -119,8 +120,14 @@ class Displacer:
         self._new_id = new_id
         self._approved: set[frozenset[str]] | None = None  # pairs of approved reviews, read when first needed
 
-    def claim(self, plan: Planning, record: SourceRecord, match: Match, joined: Collection[str]) -> Claim | None:
-        """The holder ``record`` may displace from ``match``'s customer beside ``joined``, or ``None``."""
+    def claim(
+        self, plan: Planning, record: SourceRecord, match: Match, joined: Collection[str], keeps: Callable[[str], bool]
+    ) -> Claim | None:
+        """The holder ``record`` may displace from ``match``'s customer beside ``joined``, or ``None``.
+
+        ``keeps(customer_id)`` says whether the record could join that customer under the apart decisions
+        (asked last: the holder is not displaced for a record that could not take its place anyway).
+        """
         cid = match.customer_id
         if self._holdings.conflicts(record.source, joined, cid) != {record.source}:
             return None  # refused for another source too, or not refused at all
@@ -149,7 +156,7 @@ class Displacer:
                 best = (score, other)
         if best is None or best[0].match_weight >= match.score.match_weight:
             return None
-        if self._steward_bound(plan, cid, uid, others):
+        if self._steward_bound(plan, cid, uid, others) or not keeps(cid):
             return None
         return Claim(cid, holder, members[uid], best[0], best[1], record.uid, match)
 
@@ -160,7 +167,33 @@ class Displacer:
         """
         new = self._new_id()
         plan.changes.new_customers.append(Customer(new, plan.now))
-        uid, evidence = claim.holder.uid, claim.evidence()
+        self._place(plan, claim, claim.customer_id, new, claim.evidence())
+        return new
+
+    def rehome(self, plan: Planning, claim: Claim, new: str, keeps: Callable[[str, str], bool]) -> str | None:
+        """Once the claiming record is planned: link the displaced holder to its best free customer, if any.
+
+        The holder's candidates are read and scored as a new record's; the best customer the model links
+        it to that holds nothing of its source and that ``keeps(record_uid, customer_id)`` allows (no apart
+        decision) takes it, and its customer of its own (``new``, still empty) is dropped. At most one
+        customer, no merge, no further displacement. Returns that customer, or ``None`` (it stays alone).
+        """
+        record = claim.record
+        self._matcher.extend(record)
+        found, _ = self._matcher.matches(record, plan.find)
+        admitted = self._holdings.admit(record.source, [], [m.customer_id for m in found if m.customer_id != new])
+        if not admitted or not keeps(claim.holder.uid, admitted[0]):
+            return None
+        home = admitted[0]
+        match = next(m for m in found if m.customer_id == home)
+        p = match.score.match_probability
+        note = f"{claim.evidence().note}; then linked to {home}: probability {p:.6f} with {match.record_uid}"
+        plan.changes.new_customers = [c for c in plan.changes.new_customers if c.id != new]
+        self._place(plan, claim, new, home, Evidence("displaced", (), record=claim.by, note=note))
+        return home
+
+    def _place(self, plan: Planning, claim: Claim, old: str, new: str, evidence: Evidence) -> None:
+        uid = claim.holder.uid
         write = plan.writes.get(uid)
         if write is not None:  # planned earlier in this batch: it is written straight to its new customer
             plan.writes[uid] = replace(write, customer_id=new, evidence=evidence)
@@ -172,8 +205,7 @@ class Displacer:
             if bearing is not None and uid in bearing:
                 bearing[uid] = new
         self._matcher.moved(uid, new)
-        self._holdings.moved(claim.record.source, claim.customer_id, new)
-        return new
+        self._holdings.moved(claim.record.source, old, new)
 
     def _members(self, plan: Planning, cid: str) -> dict[str, SourceRecord]:
         """The records customer ``cid`` holds as planned so far: stored, merged in, planned, moved out."""

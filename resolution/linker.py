@@ -15,9 +15,10 @@ For each record, in order:
    **Displacement.** When the best such customer is refused only because it holds a record of the same
    one-record-per-person source, held there by the model alone (no identifier, no steward's approval or
    merge), and the new record's best pair with it weighs more than that holder's best pair with the
-   customer's other records, the holder moves out into a new customer of its own (a record move with
-   ``displaced`` evidence naming the new record and both probabilities) and the new record links
-   (:mod:`c360.resolution.displace`). The holder is not matched again in that step.
+   customer's other records, the holder moves out (a record move with ``displaced`` evidence naming the
+   new record and both probabilities) and the new record links. Once it is planned, the holder goes to
+   the best free customer the model links it to, else to a new customer of its own; nothing cascades
+   (:mod:`c360.resolution.displace`).
 3. **Idempotency.** Events stored with the batch are applied once: an event the graph has applied
    before is skipped, and so are its records.
 
@@ -56,7 +57,7 @@ from c360.graph.reads import ExistingRecord
 from c360.graph.store import GraphStore
 
 from .config import LinkingConfig, RealtimeConfig, SurvivorshipConfig
-from .displace import Displaced, Displacer
+from .displace import Claim, Displaced, Displacer
 from .holdings import Holdings
 from .normalize import identifiers_of, is_junk
 from .realtime import BatchMatcher, Match
@@ -229,6 +230,7 @@ class _Plan:
 
         matches: dict[str, Match] = {}
         review: Match | None = None
+        displaced: tuple[Claim, str] | None = None
         if self.matcher is not None:
             # The trained model links too (Splink's weights, our scorer), beside the identifiers: the same
             # rule as batch resolution, whose clusters join identifier links and model links alike.
@@ -238,14 +240,9 @@ class _Plan:
                 admitted = self.holdings.admit(record.source, list(targets), list(matches))
                 best = next(iter(matches.values()))
                 if self.displacer is not None and best.customer_id not in admitted:
-                    claim = self.displacer.claim(self, record, best, list(targets))
-                    # Only when no apart decision keeps the record from that customer anyway.
-                    if claim is not None and best.customer_id in self._apart(
-                        uid, own, {**targets, best.customer_id: []}
-                    ):
-                        self.displacer.displace(self, claim)
-                        self.result.new_customers += 1
-                        self.result.displaced += 1
+                    keeps = lambda c: c in self._apart(uid, own, {**targets, c: []})  # noqa: E731
+                    if (claim := self.displacer.claim(self, record, best, list(targets), keeps)) is not None:
+                        displaced = (claim, self.displacer.displace(self, claim))
                         admitted = self.holdings.admit(record.source, list(targets), list(matches))
                 matches = {c: matches[c] for c in admitted}
             if matches:
@@ -317,6 +314,10 @@ class _Plan:
             self.matcher.planned(record, cid)
         if self.holdings is not None:
             self.holdings.planned(record.source, cid)
+        if displaced is not None and self.displacer is not None:  # now that the record holds its place
+            home = self.displacer.rehome(self, *displaced, lambda r, c: c in self._apart(r, None, {c: []}))
+            self.result.displaced += 1
+            self.result.new_customers += 0 if home else 1
         self.existing[uid] = ExistingRecord(uid, h, cid, evidence, tuple(i.uid for i in idents))
         if old is None:
             self.result.inserted += 1

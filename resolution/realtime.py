@@ -71,10 +71,22 @@ class BatchMatcher:
     def _load(self) -> None:
         """Read the stored candidates of every key of the batch, and the pairs stewards rejected."""
         self._loaded = True
-        wanted = {k for _, keys in self._batch.values() for k in keys}
+        self._wanted = {k for _, keys in self._batch.values() for k in keys}
         # Pairs a steward said are not the same are never matched again.
         self._rejected = self._store.rejected_pairs(self._uids)
-        for c in self._store.candidates(wanted, self.config.per_key):
+        self._read(self._wanted)
+
+    def extend(self, record: SourceRecord) -> None:
+        """Read the stored candidates of the keys of ``record`` (not one of the batch's) the batch did not read."""
+        if not self._loaded:
+            self._load()
+        keys = set(self._view(record)[1]) - self._wanted
+        if keys:
+            self._wanted |= keys
+            self._read(keys)
+
+    def _read(self, keys: set[str]) -> None:
+        for c in self._store.candidates(keys, self.config.per_key):
             if c.uid in self._views:  # a record planned in this batch is newer than its stored version
                 continue
             if c.view is not None:

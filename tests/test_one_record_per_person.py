@@ -195,6 +195,27 @@ def test_a_record_planned_earlier_in_the_same_batch_is_displaced_too(store: Grap
     _assert_displaced(store)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_displaced_record_goes_to_its_best_free_customer(store: GraphStore, corpus: Corpus, batched: bool) -> None:
+    # The daughter's census record (no date of birth: it scores less with her return than her mother's
+    # does) comes after her return took her mother's customer, and stays alone: that customer holds a
+    # census record. Once her mother's return takes that customer back, the daughter's return joins her
+    # census record instead of a customer of its own.
+    c2 = SourceRecord("census", "c2", T, first_name="Maria", **_HOME)
+    linker = Linker(store, SINGLE, scorer=corpus.scorer, clock=lambda: T)
+    order = [C1, DAUGHTER, c2, OWN]
+    results = [linker.ingest(order)] if batched else [linker.ingest([r]) for r in order]
+    assert sum(r.displaced for r in results) == 1
+    assert sum(r.new_customers for r in results) == 2  # c1's and c2's: none for the displaced record
+    owner = _owners(store)
+    assert owner["tax|t2"] == owner["census|c1"] and owner["tax|t1"] == owner["census|c2"] != owner["census|c1"]
+    moved = _evidence(store, "tax|t1")
+    assert moved.rule == "displaced" and moved.record == "tax|t2"
+    assert f"then linked to {owner['census|c2']}" in (moved.note or "") and "with census|c2" in (moved.note or "")
+    hers = store.get_profile(owner["census|c2"])
+    assert hers is not None and {r.record.uid for r in hers.records} == {"census|c2", "tax|t1"}
+
+
 def test_a_weaker_later_claim_displaces_nothing(store: GraphStore, corpus: Corpus) -> None:
     linker = Linker(store, SINGLE, scorer=corpus.scorer)
     linker.ingest([C1])
