@@ -25,6 +25,7 @@ from corpus import Corpus, trained_corpus
 from kafka_server import KafkaServer, KafkaUnavailable
 from neo4j_server import Neo4jServer
 from server_tier import unavailable
+from smtp_server import SmtpServer
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
 #: Fixtures that start a real server (Neo4j, Kafka): a test that uses one is in the ``servers`` tier.
@@ -122,3 +123,14 @@ def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd), started for the test; ``smtp.inbox.mails`` is what arrived."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,24 +4,20 @@ dead messages, crashes before and after the send, two workers. Times come from i
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from c360.connectors.notify import OutboxConfig, SmtpConfig, TransientSendError
+from c360.connectors.notify import OutboxConfig, TransientSendError
 from c360.connectors.notify.smtp import SmtpTransport, message_id
 from c360.graph.errors import ConflictError, StoreError
 from c360.graph.outbox import OutboxMessage
 from c360.graph.store import GraphStore
 from c360.streams.outbox import OutboxWorker
+from smtp_server import SmtpServer
 
 T = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CONFIG = OutboxConfig(max_attempts=3, backoff_base=30, backoff_cap=45, lease_seconds=60, batch_size=10)
@@ -38,66 +34,6 @@ class Clock:
         return self.now
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps what it receives; ``rcpt_reply`` refuses recipients."""
-
-    def __init__(self) -> None:
-        self.mails: list[EmailMessage] = []
-        self.rcpt_reply: str | None = None
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if self.rcpt_reply is not None:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        mail = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(mail, EmailMessage)
-        self.mails.append(mail)
-        return f"250 2.0.0 Ok: queued as Q{len(self.mails)}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SmtpServer:
-    """A real SMTP server on 127.0.0.1 that the test starts and stops."""
-
-    def __init__(self, **options: Any) -> None:
-        self.inbox = Inbox()
-        self.port = free_port()
-        self.options = options
-        self._controller: Controller | None = None
-
-    def start(self) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **self.options)
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def transport(self, **config: Any) -> SmtpTransport:
-        return SmtpTransport(
-            SmtpConfig(host="127.0.0.1", port=self.port, from_address="notifications@c360.example", timeout=5, **config)
-        )
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def mail(mid: str, to: str = "ann@example.com", **kw: Any) -> OutboxMessage:
     fields: dict[str, Any] = {"subject": f"Case {mid} was assigned to you", "kind": "case_assigned", **kw}
     return OutboxMessage(mid, "email", to, f"Case {mid} is yours.\nOpen it in the desk.", created_at=T, **fields)
@@ -112,13 +48,17 @@ def test_the_worker_sends_each_message_once_and_the_server_receives_it(store: Gr
         mail("K1"),
         mail("K2", "bob@example.com", case_id="K2", customer_id="C9"),
         mail("receipt|ev-1", "zoe@example.com", subject="Ihre Einwilligung ✓", kind="consent_receipt"),
+        # a body over the 1,000 octets of one SMTP line, with a line as long as a receipt's JWS and a lone dot
+        OutboxMessage(
+            "long", "email", "al@example.com", "Dear Al,\n" + "eyJ" * 700 + "\n.\nBye", "consent_receipt", T, "Receipt"
+        ),
     ]
     store.enqueue(messages)
     clock = Clock(T)
     counts = worker(store, smtp, "w1", clock).run_once()
-    assert (counts["claimed"], counts["sent"]) == (3, 3)
+    assert (counts["claimed"], counts["sent"]) == (4, 4)
     by_id = {m["Message-ID"]: m for m in smtp.inbox.mails}
-    assert len(by_id) == 3
+    assert len(by_id) == 4
     for m in messages:
         got = by_id[message_id(m.id, "c360.example")]
         assert (got["From"], got["To"], got["Subject"]) == ("notifications@c360.example", m.to, m.subject)
@@ -129,7 +69,7 @@ def test_the_worker_sends_each_message_once_and_the_server_receives_it(store: Gr
         assert item.provider_id is not None and item.provider_id.startswith("250 2.0.0 Ok: queued as Q")
     clock.now = T + timedelta(days=1)
     assert worker(store, smtp, "w2", clock).run_once()["claimed"] == 0  # sent is never sent again
-    assert len(smtp.inbox.mails) == 3
+    assert len(smtp.inbox.mails) == 4
 
 
 def test_a_server_that_is_down_is_retried_with_backoff_and_sent_once_it_is_back(store: GraphStore) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -77,7 +78,8 @@ class SmtpTransport:
 
     def send(self, message: OutboxMessage) -> str:
         """Send ``message``; return the server's reply to DATA (e.g. ``250 2.0.0 Ok: queued as 4Xk...``)."""
-        payload = self.build(message).as_bytes()
+        # CRLF line ends: smtplib sends bytes as they are, and a server reads a bare-LF body as one line.
+        payload = self.build(message).as_bytes(policy=policy.SMTP)
         try:
             smtp = self._connect()
             try:

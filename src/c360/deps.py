@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
     from c360.graphql.partners import PartnerKeys
     from c360.graphql.policy import Policy
     from c360.resolution.batch import BatchResolver
+    from c360.streams.outbox import OutboxWorker
 
 
 def build_store(settings: Settings) -> GraphStore:
@@ -188,6 +189,14 @@ def case_desk(settings: Settings, store: GraphStore) -> CaseDesk:
     cases = settings.cases
     vocabulary = CaseVocabulary(tuple(cases.types), tuple(cases.priorities), tuple(cases.channels))
     return CaseDesk(store, vocabulary=vocabulary, sla=cases.sla, addresses=dict(cases.addresses))
+
+
+def outbox_worker(settings: Settings, store: GraphStore) -> OutboxWorker:
+    """The worker that sends the outbox through the configured transports (none configured: nothing is sent)."""
+    from c360.connectors.notify import build_transports
+    from c360.streams.outbox import OutboxWorker
+
+    return OutboxWorker(store, build_transports(settings.notify), settings.notify.outbox)
 
 
 def build_policy(settings: Settings) -> Policy:

@@ -18,6 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from c360.connectors.notify import NotifyConfig
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_config import Neo4jConfig
@@ -201,6 +202,9 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")
     consent: ConsentSettings = Field(default_factory=ConsentSettings, description="Consent receipts.")
     cases: CaseSettings = Field(default_factory=CaseSettings, description="Service cases and their SLAs.")
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig, description="The notification outbox: SMTP, SMS and the worker that sends."
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
