@@ -118,7 +118,7 @@ class CaseDesk:
         eid = event_id or self.new_id()
         # An idempotent open (event_id given) names its case after the event, so a replay finds it.
         cid = case_id or f"K{eid}"
-        return self._append(CaseEvent(eid, cid, self.clock(), actor, "created", data))
+        return self._append(CaseEvent(eid, cid, self.clock(), actor, "created", data), replay=event_id is not None)
 
     def change(
         self, case_id: str, *, actor: str, kind: str, data: Mapping[str, Any], event_id: str | None = None
@@ -134,7 +134,8 @@ class CaseDesk:
             for key in _LINKABLE:
                 if payload.get(key) is not None:
                     self._anchor(case.customer_id, {key: payload[key]})
-        return self._append(CaseEvent(event_id or self.new_id(), case_id, self.clock(), actor, kind, payload))
+        event = CaseEvent(event_id or self.new_id(), case_id, self.clock(), actor, kind, payload)
+        return self._append(event, replay=event_id is not None)
 
     def view(self, case_id: str, *, now: datetime | None = None) -> CaseView:
         """The case with its history and its clocks at ``now`` (default: the desk's clock)."""
@@ -217,9 +218,10 @@ class CaseDesk:
 
     # -- inside ---------------------------------------------------------------------------------------
 
-    def _append(self, event: CaseEvent) -> CaseView:
+    def _append(self, event: CaseEvent, *, replay: bool) -> CaseView:
+        """Append ``event`` with its dues and notices; ``replay``: its id is the caller's, so it may repeat one."""
         with self.store.exclusive():
-            if self._replayed(event):
+            if replay and self._replayed(event):
                 return self.view(event.case_id)
             written = self.store.append_case_events([event], self.vocabulary)
             view = self.view(event.case_id, now=event.at)

@@ -6,6 +6,7 @@ tables reset empties (``_tables``) and calls ``super()``: the store class lists 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +37,9 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+log = logging.getLogger(__name__)
+
+
 class EmbeddedConfig(StoreConfig):
     """Configuration of the embedded (SQLite) store."""
 
@@ -51,6 +55,14 @@ class EmbeddedConfig(StoreConfig):
         default="NORMAL",
         pattern="^(OFF|NORMAL|FULL|EXTRA)$",
         description="SQLite synchronous mode; NORMAL in WAL mode is durable across process crashes.",
+    )
+    checkpoint_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Seconds between the passive WAL checkpoints a background thread runs (0: none, SQLite "
+        "checkpoints in the commit that passes wal_autocheckpoint). A server sets it, so that no request waits "
+        "for a checkpoint.",
     )
     lock_timeout: float = Field(
         default=30, gt=0, le=3600, description="Seconds a writer waits for another process's write lock."
@@ -81,9 +93,12 @@ class EmbeddedBase(GraphStore):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open embedded store at {config.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._checkpoints = _Checkpoints(config) if config.checkpoint_seconds > 0 else None
 
     def close(self) -> None:
-        """Close the database file."""
+        """Close the database file (and stop the background checkpoints)."""
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         with self._lock:
             self._db.close()
 
@@ -144,3 +159,30 @@ class EmbeddedBase(GraphStore):
 
     def _ping(self) -> None:
         self._all("SELECT 1")
+
+
+class _Checkpoints:
+    """A daemon thread that copies the WAL into the database every ``checkpoint_seconds``.
+
+    PASSIVE checkpoints never block a writer or a reader; on a connection of their own they keep the WAL
+    short, so that commits rarely pass the auto-checkpoint mark and no request pays for a large checkpoint.
+    """
+
+    def __init__(self, config: EmbeddedConfig) -> None:
+        self._stop = threading.Event()
+        self._db = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False)
+        self._interval = config.checkpoint_seconds
+        self._thread = threading.Thread(target=self._run, name="c360-wal-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # busy or closed: the next round, or the commits, checkpoint
+                log.debug("background checkpoint skipped: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._db.close()

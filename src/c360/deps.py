@@ -32,9 +32,9 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
     from c360.streams.outbox import OutboxWorker
 
 
-def build_store(settings: Settings) -> GraphStore:
-    """Open the configured graph store."""
-    return open_store(settings.graph.backend, settings.graph.store_config(settings.data_dir))
+def build_store(settings: Settings, *, serving: bool = False) -> GraphStore:
+    """Open the configured graph store (``serving``: for the API server, with background WAL checkpoints)."""
+    return open_store(settings.graph.backend, settings.graph.store_config(settings.data_dir, serving=serving))
 
 
 def model_registry(settings: Settings) -> ModelRegistry:

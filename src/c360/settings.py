@@ -43,6 +43,14 @@ class GraphSettings(BaseModel):
     embedded_lock_timeout: float = Field(
         default=30, gt=0, le=3600, description="Seconds an embedded-store writer waits for another process's lock."
     )
+    embedded_checkpoint_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds between background WAL checkpoints of the embedded store (0: none). Unset: every "
+        "second in `c360 serve`, where no request should wait for a checkpoint, and none elsewhere (bulk "
+        "ingest checkpoints in its commits).",
+    )
     neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig, description="Connection of the neo4j backend.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Config of any other backend, checked by that backend's config class."
@@ -56,12 +64,15 @@ class GraphSettings(BaseModel):
             raise ValueError(f"unknown graph backend {name!r}; choose {known} or package.module:name")
         return name
 
-    def store_config(self, data_dir: Path) -> EmbeddedConfig | Neo4jConfig | dict[str, Any]:
-        """Return the config of the chosen backend."""
+    def store_config(self, data_dir: Path, *, serving: bool = False) -> EmbeddedConfig | Neo4jConfig | dict[str, Any]:
+        """Return the config of the chosen backend (``serving``: for the API server)."""
         if self.backend == "neo4j":
             return self.neo4j
         if self.backend == "embedded":
-            return EmbeddedConfig(path=data_dir / self.embedded_file, lock_timeout=self.embedded_lock_timeout)
+            every = self.embedded_checkpoint_seconds
+            checkpoints = (1.0 if serving else 0.0) if every is None else every
+            path = data_dir / self.embedded_file
+            return EmbeddedConfig(path=path, lock_timeout=self.embedded_lock_timeout, checkpoint_seconds=checkpoints)
         return dict(self.options)
 
 
@@ -139,7 +150,7 @@ class ConsentSettings(BaseModel):
         "(sent by `c360 outbox run`); customers without one get none.",
     )
     jwks_url: str = Field(
-        default="http://127.0.0.1:8000/.well-known/jwks.json",
+        default="http://127.0.0.1:8360/.well-known/jwks.json",
         min_length=1,
         description="Where customers check their receipts: this API's public /.well-known/jwks.json URL.",
     )

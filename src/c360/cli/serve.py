@@ -7,8 +7,24 @@ from typing import Annotated
 
 import typer
 
+from c360.graph.errors import InvalidInputError
+from c360.graph.store import GraphStore
+
 from ..settings import Settings
-from .common import err, store_of
+from .common import err
+
+
+def _recompute_dues(settings: Settings, store: GraphStore) -> None:
+    """The stored SLA dues of open cases under the calendars and policies configured now (at most a minute)."""
+    from ..deps import case_desk
+
+    try:
+        _, changed = case_desk(settings, store).recompute(budget_seconds=60)
+    except InvalidInputError as exc:  # over the budget: serve anyway, the reads compute clocks afresh
+        err.print(f"warning: {exc}")
+        return
+    if changed:
+        err.print(f"SLA dues of {changed:,} open cases recomputed under the calendars configured now")
 
 
 def serve(
@@ -25,7 +41,9 @@ def serve(
     settings: Settings = ctx.obj.settings
     if dev:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update={"dev_mode": True})})
-    with store_of(ctx) as store:
+    from ..deps import build_store
+
+    with build_store(settings, serving=True) as store:
         mode = "dev mode: GraphiQL on /graphql, tokens from c360 auth token" if settings.api.dev_mode else "production"
         err.print(f"c360 serving on http://{host}:{port} (store: {store.name}; {mode})")
         # A torn last line is repaired here (the repair is an entry); a log that cannot take entries
@@ -33,6 +51,7 @@ def serve(
         broken = audit_log(settings).problem()
         if broken:
             err.print(f"warning: {broken}; audited reads answer 503", highlight=False)
+        _recompute_dues(settings, store)
         app_ = build_app(settings, store)
         # Start-up objects (schema, settings, caches) never die: keep them out of every GC pass, and
         # collect less often, since a request allocates many short-lived objects (fewer, shorter pauses).
