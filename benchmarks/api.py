@@ -24,15 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # the benchmarks' own helpers
+
+from served import dev_token, served
 
 QUERY = (
     "query($id: ID!) { customer(id: $id) { id golden { name value source sourceKey } "
@@ -104,12 +105,6 @@ def customer_ids(work: Path) -> tuple[list[str], list[str]]:
     return sorted(every), sorted(journeys)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -175,30 +170,8 @@ def main() -> None:
     every, journeys = customer_ids(work)
     print(f"{len(every):,} customers, {len(journeys):,} with a journey")
 
-    from c360.graphql.auth import AuthConfig, dev_secret, issue_dev_token
-    from c360.graphql.policy import load_policy
-
-    key = work / ".c360" / "dev-signing.key"
-    dev_secret(key)
-    token = issue_dev_token(
-        AuthConfig(dev_mode=True, dev_key_file=key), "marketer", "bench", ttl=3600, roles=load_policy().roles
-    )
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-    log = (work / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "c360", "serve", "--dev", "--port", str(port)], cwd=work, env=env, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"c360 serve did not start: {(work / 'serve.log').read_text()}") from None
-                time.sleep(0.2)
+    token = dev_token(work, "marketer")
+    with served(work) as port:
         host = f"127.0.0.1:{port}"
 
         def rest(cid: str) -> bytes:
@@ -229,10 +202,6 @@ def main() -> None:
                 f"{name:48} {n / args.seconds:8,.0f} req/s  p50 {statistics.median(lat):6.2f} ms  "
                 f"p99 {_pct(lat, 0.99):6.2f} ms  ({n:,} requests, {errors} not 200)"
             )
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 if __name__ == "__main__":

@@ -27,17 +27,19 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # the benchmarks' own helpers
+
+import consent as bench
+from served import dev_token, served
 
 QUEUE = 'query($a: String) { cases(assignee: $a, order: "due", first: 20) { cases { id status slaState } } }'
 CASE = "query($id: ID!) { case(id: $id) { id status history { kind } sla { state } } }"
@@ -48,12 +50,6 @@ ASSIGN = "mutation($id: ID!, $a: String) { assignCase(caseId: $id, assignee: $a)
 AGENTS = [f"agent-{n}" for n in range(20)]
 TYPES = ["complaint", "service_request", "dispute", "data_request", "kyc_query"]
 PRIORITIES = ["low", "normal", "high", "urgent"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare(work: Path, customers: int, cases: int) -> tuple[list[str], list[str]]:
@@ -214,9 +210,6 @@ async def drive(port: int, token: str, customers: list[str], cases: list[str], a
 
 def consent_rate(events: int) -> float:
     """Consent events recorded per second with signed, chained receipts (benchmarks/consent.py's recorder)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import consent as bench  # type: ignore[import-not-found]
-
     with tempfile.TemporaryDirectory() as tmp:
         settings, store, issuer = bench.prepare(Path(tmp), 500)
         evs = bench.events_of(500, max(1, events // 500), settings.consent.purposes, random.Random(3))
@@ -236,35 +229,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         customers, cases = prepare(work, args.customers, args.cases)
-        from c360.graphql.auth import AuthConfig, dev_secret, issue_dev_token
-        from c360.graphql.policy import load_policy
-
-        key = work / ".c360" / "dev-signing.key"
-        dev_secret(key)
-        roles = load_policy().roles
-        token = issue_dev_token(AuthConfig(dev_mode=True, dev_key_file=key), "admin", "bench", ttl=3600, roles=roles)
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
-        with (work / "serve.log").open("w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "c360", "serve", "--dev", "--port", str(port)], cwd=work, env=env, stderr=log
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        with socket.create_connection(("127.0.0.1", port), timeout=1):
-                            break
-                    except OSError:
-                        if server.poll() is not None or time.monotonic() > deadline:
-                            raise SystemExit(f"c360 serve did not start: {(work / 'serve.log').read_text()}") from None
-                        time.sleep(0.2)
-                rates = f"{5 * args.scale:g} views/s, {4 * args.scale:g} UI writes/s, {7 * args.scale:g} API requests/s"
-                print(f"load: {rates}, together, open-loop, for {args.seconds:.0f}s")
-                load = asyncio.run(drive(port, token, customers, cases, args))
-            finally:
-                server.terminate()
-                server.wait(timeout=20)
+        token = dev_token(work, "admin")
+        with served(work) as port:
+            rates = f"{5 * args.scale:g} views/s, {4 * args.scale:g} UI writes/s, {7 * args.scale:g} API requests/s"
+            print(f"load: {rates}, together, open-loop, for {args.seconds:.0f}s")
+            load = asyncio.run(drive(port, token, customers, cases, args))
     every: list[float] = []
     for name, lat in load.latencies.items():
         every += lat

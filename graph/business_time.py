@@ -119,7 +119,8 @@ def _holiday_dates(country: str, subdivision: str | None, year: int) -> frozense
     return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year).keys())
 
 
-def _aware(what: str, value: object) -> datetime:
+def utc(what: str, value: object) -> datetime:
+    """``value`` (an aware datetime) in UTC; InvalidInputError for anything else, naming ``what``."""
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -208,13 +209,13 @@ class BusinessCalendar:
 
     def is_open(self, at: datetime) -> bool:
         """Whether ``at`` lies in a working interval (start included, end excluded)."""
-        at = _aware("at", at)
+        at = utc("at", at)
         day = at.astimezone(self._zone).date()
         return any(start <= at < end for start, end in self.intervals_on(day))
 
     def between(self, a: datetime, b: datetime) -> timedelta:
         """The business time in ``[a, b)``; InvalidInputError if ``b`` comes before ``a``."""
-        a, b = _aware("a", a), _aware("b", b)
+        a, b = utc("a", a), utc("b", b)
         if b < a:
             raise InvalidInputError(f"between: the end {b.isoformat()} comes before the start {a.isoformat()}")
         total = _ZERO
@@ -231,7 +232,7 @@ class BusinessCalendar:
         Zero gives ``start`` itself; otherwise the result lies in a working interval or at its end (a
         duration used up at closing time gives the closing time, not the next opening).
         """
-        start = _aware("start", start)
+        start = utc("start", start)
         if not isinstance(duration, timedelta) or duration < _ZERO:
             raise InvalidInputError(f"add: duration must be a timedelta of zero or more, not {duration!r}")
         left = duration

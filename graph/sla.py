@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from .business_time import WEEKDAYS, BusinessCalendar, WorkInterval, check_timezone, parse_duration
+from .business_time import WEEKDAYS, BusinessCalendar, WorkInterval, check_timezone, parse_duration, utc
 from .errors import ConfigError, InvalidInputError
 
 #: Case statuses, in the order a case usually takes them.
@@ -257,14 +257,6 @@ class SlaConfig(BaseModel):
         return self.calendars[name].calendar()
 
 
-def _aware(what: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} {value.isoformat()} has no time zone: give an aware datetime (e.g. UTC)")
-    return value.astimezone(UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class CaseFacts:
     """What the clocks of a case depend on, times in UTC.
@@ -278,12 +270,12 @@ class CaseFacts:
     first_response_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        created = _aware("created_at", self.created_at)
+        created = utc("created_at", self.created_at)
         history: list[tuple[datetime, str]] = []
         for entry in self.history:
             if not isinstance(entry, tuple) or len(entry) != 2:
                 raise InvalidInputError(f"status history entry {entry!r}: expected a (time, status) pair")
-            at, status = _aware("status history time", entry[0]), entry[1]
+            at, status = utc("status history time", entry[0]), entry[1]
             if status not in STATUSES:
                 raise InvalidInputError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
             if history and at < history[-1][0]:
@@ -293,7 +285,7 @@ class CaseFacts:
             raise InvalidInputError("the status history must start with (created_at, 'new')")
         first_response = None
         if self.first_response_at is not None:
-            first_response = _aware("first_response_at", self.first_response_at)
+            first_response = utc("first_response_at", self.first_response_at)
             if first_response < created:
                 raise InvalidInputError("first_response_at comes before created_at")
         object.__setattr__(self, "created_at", created)
@@ -392,7 +384,7 @@ def _clock(
 
 def clocks(facts: CaseFacts, policy: SlaPolicy, calendar: BusinessCalendar, now: datetime) -> SlaClocks:
     """The first-response and resolution clocks of a case at ``now`` (rules in the module docstring)."""
-    now = _aware("now", now)
+    now = utc("now", now)
     if now < facts.created_at:
         raise InvalidInputError(f"now {now.isoformat()} comes before the case was created")
     history = [(at, status) for at, status in facts.history if at <= now]
