@@ -22,6 +22,7 @@ from .ports.dead_letters import DeadLetterPort
 from .ports.journey import JourneyPort
 from .ports.outbox import OutboxPort
 from .ports.review import ReviewPort
+from .ports.vault import VaultPort
 
 __all__ = ["MAX_BATCH", "GraphStore", "StoreConfig", "open_store", "register_store", "store_names"]
 
@@ -33,7 +34,7 @@ class StoreConfig(BaseModel):
 
 
 # The one list of domains: a new domain's port joins it (journey brings identity, on which it hangs).
-class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort):
+class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort, VaultPort):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 
 

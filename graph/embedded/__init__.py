@@ -16,6 +16,7 @@ from .identity import EmbeddedIdentity
 from .journey import EmbeddedJourney
 from .outbox import EmbeddedOutbox
 from .review import EmbeddedReview
+from .vault import EmbeddedVault
 
 __all__ = ["SCHEMA_VERSION", "EmbeddedConfig", "EmbeddedStore"]
 
@@ -30,5 +31,6 @@ class EmbeddedStore(
     EmbeddedConsent,
     EmbeddedOutbox,
     EmbeddedCases,
+    EmbeddedVault,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

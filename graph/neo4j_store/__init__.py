@@ -21,13 +21,22 @@ from .identity import Neo4jIdentity
 from .journey import Neo4jJourney
 from .outbox import Neo4jOutbox
 from .review import Neo4jReview
+from .vault import Neo4jVault
 
 __all__ = ["SCHEMA", "Neo4jConfig", "Neo4jStore"]
 
 
 # The one list of this backend's domains; identity first, since the others' nodes hang off its records.
 class Neo4jStore(
-    Neo4jIdentity, Neo4jReview, Neo4jJourney, Neo4jDeadLetters, Neo4jBlocking, Neo4jConsent, Neo4jOutbox, Neo4jCases
+    Neo4jIdentity,
+    Neo4jReview,
+    Neo4jJourney,
+    Neo4jDeadLetters,
+    Neo4jBlocking,
+    Neo4jConsent,
+    Neo4jOutbox,
+    Neo4jCases,
+    Neo4jVault,
 ):
     """The identity graph in Neo4j 5."""
 
