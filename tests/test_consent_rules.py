@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -167,7 +166,7 @@ def test_may_contact_reasons() -> None:
     assert may_contact(events, "email", "marketing", day(-1)).reason == "no consent recorded on email for marketing"
 
 
-def test_may_contact_agrees_with_effective_and_is_fast() -> None:
+def test_may_contact_agrees_with_effective() -> None:
     channels = ["email", "sms", "phone", "push"]
     purposes = ["marketing", "analytics", "personalisation"]
     events = [
@@ -189,13 +188,7 @@ def test_may_contact_agrees_with_effective_and_is_fast() -> None:
             d = may_contact(events, c, p, at)
             s = consent_state(states, p, c)
             assert d.status == s.status and d.event_id == (s.event.id if s.event else None)
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        may_contact(events, "email", "marketing", at)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    assert times[int(len(times) * 0.99)] < 0.005  # loose here; the benchmark asks < 1 ms p99
+    # its speed is benchmarks/consent.py's to measure, not a test's
 
 
 def test_other_time_zones_compare_by_instant() -> None:
