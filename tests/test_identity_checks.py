@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from c360.graph.errors import InvalidInputError
@@ -12,7 +12,7 @@ from c360.graph.verification import Verification
 from c360.resolution import identity_checks as ic
 from stdnum import verhoeff
 
-AT = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 KW = {"subject": "app-1", "at": AT}
 
 
@@ -114,8 +114,18 @@ def test_pan_format_fails_an_invalid_pan_with_the_reason(pan: str, why: str) -> 
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [("P", "individual"), ("C", "company"), ("H", "huf"), ("F", "firm"), ("A", "aop"), ("T", "trust")]
-    + [("B", "boi"), ("L", "local_authority"), ("J", "artificial_juridical_person"), ("G", "government")],
+    [
+        ("P", "individual"),
+        ("C", "company"),
+        ("H", "huf"),
+        ("F", "firm"),
+        ("A", "aop"),
+        ("T", "trust"),
+        ("B", "boi"),
+        ("L", "local_authority"),
+        ("J", "artificial_juridical_person"),
+        ("G", "government"),
+    ],
 )
 def test_holder_type_comes_from_the_fourth_character(code: str, kind: str) -> None:
     info = ic.parse_pan(f"ABC{code}S1234D")
@@ -305,7 +315,7 @@ def test_a_transposed_day_and_month_is_manual_review_not_pass() -> None:
 def test_dob_without_a_profile_date_is_inconclusive_and_bad_input_is_refused() -> None:
     assert _dob(date(1985, 3, 14), _golden("Rahul", "Sharma")).result == "inconclusive"
     with pytest.raises(InvalidInputError):
-        _dob(datetime(1985, 3, 14, tzinfo=timezone.utc))
+        _dob(datetime(1985, 3, 14, tzinfo=UTC))
     with pytest.raises(InvalidInputError):
         _dob("1985-03-14")  # type: ignore[arg-type]
 
