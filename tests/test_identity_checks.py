@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from c360.graph.errors import InvalidInputError
@@ -13,7 +14,7 @@ from c360.resolution import identity_checks as ic
 from stdnum import verhoeff
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-KW = {"subject": "app-1", "at": AT}
+KW: dict[str, Any] = {"subject": "app-1", "at": AT}
 
 
 def _golden(first: str | None, last: str | None, dob: date | None = None) -> dict[str, GoldenValue]:
@@ -226,7 +227,7 @@ PROFILE = _golden("Rahul", "Sharma", date(1985, 3, 14))
 
 
 def _name(first: str | None, last: str | None, golden: Mapping[str, GoldenValue] = PROFILE) -> Verification:
-    return ic.check_name(first, last, golden, **KW)  # type: ignore[arg-type]
+    return ic.check_name(first, last, golden, **KW)
 
 
 def test_the_same_name_passes_with_full_confidence() -> None:
@@ -276,7 +277,7 @@ def test_name_check_refuses_bad_arguments() -> None:
     with pytest.raises(InvalidInputError):
         ic.check_name(1, "Sharma", PROFILE, **KW)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="claim source"):
-        ic.check_name("Rahul", "Sharma", PROFILE, source="rumour", **KW)  # type: ignore[arg-type]
+        ic.check_name("Rahul", "Sharma", PROFILE, source="rumour", **KW)
 
 
 def test_split_name_takes_the_last_word_as_surname() -> None:
@@ -286,7 +287,7 @@ def test_split_name_takes_the_last_word_as_surname() -> None:
 
 
 def _dob(claimed: date, golden: Mapping[str, GoldenValue] = PROFILE) -> Verification:
-    return ic.check_dob(claimed, golden, **KW)  # type: ignore[arg-type]
+    return ic.check_dob(claimed, golden, **KW)
 
 
 @pytest.mark.parametrize(
