@@ -267,13 +267,13 @@ class HttpPanVerifier:
         request_id = uuid.uuid4().hex
         problem = ""
         for attempt in range(self.config.retries + 1):
-            if attempt:
-                self._sleep(self.config.backoff(attempt))
-            if not self.breaker.allow():
+            if not self.breaker.allow():  # asked first: an open circuit answers at once, without a backoff
                 raise PanServiceUnavailableError(
                     "the PAN service's circuit is open after repeated failures"
                     + (f" (last: {problem})" if problem else "")
                 )
+            if attempt:
+                self._sleep(self.config.backoff(attempt))
             try:
                 answer = self._attempt(stdnum_pan.compact(pan), name, dob, request_id)
             except _AttemptFailed as exc:
