@@ -13,8 +13,8 @@ phonetic key (Soundex), so a query is compared only with names that share a key 
 3. adjusts by evidence: a weak alias, the date of birth (same day, within the listed year or range,
    near, far apart) and the nationality (same, different, unknown);
 4. decides by rule: at least ``min_matched_tokens`` pairs, at least one of them a full token (not an
-   initial), and the score at or above ``threshold``. A one-token listed name hits only a query that is
-   exactly that one token. So a common first name alone never hits.
+   initial), and the score at or above ``threshold``. A one-token listed name (a weak one-token alias
+   never) hits only a query that is exactly that one token. So a common first name alone never hits.
 
 Every :class:`Hit` carries an :class:`Explanation` that says all of this in numbers. Hits carry the entry
 (its ``key`` and ``content_hash()``) so a later step can keep confirmed false positives and re-screen
@@ -314,8 +314,9 @@ class Screener:
         strong = [p for p in pairs if p.similarity >= cfg.token_match or p.method == "initial"]
         full = sum(p.method != "initial" for p in strong)
         if len(cand.major) == 1:
-            ok = len(q_tokens) == 1 and pairs[0].method == "exact"
-            rule = "a one-token listed name: the query must be exactly that token"
+            weak = cand.alias is not None and cand.alias.quality == "low"  # a nickname such as 'MANUEL'
+            ok = len(q_tokens) == 1 and pairs[0].method == "exact" and not weak
+            rule = "a one-token listed name (not a weak alias): the query must be exactly that token"
         else:
             ok = len(strong) >= cfg.min_matched_tokens and full >= 1
             rule = (
