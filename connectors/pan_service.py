@@ -272,15 +272,15 @@ class HttpPanVerifier:
                     "the PAN service's circuit is open after repeated failures"
                     + (f" (last: {problem})" if problem else "")
                 )
-            if attempt:
-                self._sleep(self.config.backoff(attempt))
             try:
+                if attempt:
+                    self._sleep(self.config.backoff(attempt))
                 answer = self._attempt(stdnum_pan.compact(pan), name, dob, request_id)
             except _AttemptFailed as exc:
                 self.breaker.failure()
                 problem = str(exc)
                 continue
-            except PanServiceRefusedError:
+            except BaseException:  # refused (4xx, unreadable), or anything unforeseen: no verdict on the service
                 self.breaker.release()
                 raise
             self.breaker.success()

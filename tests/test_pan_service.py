@@ -36,6 +36,7 @@ HANG = -1  # a scripted status: answer nothing until the client has given up
 class Reply:
     status: int
     body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,9 +69,17 @@ def provider() -> Iterator[tuple[Provider, str]]:
             raw = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body or {}).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
+
+        def do_GET(self) -> None:  # where a followed redirect would land
+            state.received.append((self.path, dict(self.headers.items()), None))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -327,3 +336,12 @@ def test_config_validation(token_file: Path) -> None:
     with pytest.raises(ConfigError, match="token"):
         HttpPanVerifier(PanServiceConfig(url="https://pan.example/v1", token_file=token_file.parent / "missing"))
     assert all(f.description for f in PanServiceConfig.model_fields.values())
+
+
+def test_a_redirect_is_not_followed(provider: tuple[Provider, str], token_file: Path) -> None:
+    state, url = provider
+    state.default = Reply(302, {}, {"Location": "/elsewhere"})
+    verifier, sleeps = _verifier(url, token_file, retries=2)
+    with pytest.raises(PanServiceRefusedError, match="302"):
+        verifier.verify(PAN, "Rahul Sharma", DOB)
+    assert len(state.received) == 1 and sleeps == []
