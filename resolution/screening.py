@@ -242,6 +242,7 @@ class Screener:
         limit = self.config.threshold if threshold is None else threshold
         wanted = set(kinds)
         best: dict[int, Hit] = {}
+        memo: dict[tuple[str, str], tuple[float, str]] = {}  # token pairs recur across candidates
         for entity in sorted({k != "individual" for k in wanted}):  # company forms are minor for entities
             q_tokens, _ = tokens(name, entity=entity)
             for n in self._candidates(q_tokens):
@@ -249,7 +250,7 @@ class Screener:
                 entry = self.entries[cand.entry]
                 if entry.kind not in wanted or (entry.kind != "individual") != entity:
                     continue
-                hit = self._compare(name, q_tokens, cand, entry, date_of_birth, nationality, limit)
+                hit = self._compare(name, q_tokens, cand, entry, date_of_birth, nationality, limit, memo)
                 if hit is not None and (cand.entry not in best or hit.score > best[cand.entry].score):
                     best[cand.entry] = hit
         return sorted(best.values(), key=lambda h: (-h.score, h.entry.key))
@@ -281,12 +282,16 @@ class Screener:
         dob: date | None,
         nationality: str | None,
         threshold: float,
+        memo: dict[tuple[str, str], tuple[float, str]],
     ) -> Hit | None:
         cfg = self.config
         scored = []
         for qi, q in enumerate(q_tokens):
             for ei, e in enumerate(cand.major):
-                sim, method = token_similarity(q, e, cfg.initial_similarity)
+                found = memo.get((q, e))
+                if found is None:
+                    found = memo[q, e] = token_similarity(q, e, cfg.initial_similarity, cfg.token_partial)
+                sim, method = found
                 if sim >= cfg.token_partial or (method == "initial" and sim > 0):
                     scored.append((sim, len(e) == len(q), qi, ei, method))
         scored.sort(key=lambda s: (-s[0], not s[1], s[2], s[3]))

@@ -9,6 +9,7 @@ as evidence. Token similarity is c360's Jaro-Winkler (:mod:`c360.resolution.simi
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 
 from anyascii import anyascii
@@ -127,11 +128,26 @@ def phonetic_key(token: str) -> str:
     return ("".join(out) + "000")[:4]
 
 
-def token_similarity(query: str, entry: str, initial: float) -> tuple[float, str]:
+@lru_cache(maxsize=65536)
+def _letters(token: str) -> Counter[str]:
+    return Counter(token)
+
+
+def jaro_winkler_bound(a: str, b: str) -> float:
+    """An upper bound of ``jaro_winkler(a, b)`` from the letters the two share, cheaper than computing it."""
+    ca, cb = _letters(a), _letters(b)
+    m = sum(min(n, cb[c]) for c, n in ca.items() if c in cb)
+    if m == 0:
+        return 0.0
+    jaro = (m / len(a) + m / len(b) + 1.0) / 3.0
+    return jaro + 0.4 * (1.0 - jaro)  # the largest Winkler prefix bonus
+
+
+def token_similarity(query: str, entry: str, initial: float, floor: float = 0.0) -> tuple[float, str]:
     """Similarity of two normalised tokens in [0, 1] and how it was found (``exact``, ``initial``, ``jaro_winkler``).
 
     A one-letter token against a longer one starting with it scores ``initial``; two single letters
-    score 1 when equal.
+    score 1 when equal. A pair that surely scores below ``floor`` is 0 without computing it.
     """
     if query == entry:
         return 1.0, "exact"
@@ -139,4 +155,6 @@ def token_similarity(query: str, entry: str, initial: float) -> tuple[float, str
         if query[0] == entry[0]:
             return initial, "initial"
         return 0.0, "initial"
+    if floor and jaro_winkler_bound(query, entry) < floor:
+        return 0.0, "jaro_winkler"
     return jaro_winkler(query, entry), "jaro_winkler"

@@ -10,7 +10,8 @@ from c360.connectors.watchlists import load_ofac, load_un
 from c360.graph.errors import InvalidInputError
 from c360.graph.watchlist import ListEntry, Watchlist
 from c360.resolution.screening import Hit, Screener, ScreeningConfig
-from c360.resolution.screening_names import normalise, phonetic_key, tokens
+from c360.resolution.screening_names import jaro_winkler_bound, normalise, phonetic_key, tokens
+from c360.resolution.similarity import jaro_winkler
 from pydantic import ValidationError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "watchlists"
@@ -31,6 +32,13 @@ def test_normalisation_and_phonetic_keys() -> None:
     assert tokens("Dr. Usama bin Laden") == (("usama", "laden"), ("bin",))
     assert phonetic_key("muhammad") == phonetic_key("mohamed") == "m530"
     assert phonetic_key("tymczak") == "t522"
+
+
+def test_the_jaro_winkler_bound_never_undercuts_it(screener: Screener) -> None:
+    words = sorted({t for e in screener.entries[:3000] for t in tokens(e.name)[0] if len(t) > 1})[:300]
+    for a in words:
+        for b in words[::7]:
+            assert jaro_winkler_bound(a, b) >= jaro_winkler(a, b) - 1e-12, (a, b)
 
 
 def test_exact_listed_name_scores_one_with_explanation(screener: Screener) -> None:
