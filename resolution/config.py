@@ -97,7 +97,12 @@ class RealtimeConfig(BaseModel):
     lower: float = Field(
         default=0.8, gt=0, le=1, description="Match probability from which a pair goes to review (up to upper)."
     )
-    per_key: int = Field(default=50, ge=1, description="Most candidates read per blocking key.")
+    per_key: int = Field(
+        default=500,
+        ge=1,
+        description="Most candidates read per blocking key (batch compares every pair a rule blocks: a key with more "
+        "records than this is read in part, in record-uid order).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RealtimeConfig:
