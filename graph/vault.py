@@ -23,8 +23,8 @@ index's). The environment variable :data:`ENV_VAR` may hold the same JSON text i
 **Rotation without downtime**: :func:`rotate_vault_keys` adds a new current key (the old ones stay, so
 everything sealed before still opens); :func:`rotate_vault` then re-encrypts, page by page, every secret
 sealed under an older key with a compare-and-swap, so a writer changing a value meanwhile is never
-overwritten. A key may be removed from the file by hand once :meth:`~c360.graph.ports.vault.VaultPort.
-secret_key_counts` shows nothing under it.
+overwritten. A key may be removed from the file by hand once the store's ``secret_key_counts()`` shows
+nothing under it.
 """
 
 from __future__ import annotations

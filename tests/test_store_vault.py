@@ -219,3 +219,51 @@ def test_rotation_counts_what_does_not_open_and_stops_at_its_budget(store: Graph
     assert store.secret_key_counts() == {"k1": 1, "k2": 1, "k3": 1}
     with pytest.raises(InvalidInputError):
         rotate_vault(store, new, batch=0)
+
+
+def test_compare_and_swap_beside_a_writer_of_the_same_secret_loses_no_update(store: GraphStore) -> None:
+    # The writer (old ring) changes one secret again and again; the swapper re-seals whatever it reads under
+    # the new ring. Only the writer changes the value, so each read before a write must show its last value.
+    old, new = KEYS, KEYS.rotated()
+    store.put_secrets([old.item("crm|1", "aadhaar", aadhaar(0))])
+    done, attempted = threading.Event(), threading.Event()
+    swapped: list[int] = []
+    errors: list[BaseException] = []
+
+    def swapper() -> None:
+        try:
+            while not done.is_set():
+                item = store.get_secret("crm|1", "aadhaar")
+                assert item is not None
+                if item.key_id != new.current:
+                    update = SealedUpdate(item.owner, item.kind, item.sealed, new.rewrap(item.sealed, item.owner))
+                    swapped.append(len(store.replace_sealed([update])))
+                    attempted.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def resealed() -> bool:
+        for _ in range(600):
+            item = store.get_secret("crm|1", "aadhaar")
+            if item is not None and item.key_id == new.current:
+                return True
+            attempted.wait(0.05)
+            attempted.clear()
+        return False
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    try:
+        for n in range(1, 120):
+            item = store.get_secret("crm|1", "aadhaar")
+            assert item is not None and new.open_item(item) == aadhaar(n - 1)
+            if n % 10 == 0 and not resealed():  # now and then the writer waits for a swap: both surely run
+                pytest.fail("the swapper never re-sealed the secret")
+            store.put_secrets([old.item("crm|1", "aadhaar", aadhaar(n))])
+    finally:
+        done.set()
+        thread.join(30)
+    assert not errors
+    item = store.get_secret("crm|1", "aadhaar")
+    assert item is not None and new.open_item(item) == aadhaar(119)
+    assert sum(swapped) >= 11  # at least each swap the writer waited for
