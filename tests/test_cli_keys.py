@@ -27,3 +27,27 @@ def test_rotating_the_hash_key_changes_new_hashes_keeps_old_ones_and_is_audited(
     rotations = [e for e in entries if e.get("action") == "rotate_hash_key"]
     assert [e["outcome"] for e in rotations] == ["ok", "ok"] and rotations[0]["actor"] == "ops"
     assert c360("audit", "verify", cwd=tmp_path).returncode == 0
+
+
+def test_rotating_the_vault_key_reseals_every_secret_under_the_new_key(tmp_path: Path) -> None:
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+    from c360.graph.vault import open_vault_keys
+    from stdnum import verhoeff
+
+    aadhaar = "23456789012"
+    aadhaar += verhoeff.calc_check_digit(aadhaar)
+    keys = open_vault_keys(tmp_path / ".c360" / "vault-keys.json")
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / ".c360" / "graph.db"))
+    store.put_secrets([keys.item(f"crm|{n}", "aadhaar", aadhaar) for n in range(3)])
+    store.close()
+    result = c360("keys", "rotate", "--vault", "--by", "ops", cwd=tmp_path)
+    assert "3 secrets re-sealed" in result.stdout, result.stdout
+    rotated = open_vault_keys(tmp_path / ".c360" / "vault-keys.json")
+    assert rotated.current != keys.current
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / ".c360" / "graph.db"))
+    secret = store.get_secret("crm|1", "aadhaar")
+    assert secret is not None and secret.key_id == rotated.current and rotated.open_item(secret) == aadhaar
+    assert store.secret_key_counts() == {rotated.current: 3}
+    store.close()
+    entries = [json.loads(line) for line in (tmp_path / ".c360" / "audit.log").read_text().splitlines()]
+    assert [e["outcome"] for e in entries if e.get("action") == "rotate_vault_key"] == ["ok"]

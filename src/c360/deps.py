@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
 
     from c360.graph.consent_ledger import ReceiptIssuer
     from c360.graph.receipts import SigningKeys
+    from c360.graph.vault import RotationCounts, VaultKeys
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
     from c360.graphql.hash_keys import HashKeys
@@ -171,6 +172,31 @@ def rotate_signing_key(settings: Settings) -> SigningKeys:
     from c360.graph.receipts import rotate_signing_keys
 
     return rotate_signing_keys(signing_key_file(settings))
+
+
+def vault_keys(settings: Settings) -> VaultKeys:
+    """The vault's AES keys (C360_VAULT_KEYS, else vault-keys.json in the data dir, made on first use, 0600)."""
+    from c360.graph.vault import DEFAULT_FILE, open_vault_keys
+
+    return open_vault_keys(settings.data_dir / DEFAULT_FILE)
+
+
+def rotate_vault(
+    settings: Settings, store: GraphStore, progress: Callable[[RotationCounts], None] | None = None
+) -> RotationCounts:
+    """Add a new current vault key and re-seal every secret under it, beside running writers (compare-and-swap).
+
+    Returns the rotation's counts. Keys given by C360_VAULT_KEYS are rotated by editing that variable instead.
+    """
+    import os
+
+    from c360.graph.errors import ConfigError
+    from c360.graph.vault import DEFAULT_FILE, ENV_VAR, rotate_vault, rotate_vault_keys
+
+    if os.environ.get(ENV_VAR, "").strip():
+        raise ConfigError(f"the vault keys come from {ENV_VAR}: add the new key there (the file is not used)")
+    keys = rotate_vault_keys(settings.data_dir / DEFAULT_FILE)
+    return rotate_vault(store, keys, progress=progress)
 
 
 def signing_jwks(settings: Settings) -> Callable[[], dict[str, Any]]:
