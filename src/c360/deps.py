@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
     from c360.graphql.partners import PartnerKeys
     from c360.graphql.policy import Policy
     from c360.resolution.batch import BatchResolver
+    from c360.resolution.screening import Screener
     from c360.streams.outbox import OutboxWorker
 
 
@@ -172,6 +173,23 @@ def rotate_signing_key(settings: Settings) -> SigningKeys:
     from c360.graph.receipts import rotate_signing_keys
 
     return rotate_signing_keys(signing_key_file(settings))
+
+
+def screener(settings: Settings) -> Screener:
+    """The watchlist screener over the lists ``kyc.ofac_dir`` and ``kyc.un_file`` name (at least one)."""
+    from c360.connectors.watchlists import load_ofac, load_un
+    from c360.graph.errors import ConfigError
+    from c360.resolution.screening import Screener
+
+    kyc = settings.kyc
+    lists = []
+    if kyc.ofac_dir is not None:
+        lists.append(load_ofac(kyc.ofac_dir))
+    if kyc.un_file is not None:
+        lists.append(load_un(kyc.un_file))
+    if not lists:
+        raise ConfigError("no sanctions list is configured: set kyc.ofac_dir (OFAC SDN CSV) or kyc.un_file (UN XML)")
+    return Screener(lists, kyc.screening)
 
 
 def vault_keys(settings: Settings) -> VaultKeys:

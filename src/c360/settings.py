@@ -25,6 +25,7 @@ from c360.graph.neo4j_config import Neo4jConfig
 from c360.graph.sla import SlaConfig
 from c360.graph.store import store_names
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, TrainingConfig
+from c360.resolution.screening import ScreeningConfig
 from c360.streams.config import StreamsConfig
 
 
@@ -194,6 +195,20 @@ class CaseSettings(BaseModel):
     )
 
 
+class KycSettings(BaseModel):
+    """KYC: the sanctions lists screened against, as their publishers ship them, and how names are matched."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ofac_dir: Path | None = Field(
+        default=None, description="Folder of the OFAC SDN list in its legacy CSV files (sdn.csv, alt.csv, ...)."
+    )
+    un_file: Path | None = Field(default=None, description="The UN Security Council consolidated list (XML).")
+    screening: ScreeningConfig = Field(
+        default_factory=ScreeningConfig, description="Name matching: the hit threshold, token levels, evidence weights."
+    )
+
+
 class Settings(BaseSettings):
     """All of c360's settings."""
 
@@ -213,6 +228,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings, description="The audit trail.")
     consent: ConsentSettings = Field(default_factory=ConsentSettings, description="Consent receipts.")
     cases: CaseSettings = Field(default_factory=CaseSettings, description="Service cases and their SLAs.")
+    kyc: KycSettings = Field(default_factory=KycSettings, description="KYC: sanctions lists and screening.")
     notify: NotifyConfig = Field(
         default_factory=NotifyConfig, description="The notification outbox: SMTP, SMS and the worker that sends."
     )

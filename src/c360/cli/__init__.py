@@ -31,6 +31,7 @@ from .export import export_app
 from .graphql import graphql_app
 from .ingest import ingest
 from .keys import keys_app
+from .kyc import kyc_app
 from .outbox import outbox_app
 from .partner import partner_app
 from .pull import pull_app
@@ -68,6 +69,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(cases_app, name="cases")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(kyc_app, name="kyc")
 app.add_typer(consent_app, name="consent")
 
 
