@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, Self
-from urllib.parse import urlsplit
 
 from c360.graph.errors import C360Error, InvalidInputError
 from c360.graph.verification import Result, Verification, new_verification_id
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stdnum.in_ import pan as stdnum_pan
 
+from .http_json import OPENER, check_bearer_url, json_post
 from .notify.smtp import read_secret
 
 __all__ = [
@@ -60,7 +60,6 @@ STATUSES: tuple[str, ...] = ("valid", "invalid", "not_found")
 #: The component named in ``by`` when the caller gives none.
 BY: Final = "c360.pan_service"
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _MAX_ANSWER = 64 * 1024
 _MAX_NAME = 200
 
@@ -125,11 +124,7 @@ class PanServiceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"PAN service url {self.url!r} is not an http(s) URL")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise ValueError("the PAN service url must be https (the bearer token would cross in clear)")
+        check_bearer_url("PAN service", self.url)
         if self.backoff_cap < self.backoff_base:
             raise ValueError("backoff_cap must be at least backoff_base")
         return self
@@ -207,16 +202,6 @@ class CircuitBreaker:
             self._trial = False
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are not followed (the bearer token goes to the configured URL only)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
-
-
 class _AttemptFailed(PanServiceUnavailableError):
     """One attempt failed in a way worth retrying (internal: the caller sees the last one's reason)."""
 
@@ -243,17 +228,8 @@ class HttpPanVerifier:
     def request(self, pan: str, name: str, dob: date, request_id: str) -> urllib.request.Request:
         """The HTTP request that asks about ``pan``."""
         body = {"pan": pan, "name": name, "dob": dob.isoformat()}
-        return urllib.request.Request(
-            self.config.url,
-            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "Accept": "application/json",
-                "Authorization": f"Bearer {self._token}",
-                "X-Request-Id": request_id,
-                "User-Agent": "c360-kyc",
-            },
+        return json_post(
+            self.config.url, body, token=self._token, agent="c360-kyc", headers={"X-Request-Id": request_id}
         )
 
     def verify(self, pan: str, name: str, dob: date) -> PanAnswer:
@@ -289,7 +265,7 @@ class HttpPanVerifier:
 
     def _attempt(self, pan: str, name: str, dob: date, request_id: str) -> PanAnswer:
         try:
-            with _OPENER.open(self.request(pan, name, dob, request_id), timeout=self.config.timeout) as answer:
+            with OPENER.open(self.request(pan, name, dob, request_id), timeout=self.config.timeout) as answer:
                 raw = answer.read(_MAX_ANSWER)
         except urllib.error.HTTPError as exc:
             body = exc.read(_MAX_ANSWER) if exc.fp is not None else b""

@@ -12,13 +12,13 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import urlsplit
 
 from c360.graph.errors import InvalidInputError
 from c360.graph.outbox import RetryPolicy, check_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+from ..http_json import LOOPBACK, check_bearer_url
+
 _SENDER = re.compile(r"^(\+[1-9][0-9]{6,14}|[A-Za-z0-9 ]{1,11})$")  # E.164, or an alphanumeric sender id
 
 
@@ -54,7 +54,7 @@ class SmtpConfig(_Config):
             raise ValueError("choose starttls or ssl, not both")
         if (self.username is None) != (self.password_file is None):
             raise ValueError("username and password_file go together")
-        if self.username is not None and not (self.starttls or self.ssl) and self.host not in _LOOPBACK:
+        if self.username is not None and not (self.starttls or self.ssl) and self.host not in LOOPBACK:
             raise ValueError(f"a login to {self.host} needs starttls or ssl: the password would cross in clear")
         return self
 
@@ -74,11 +74,7 @@ class SmsConfig(_Config):
             return self
         if self.url is None or self.token_file is None or self.sender is None:
             raise ValueError("an http SMS transport needs url, token_file and sender")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"sms url {self.url!r} is not an http(s) URL")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise ValueError("the sms url must be https (the bearer token would cross in clear)")
+        check_bearer_url("sms", self.url)
         if not _SENDER.fullmatch(self.sender):
             raise ValueError(f"sms sender {self.sender!r}: an E.164 number or up to 11 letters and digits")
         return self

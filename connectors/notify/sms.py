@@ -20,22 +20,13 @@ from typing import Any
 from c360.graph.errors import ConfigError
 from c360.graph.outbox import OutboxMessage
 
+from ..http_json import OPENER, json_post
 from . import PermanentSendError, TransientSendError
 from .config import SmsConfig
 from .smtp import read_secret
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _MAX_ANSWER = 64 * 1024
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are not followed (the bearer token goes to the configured URL only): a 3xx is refused."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
 
 
 def _reason(status: int, body: bytes) -> str:
@@ -57,23 +48,14 @@ class HttpSmsTransport:
     def request(self, message: OutboxMessage) -> urllib.request.Request:
         """The HTTP request that sends ``message``."""
         body = {"to": message.to, "from": self._sender, "body": message.body, "id": message.id}
-        return urllib.request.Request(
-            self._url,
-            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "Accept": "application/json",
-                "Authorization": f"Bearer {self._token}",
-                "Idempotency-Key": message.id,
-                "User-Agent": "c360-outbox",
-            },
+        return json_post(
+            self._url, body, token=self._token, agent="c360-outbox", headers={"Idempotency-Key": message.id}
         )
 
     def send(self, message: OutboxMessage) -> str:
         """Send ``message``; return the provider's message id."""
         try:
-            with _OPENER.open(self.request(message), timeout=self.config.timeout) as answer:
+            with OPENER.open(self.request(message), timeout=self.config.timeout) as answer:
                 raw = answer.read(_MAX_ANSWER)
         except urllib.error.HTTPError as exc:
             body = exc.read(_MAX_ANSWER) if exc.fp is not None else b""
