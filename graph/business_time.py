@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 
 from .errors import InvalidInputError
+from .models import aware
 
 #: Weekday names, Monday first (``date.weekday()`` indexes them).
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -121,11 +122,7 @@ def _holiday_dates(country: str, subdivision: str | None, year: int) -> frozense
 
 def utc(what: str, value: object) -> datetime:
     """``value`` (an aware datetime) in UTC; InvalidInputError for anything else, naming ``what``."""
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} {value.isoformat()} has no time zone: give an aware datetime (e.g. UTC)")
-    return value.astimezone(UTC)
+    return aware(what, value).astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConflictError, InvalidInputError
+from .models import aware
 
 STATUSES: tuple[str, ...] = ("new", "open", "in_progress", "waiting_on_customer", "resolved", "closed")
 #: Every allowed status change, from -> the statuses it may go to.
@@ -100,14 +101,6 @@ def check_case_id(case_id: object) -> str:
             "starting with a letter or digit"
         )
     return case_id
-
-
-def _aware(what: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} {value.isoformat()} has no time zone: give an aware datetime (e.g. UTC)")
-    return value
 
 
 def _tokens(what: str, values: object) -> tuple[str, ...]:
@@ -214,7 +207,7 @@ class CaseEvent:
     def __post_init__(self) -> None:
         _text("case event id", self.id, MAX_ID)
         check_case_id(self.case_id)
-        _aware("case event time", self.at)
+        aware("case event time", self.at)
         _text("case event actor", self.actor, MAX_ID)
         if self.kind not in KINDS:
             raise InvalidInputError(f"unknown case event kind {self.kind!r}: expected one of {', '.join(KINDS)}")
@@ -271,7 +264,7 @@ class CaseDue:
     def __post_init__(self) -> None:
         for what in ("first_response_due", "resolution_due"):
             if getattr(self, what) is not None:
-                _aware(what, getattr(self, what))
+                aware(what, getattr(self, what))
         if self.sla_state is not None and (not isinstance(self.sla_state, str) or not _TOKEN.fullmatch(self.sla_state)):
             raise InvalidInputError(f"sla_state {self.sla_state!r}: a lower-case token such as running or breached")
         if self.calendar is not None:

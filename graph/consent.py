@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Literal
 
 from .errors import InvalidInputError
-from .models import source_name_problem
+from .models import aware, source_name_problem
 
 #: The default purposes; a deployment may configure others (see :func:`check_purpose`).
 PURPOSES: tuple[str, ...] = ("marketing", "personalisation", "analytics", "third_party_sharing")
@@ -52,14 +52,6 @@ def _one_of(what: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise InvalidInputError(f"unknown {what} {value!r}: expected one of {', '.join(allowed)}")
     return str(value)
-
-
-def _aware(what: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} {value.isoformat()} has no time zone: give an aware datetime (e.g. UTC)")
-    return value
 
 
 def parse_instant(what: str, text: str | None) -> datetime | None:
@@ -155,7 +147,7 @@ class ConsentEvent:
         check_purpose(self.purpose)
         check_channel(self.channel)
         _one_of("status", self.status, STATUSES)
-        _aware("captured_at", self.captured_at)
+        aware("captured_at", self.captured_at)
         _one_of("actor kind", self.actor_kind, ACTORS)
         _text("actor id", self.actor_id)
         if (problem := source_name_problem(self.source)) is not None:
@@ -168,7 +160,7 @@ class ConsentEvent:
                 f"jurisdiction {self.jurisdiction!r}: expected an ISO 3166 code such as 'DE', 'IN' or 'US-CA'"
             )
         if self.expires_at is not None:
-            _aware("expires_at", self.expires_at)
+            aware("expires_at", self.expires_at)
             if self.status != "granted":
                 raise InvalidInputError(f"event {self.id}: only a grant can expire, this one is {self.status}")
             if self.expires_at <= self.captured_at:
@@ -223,7 +215,7 @@ def state_at(events: Iterable[ConsentEvent], at: datetime) -> dict[tuple[str, st
     a deciding grant whose expiry is at or before ``at`` gives ``expired``. A pair with no counted event is
     absent from the result (its state is ``none``: :data:`NO_CONSENT`).
     """
-    _aware("at", at)
+    aware("at", at)
     latest: dict[tuple[str, str], ConsentEvent] = {}
     for event in events:
         if event.captured_at > at:
@@ -257,7 +249,7 @@ def may_contact(events: Iterable[ConsentEvent], channel: str, purpose: str, at: 
     """
     check_channel(channel)
     check_purpose(purpose)
-    _aware("at", at)
+    aware("at", at)
     best: ConsentEvent | None = None
     for event in events:
         if (

@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import orjson
 
+from .errors import InvalidInputError
+
 #: The canonical person fields every source is mapped onto, in display order.
 #: The earliest birth date taken (a file's earlier date of birth is left empty; an event's is refused).
 EARLIEST_BIRTH = date(1900, 1, 1)
@@ -449,6 +451,15 @@ class ReviewItem:
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "reason": self.reason,
         }
+
+
+def aware(what: str, value: object) -> datetime:
+    """``value`` if it is a datetime with a time zone; InvalidInputError naming ``what`` otherwise."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"{what} {value.isoformat()} has no time zone: give an aware datetime (e.g. UTC)")
+    return value
 
 
 def event_time(at: datetime) -> str:
