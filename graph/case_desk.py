@@ -198,7 +198,7 @@ class CaseDesk:
             page = self.store.list_cases(order="due", first=200, after=after)
             for case in page.cases:
                 seen += 1
-                due = self.store.get_case_due(case.id)
+                due = page.dues.get(case.id)
                 nearest = None if due is None else _nearest(due)
                 if nearest is None or nearest > when + WARN_HORIZON:  # nulls come last: nothing more runs
                     return self._enqueue(messages)
