@@ -76,6 +76,11 @@ async def ensure_topics(config: StreamsConfig, *, timeout: float = 30) -> list[T
                     elif code != _TOPIC_ALREADY_EXISTS:
                         raise BrokerUnavailableError(f"Kafka refused to create topic {name}: {message} ({code})")
             described = await admin.describe_topics(names)
+            # A topic just created may be described before its partitions are known: ask again until they
+            # are (within the timeout), rather than report it with none.
+            while any(d["topic"] in created and not d.get("partitions") for d in described):
+                await asyncio.sleep(0.1)
+                described = await admin.describe_topics(names)
     except TimeoutError as exc:
         raise BrokerUnavailableError(f"Kafka at {config.brokers} did not answer within {timeout:g} s") from exc
     except BrokerUnavailableError:
