@@ -1,0 +1,1 @@
+"""KYC documents: content checks, scanning, encrypted storage (local files by default, S3 as an option)."""
