@@ -33,6 +33,8 @@ CHECKS: tuple[str, ...] = (
     "name_match",
     "dob_match",
     "pan_service",
+    "pan_document",
+    "document_expiry",
 )
 #: ``pass`` and ``fail`` are conclusions; ``inconclusive``: the check could not be made (data missing);
 #: ``manual_review``: an officer must decide (a near match, the provider down).
