@@ -1,7 +1,8 @@
 """The ``GraphStore`` port and the registry of its backends.
 
 The port is the union of the domain ports in :mod:`c360.graph.ports` (identity, review, journey, dead
-letters, blocking keys, consent, outbox, cases). Their public methods are ``@final``: they check arguments, call one
+letters, blocking keys, consent, outbox, cases,
+applicants). Their public methods are ``@final``: they check arguments, call one
 small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ConfigError
+from .ports.applicants import ApplicantsPort
 from .ports.base import MAX_BATCH
 from .ports.blocking import BlockingPort
 from .ports.cases import CasesPort
@@ -34,7 +36,9 @@ class StoreConfig(BaseModel):
 
 
 # The one list of domains: a new domain's port joins it (journey brings identity, on which it hangs).
-class GraphStore(JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort, VaultPort):
+class GraphStore(
+    JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort, VaultPort, ApplicantsPort
+):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 
 

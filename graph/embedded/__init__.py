@@ -1,12 +1,14 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``), each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
+``consent``, ``outbox``, ``cases``, ``applicants``),
+each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
 lists them, once.
 """
 
 from __future__ import annotations
 
+from .applicants import EmbeddedApplicants
 from .blocking import EmbeddedBlocking
 from .cases import EmbeddedCases
 from .connection import SCHEMA_VERSION, EmbeddedConfig
@@ -32,5 +34,6 @@ class EmbeddedStore(
     EmbeddedOutbox,
     EmbeddedCases,
     EmbeddedVault,
+    EmbeddedApplicants,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

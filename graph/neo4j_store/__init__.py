@@ -1,7 +1,8 @@
 """The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``), each a mixin over the shared driver (``connection``); :class:`Neo4jStore`
+``consent``, ``outbox``, ``cases``, ``applicants``),
+each a mixin over the shared driver (``connection``); :class:`Neo4jStore`
 lists them, once.
 
 Writers are exclusive across processes: ``exclusive()`` writes the ``(:WriterLock {name: 'writer'})``
@@ -13,6 +14,7 @@ back, releasing the lock.
 from __future__ import annotations
 
 from ..neo4j_config import Neo4jConfig
+from .applicants import Neo4jApplicants
 from .blocking import Neo4jBlocking
 from .cases import Neo4jCases
 from .consent import Neo4jConsent
@@ -37,6 +39,7 @@ class Neo4jStore(
     Neo4jOutbox,
     Neo4jCases,
     Neo4jVault,
+    Neo4jApplicants,
 ):
     """The identity graph in Neo4j 5."""
 
