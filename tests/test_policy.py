@@ -63,15 +63,21 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     },
     "data_consumer": {"read_profile", "search_customers", "read_timeline", "check_consent"},
     "partner": {"post_events"},
-    "kyc_officer": {"read_profile", "search_customers", "read_history", "explain", "read_cases", "comment_case"},
+    "kyc_officer": {
+        "read_profile", "search_customers", "read_history", "explain", "read_cases", "comment_case",
+        "read_kyc_applications", "read_kyc_documents", "read_kyc_pan", "read_kyc_aadhaar", "verify_kyc_documents",
+    },
     "approval_manager": {
         "read_profile", "search_customers", "read_timeline", "read_history", "explain", "read_review_queue",
-        "approve_review", "reject_review", "merge",
+        "approve_review", "reject_review", "merge", "read_kyc_applications", "read_kyc_documents",
+        "approve_kyc_application", "assign_kyc_task",
     },
     "compliance_officer": {
         "read_profile", "search_customers", "read_history", "read_audit", "read_review_queue", "read_timeline",
-        "read_consent", "check_consent", "read_consent_receipts", "read_cases",
+        "read_consent", "check_consent", "read_consent_receipts", "read_cases", "read_kyc_applications",
+        "read_kyc_documents", "review_kyc_screening", "read_kyc_report", "assign_kyc_task",
     },
+    "applicant": {"apply_kyc", "read_own_application"},
     "service_agent": {
         "read_profile", "search_customers", "read_timeline", "read_consent", "check_consent", "record_consent",
         "read_cases", "open_case", "update_case", "comment_case",
@@ -103,7 +109,7 @@ def normalised(value: Any) -> str:
 def test_the_bundled_policy_names_the_roles_actions_and_fields() -> None:
     assert set(POLICY.roles) == set(EXPECTED_GRANTS)
     assert set(POLICY.actions) == set().union(*EXPECTED_GRANTS.values())
-    assert len(POLICY.actions) == 23
+    assert len(POLICY.actions) == 34
     assert POLICY.fields == FIELDS and len(FIELDS) == 17
     assert POLICY.source == BUNDLED_POLICY and BUNDLED_POLICY.name == "policy.yaml"
 
