@@ -158,6 +158,8 @@ def check_document(
             f"document_id must be a non-empty string of at most 200 characters, not {document_id!r}"
         )
     aware("at", at)
+    for key in ENTRIES:
+        _entry(entered, key)
     out: list[Verification] = []
     if fields.doc_type == "pan_card" or fields.pan is not None:
         out.append(

@@ -107,6 +107,11 @@ _MRZ_LEN: Final = 44
 # The MRZ's digit-only positions of line 2 (check digits, dates); OCR reads the font's 0 as Q or D too.
 _MRZ_DIGITS: Final = (9, *range(13, 20), *range(21, 28), 42, 43)
 _MRZ_TO_DIGIT: Final = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "S": "5", "B": "8", "Z": "2"})
+# What OCR confuses in a document number (letters and digits both occur there); its check digit decides.
+_MRZ_CONFUSED: Final[Mapping[str, str]] = {
+    "7": "Z", "Z": "72", "2": "Z", "0": "OQD", "O": "0Q", "Q": "O0", "D": "0",
+    "1": "I", "I": "1", "5": "S", "S": "5", "8": "B", "B": "8", "6": "G", "G": "6",
+}  # fmt: skip
 _WEIGHTS: Final = (7, 3, 1)
 
 
@@ -302,16 +307,59 @@ def mrz_check_digit(field_text: str) -> str:
 
 
 def _mrz_lines(lines: list[str]) -> tuple[str, str] | None:
-    """The two MRZ lines of a passport (TD3), OCR noise removed, or None."""
+    """The two MRZ lines of a passport (TD3) without spaces, or None; line 2 as read (its length may be off)."""
     cleaned = []
     for line in lines:
         text = line.replace(" ", "").replace("\u00ab", "<<").replace("\u2039", "<").upper()
         if len(text) >= _MRZ_LEN - 4 and _MRZ_CHARS.fullmatch(text) and text.count("<") >= 2:
-            cleaned.append(text[:_MRZ_LEN].ljust(_MRZ_LEN, "<"))
+            cleaned.append(text)
     for first, second in pairwise(cleaned):
         if first.startswith("P"):
-            return first, second
+            return first[:_MRZ_LEN].ljust(_MRZ_LEN, "<"), second
     return None
+
+
+def _mrz_checks(two: str) -> bool:
+    """Whether the four check digits of MRZ line 2 (number, birth, expiry, composite) are right."""
+    fields = ((two[0:9], two[9]), (two[13:19], two[19]), (two[21:27], two[27]))
+    composite = two[0:10] + two[13:20] + two[21:43]
+    return all(mrz_check_digit(text) == digit for text, digit in fields) and mrz_check_digit(composite) == two[43]
+
+
+def _line_two(raw: str) -> tuple[str, bool]:
+    """MRZ line 2 repaired by its check digits (a character too many or too few, a confused one in the number).
+
+    Returns the line (44 characters) and whether its check digits are right.
+    """
+    if len(raw) == _MRZ_LEN + 1:  # OCR read a character twice: a doubled character first
+        shapes = [raw[:i] + raw[i + 1 :] for i in sorted(range(len(raw)), key=lambda i: raw[i] != raw[i - 1])]
+    elif len(raw) == _MRZ_LEN - 1:  # OCR dropped a character: a filler in a run of fillers first
+        shapes = [
+            raw[:i] + "<" + raw[i:] for i in sorted(range(len(raw) + 1), key=lambda i: "<" not in raw[i - 1 : i + 1])
+        ]
+    else:
+        shapes = [raw[:_MRZ_LEN].ljust(_MRZ_LEN, "<")]
+    translated = [
+        "".join(c.translate(_MRZ_TO_DIGIT) if i in _MRZ_DIGITS else c for i, c in enumerate(s)) for s in shapes
+    ]
+    # Only lines with a nationality of letters, a sex and two dates are aligned right.
+    lines = [
+        line
+        for line in translated
+        if re.fullmatch(r"[A-Z<]{3}", line[10:13])
+        and line[20] in "MFX<"
+        and _mrz_date(line[13:19], future=False)
+        and _mrz_date(line[21:27], future=True)
+    ] or translated[:1]
+    for line in lines:
+        if _mrz_checks(line):
+            return line, True
+    for line in lines:
+        for i in range(9):
+            for other in _MRZ_CONFUSED.get(line[i], ""):
+                if _mrz_checks(repaired := line[:i] + other + line[i + 1 :]):
+                    return repaired, True
+    return lines[0], False
 
 
 def _mrz_date(digits: str, *, future: bool) -> date | None:
@@ -330,18 +378,11 @@ def _read_passport(lines: list[str]) -> DocumentFields:
         values = _labelled(lines)
         dob = parse_date(values["dob"]) if "dob" in values else None
         return DocumentFields(date_of_birth=dob, doc_type="passport")
-    one, line = mrz
-    two = "".join(c.translate(_MRZ_TO_DIGIT) if i in _MRZ_DIGITS else c for i, c in enumerate(line))
+    one, raw = mrz
+    two, valid = _line_two(raw)
     surname, _, given = one[5:].partition("<<")
     surname, given = surname.replace("<", " ").strip(), given.replace("<", " ").strip()
     number, dob_text, expiry_text = two[0:9], two[13:19], two[21:27]
-    checks = (
-        (number, two[9]),
-        (dob_text, two[19]),
-        (expiry_text, two[27]),
-        (two[0:10] + two[13:20] + two[21:43], two[43]),
-    )
-    valid = all(mrz_check_digit(text) == digit for text, digit in checks)
     other = {
         "surname": surname,
         "given_names": given,
