@@ -30,8 +30,9 @@ def applicant(n: int, email: str | None = None, mobile: str | None = None) -> Ap
     return Applicant(f"ap_applicant{n:04d}", T, HASH, email=email, mobile=mobile)
 
 
-def challenge(cid: str, owner: str, code: str = "123456", **kw: int) -> OtpChallenge:
-    return OtpChallenge(cid, owner, code_hash(SALT, code), SALT, "email", T, T + timedelta(minutes=5), **kw)
+def challenge(cid: str, owner: str, code: str = "123456", max_attempts: int = 5) -> OtpChallenge:
+    expires = T + timedelta(minutes=5)
+    return OtpChallenge(cid, owner, code_hash(SALT, code), SALT, "email", T, expires, max_attempts=max_attempts)
 
 
 def digest(ch: str) -> str:
