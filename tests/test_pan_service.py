@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,81 +19,19 @@ from c360.connectors.pan_service import (
     verify_pan,
 )
 from c360.graph.errors import ConfigError, InvalidInputError
+from fake_pan import HANG, Provider, Reply, serve_provider
 from pydantic import ValidationError
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 DOB = date(1985, 3, 14)
 PAN = "ABCPS1234D"
 TOKEN = "s3cret-token"
-HANG = -1  # a scripted status: answer nothing until the client has given up
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Provider:
-    """The fake provider: scripted replies (then ``default``), and every request it received."""
-
-    script: list[Reply] = field(default_factory=list)
-    default: Reply = field(default_factory=lambda: Reply(200, {"status": "valid"}))
-    received: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def next(self) -> Reply:
-        with self.lock:
-            return self.script.pop(0) if self.script else self.default
 
 
 @pytest.fixture
 def provider() -> Iterator[tuple[Provider, str]]:
-    state = Provider()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((self.path, dict(self.headers.items()), json.loads(body)))
-            reply = state.next()
-            if reply.status == HANG:
-                state.release.wait(10)
-                return
-            raw = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body or {}).encode()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def do_GET(self) -> None:  # where a followed redirect would land
-            state.received.append((self.path, dict(self.headers.items()), None))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client that timed out and left
-
-    server = Server(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/v1/pan/verify"
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
+    with serve_provider() as served:
+        yield served
 
 
 class Clock:
