@@ -22,7 +22,7 @@ from c360.graphql.applicant_auth import (
     OtpSent,
     token_hash,
 )
-from c360.graphql.applicant_passwords import COMMON_PASSWORDS, PasswordPolicy, password_problems
+from c360.graphql.applicant_passwords import COMMON_PASSWORDS, PasswordPolicy, Passwords, password_problems
 from c360.graphql.http import install_error_handlers
 from c360.graphql.principal import AuthError
 from c360.graphql.routes_applicants import applicant_router
@@ -217,6 +217,25 @@ def test_an_unknown_login_id_and_a_wrong_password_fail_the_same_way(auth: Applic
         errors.append((type(err.value), str(err.value)))
     assert len(set(errors)) == 1
     assert store.outbox_counts()["pending"] == 0
+
+
+def test_an_unknown_login_id_costs_one_hash_verification_like_a_wrong_password(
+    auth: ApplicantAuth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth.register(email="ann@example.com", password=GOOD)
+    calls: list[str] = []
+    real = Passwords.verify
+
+    def counting(self: Passwords, password_hash: str, password: str) -> bool:
+        calls.append(password_hash)
+        return real(self, password_hash, password)
+
+    monkeypatch.setattr(Passwords, "verify", counting)
+    for login in ("bob@example.com", "ann@example.com", "not a login id"):
+        with pytest.raises(LoginFailed):
+            auth.login(login=login, password="Wrong-Password-1")
+    assert len(calls) == 3 and all(h.startswith("$argon2id$") for h in calls)
+    assert calls[0] == calls[2] != calls[1]  # the dummy hash for both unknown ids, the account's for ann
 
 
 def test_five_wrong_passwords_lock_the_account_until_the_lock_runs_out(
