@@ -128,7 +128,7 @@ class DocumentFields:
     pan: str | None = None
     name: str | None = None
     date_of_birth: date | None = None
-    aadhaar: str | None = None
+    aadhaar: str | None = field(default=None, repr=False)  # never in a repr, a log line or a test report
     other: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     doc_type: str = ""
 
@@ -255,6 +255,11 @@ def _read_pan_card(lines: list[str]) -> DocumentFields:
     pan = pan or _pan_in("\n".join(lines))
     name = _name(values["name"]) if "name" in values else None
     father = _name(values["father"]) if "father" in values else None
+    if name is None and not any(kind in values for kind in ("name", "father")):
+        # The older layout has no labels: the holder's name, then the father's, under the header.
+        plain = [line for line in lines if _label(line) is None and not any(c.isdigit() for c in line)]
+        names = [n for n in map(_name, plain) if n is not None]
+        name, father = [*names, None, None][:2]
     dob = parse_date(values["dob"]) if "dob" in values else None
     if dob is None:  # no label read: the only date on a PAN card is the date of birth
         dob = parse_date("\n".join(lines))

@@ -76,6 +76,20 @@ def test_pan_card_with_ocr_noise() -> None:
     assert fields.date_of_birth == date(1985, 3, 12)
 
 
+def test_the_older_pan_card_layout_without_labels() -> None:
+    text = "INCOME TAX DEPARTMENT GOVT. OF INDIA\nRAHUL KUMAR SHARMA\nSURESH CHANDRA SHARMA\n12/03/1985\n"
+    text += "Permanent Account Number\nABCPS1234D\nSignature"
+    fields = read_fields(text, "pan_card")
+    assert (fields.pan, fields.name, fields.date_of_birth) == ("ABCPS1234D", "RAHUL KUMAR SHARMA", date(1985, 3, 12))
+    assert fields.other["father_name"] == "SURESH CHANDRA SHARMA"
+
+
+def test_the_aadhaar_number_is_not_in_the_repr() -> None:
+    number = aadhaar_number()
+    fields = read_fields(f"PRIYA NAIR\nDOB: 01/07/1990\n{number}", "aadhaar")
+    assert fields.aadhaar == number and number not in repr(fields)
+
+
 @pytest.mark.parametrize(
     ("read", "pan"),
     [
