@@ -2,7 +2,7 @@
 
 The port is the union of the domain ports in :mod:`c360.graph.ports` (identity, review, journey, dead
 letters, blocking keys, consent, outbox, cases,
-applicants). Their public methods are ``@final``: they check arguments, call one
+applicants, kyc). Their public methods are ``@final``: they check arguments, call one
 small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
 """
 
@@ -22,6 +22,7 @@ from .ports.cases import CasesPort
 from .ports.consent import ConsentPort
 from .ports.dead_letters import DeadLetterPort
 from .ports.journey import JourneyPort
+from .ports.kyc import KycPort
 from .ports.outbox import OutboxPort
 from .ports.review import ReviewPort
 from .ports.vault import VaultPort
@@ -37,7 +38,16 @@ class StoreConfig(BaseModel):
 
 # The one list of domains: a new domain's port joins it (journey brings identity, on which it hangs).
 class GraphStore(
-    JourneyPort, ReviewPort, DeadLetterPort, BlockingPort, ConsentPort, OutboxPort, CasesPort, VaultPort, ApplicantsPort
+    JourneyPort,
+    ReviewPort,
+    DeadLetterPort,
+    BlockingPort,
+    ConsentPort,
+    OutboxPort,
+    CasesPort,
+    VaultPort,
+    ApplicantsPort,
+    KycPort,
 ):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 

@@ -1,7 +1,7 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``, ``applicants``),
+``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``),
 each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
 lists them, once.
 """
@@ -16,6 +16,7 @@ from .consent import EmbeddedConsent
 from .dead_letters import EmbeddedDeadLetters
 from .identity import EmbeddedIdentity
 from .journey import EmbeddedJourney
+from .kyc import EmbeddedKyc
 from .outbox import EmbeddedOutbox
 from .review import EmbeddedReview
 from .vault import EmbeddedVault
@@ -35,5 +36,6 @@ class EmbeddedStore(
     EmbeddedCases,
     EmbeddedVault,
     EmbeddedApplicants,
+    EmbeddedKyc,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

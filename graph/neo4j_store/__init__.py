@@ -1,7 +1,7 @@
 """The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``, ``applicants``),
+``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``),
 each a mixin over the shared driver (``connection``); :class:`Neo4jStore`
 lists them, once.
 
@@ -21,6 +21,7 @@ from .consent import Neo4jConsent
 from .dead_letters import Neo4jDeadLetters
 from .identity import Neo4jIdentity
 from .journey import Neo4jJourney
+from .kyc import Neo4jKyc
 from .outbox import Neo4jOutbox
 from .review import Neo4jReview
 from .vault import Neo4jVault
@@ -40,6 +41,7 @@ class Neo4jStore(
     Neo4jCases,
     Neo4jVault,
     Neo4jApplicants,
+    Neo4jKyc,
 ):
     """The identity graph in Neo4j 5."""
 
