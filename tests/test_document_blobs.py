@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,29 @@ def test_write_once_an_existing_key_is_a_conflict(backend: Backend, keys: VaultK
     with pytest.raises(ConflictError, match="exists"):
         store.put(KEY, b"an overwrite")
     assert store.get(KEY) == PLAIN
+
+
+def test_of_writers_racing_for_one_key_exactly_one_wins(backend: Backend, keys: VaultKeys) -> None:
+    store = backend.open(keys)
+    barrier = threading.Barrier(8)
+    won: list[int] = []
+    lost: list[int] = []
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            store.put(KEY, PLAIN + bytes([i]))
+            won.append(i)
+        except ConflictError:
+            lost.append(i)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(won), len(lost)) == (1, 7)
+    assert store.get(KEY) == PLAIN + bytes(won)
 
 
 def test_a_missing_key(backend: Backend, keys: VaultKeys) -> None:
