@@ -4,12 +4,13 @@ every backend passes every test here."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
-from c360.graph.kyc import Application, KycEvent, KycTransitionError, MakerCheckerError, ScreeningDecision
+from c360.graph.kyc import Application, KycEvent, KycTransitionError, MakerCheckerError, ScreeningDecision, fold
 from c360.graph.models import ChangeSet, Evidence, MergeEvent, loads
 from c360.graph.store import GraphStore
 from c360.graph.verification import Verification
@@ -141,7 +142,7 @@ def test_an_application_is_created_worked_and_read_back(store: GraphStore) -> No
     assert app.risk is not None and app.risk.category == "low" and app.screening_hits[0].score == 0.5
     assert app.task("T1").status == "done" and app.entered["pan"] == "ABCPR1234F"
     assert store.kyc_events("A1") == [*events, to("A1", "approved", 8, "bob")]
-    # What the store kept folds back to what it returns (but the customer, which it reads through the anchor).
+    assert fold(store.kyc_events("A1")) == app  # the kept state is the fold of the kept events
     for missing in (lambda: store.get_application("A9"), lambda: store.kyc_events("A9")):
         with pytest.raises(NotFoundError, match="no application A9"):
             missing()
@@ -437,3 +438,32 @@ def test_reset_empties_the_kyc_domain(store: GraphStore) -> None:
     assert store.list_applications().applications == [] and store.list_tasks().tasks == []
     assert store.screening_decisions("C1") == []
     assert append(store, created("A1")) == ["A1-c"]  # ids are free again
+
+
+def test_concurrent_appends_serialise_so_only_one_decision_applies(store: GraphStore) -> None:
+    seed(store)
+    append(store, created("A1"), to("A1", "submitted", 1))
+    # Neither move may follow the other: rejected is final, more_info_requested only goes back to submitted.
+    batches = [[to("A1", "more_info_requested", 2, "ann", "blurred")], [to("A1", "rejected", 2, "bob", "forged")]] * 2
+    barrier = threading.Barrier(len(batches))
+    outcome: list[BaseException | None] = [None] * len(batches)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            append(store, *batches[i])
+        except Exception as exc:
+            outcome[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app = store.get_application("A1")
+    # The first to commit wins; the same batch again is a replay, the other move is refused by the rules.
+    assert app.status in ("more_info_requested", "rejected") and app.version == 3
+    loser = 1 if app.status == "more_info_requested" else 0
+    assert all(outcome[i] is None for i in range(len(batches)) if i % 2 != loser)
+    assert all(isinstance(outcome[i], KycTransitionError) for i in range(len(batches)) if i % 2 == loser)
+    assert len(store.kyc_events("A1")) == 3
