@@ -14,7 +14,6 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -30,6 +29,8 @@ MEDIA_TYPES: tuple[str, ...] = ("application/pdf", "image/jpeg", "image/png")
 MIN_PAGE_TEXT: Final = 16
 #: The most pixels an image may have (a phone photo has about 12 million).
 MAX_PIXELS: Final = 40_000_000
+#: Images in a PDF with a side shorter than this (pixels) are not read.
+MIN_IMAGE_SIDE: Final = 24
 #: Images whose longer side is shorter than this are upscaled to it (about an A6 card at 300 dpi) ...
 OCR_MIN_SIDE: Final = 2000
 #: ... by at most this factor; longer sides than :data:`OCR_MAX_SIDE` are scaled down (time, not accuracy).
@@ -152,14 +153,13 @@ def _reader(data: bytes, max_pages: int) -> PdfReader:
     return reader
 
 
-def _page_images(page: PageObject, number: int) -> Iterator[Image.Image]:
+def _page_images(page: PageObject, number: int) -> list[Image.Image]:
+    """The images of a page big enough to hold text (icons and masks of a few pixels are left out)."""
     try:
-        images = list(page.images)
+        images = [item.image for item in page.images]
     except Exception as exc:  # pypdf raises many kinds on a damaged image stream
         raise ExtractionError("unreadable", f"page {number}: its images cannot be read: {exc}") from None
-    for item in images:
-        if item.image is not None:
-            yield item.image
+    return [image for image in images if image is not None and min(image.size) >= MIN_IMAGE_SIDE]
 
 
 def _read_pdf(data: bytes, budget: _Budget, max_pages: int) -> tuple[str, Method, int]:
