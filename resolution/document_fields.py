@@ -206,7 +206,11 @@ def _labelled(lines: list[str]) -> dict[str, str]:
         if label is None or label[0] in out:
             continue
         kind, rest = label
-        candidates = [rest] + [n for n in lines[i + 1 : i + 3] if _label(n) is None]
+        candidates = [rest]
+        for following in lines[i + 1 : i + 3]:  # the value's line ends at the next label
+            if _label(following) is not None:
+                break
+            candidates.append(following)
         for candidate in candidates:
             if not candidate:
                 continue

@@ -76,6 +76,12 @@ def test_pan_card_with_ocr_noise() -> None:
     assert fields.date_of_birth == date(1985, 3, 12)
 
 
+def test_a_label_without_its_value_takes_none_from_the_next_label() -> None:
+    fields = read_fields("Name\nFather's Name\nSURESH SHARMA\nDate of Birth\n12/03/1985", "pan_card")
+    assert fields.name is None and fields.other["father_name"] == "SURESH SHARMA"
+    assert fields.date_of_birth == date(1985, 3, 12)
+
+
 def test_the_older_pan_card_layout_without_labels() -> None:
     text = "INCOME TAX DEPARTMENT GOVT. OF INDIA\nRAHUL KUMAR SHARMA\nSURESH CHANDRA SHARMA\n12/03/1985\n"
     text += "Permanent Account Number\nABCPS1234D\nSignature"
