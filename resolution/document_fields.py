@@ -107,6 +107,7 @@ _MRZ_LEN: Final = 44
 # The MRZ's digit-only positions of line 2 (check digits, dates); OCR reads the font's 0 as Q or D too.
 _MRZ_DIGITS: Final = (9, *range(13, 20), *range(21, 28), 42, 43)
 _MRZ_TO_DIGIT: Final = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "S": "5", "B": "8", "Z": "2"})
+_MRZ_FILLERS: Final = str.maketrans({"c": "<", "e": "<", "k": "<"})
 # What OCR confuses in a document number (letters and digits both occur there); its check digit decides.
 _MRZ_CONFUSED: Final[Mapping[str, str]] = {
     "7": "Z", "Z": "72", "2": "Z", "0": "OQD", "O": "0Q", "Q": "O0", "D": "0",
@@ -316,16 +317,27 @@ def mrz_check_digit(field_text: str) -> str:
 
 
 def _mrz_lines(lines: list[str]) -> tuple[str, str] | None:
-    """The two MRZ lines of a passport (TD3) without spaces, or None; line 2 as read (its length may be off)."""
+    """The two MRZ lines of a passport (TD3) without spaces, or None; line 2 as read (its length may be off).
+
+    An MRZ has no lower case: OCR reads a run of fillers ``<`` as ``c``, ``e`` or ``k``.
+    """
     cleaned = []
     for line in lines:
-        text = line.replace(" ", "").replace("\u00ab", "<<").replace("\u2039", "<").upper()
+        text = line.replace(" ", "").replace("\u00ab", "<<").replace("\u2039", "<").translate(_MRZ_FILLERS).upper()
         if len(text) >= _MRZ_LEN - 4 and _MRZ_CHARS.fullmatch(text) and text.count("<") >= 2:
             cleaned.append(text)
     for first, second in pairwise(cleaned):
         if first.startswith("P"):
             return first[:_MRZ_LEN].ljust(_MRZ_LEN, "<"), second
     return None
+
+
+def _mrz_names(one: str) -> tuple[str, str]:
+    """Surname and given names of MRZ line 1: letters only, the first run of three fillers ends them."""
+    names = one[5:].split("<<<", 1)[0].translate(_TO_LETTER)
+    surname, _, given = names.partition("<<")
+    words = [re.sub(r"[^A-Z]", "", w) for w in given.split("<")]
+    return " ".join(re.sub(r"[^A-Z]", " ", surname).split()), " ".join(w for w in words if w)
 
 
 def _mrz_checks(two: str) -> bool:
@@ -389,14 +401,13 @@ def _read_passport(lines: list[str]) -> DocumentFields:
         return DocumentFields(date_of_birth=dob, doc_type="passport")
     one, raw = mrz
     two, valid = _line_two(raw)
-    surname, _, given = one[5:].partition("<<")
-    surname, given = surname.replace("<", " ").strip(), given.replace("<", " ").strip()
+    surname, given = _mrz_names(one)
     number, dob_text, expiry_text = two[0:9], two[13:19], two[21:27]
     other = {
         "surname": surname,
         "given_names": given,
         "document_number": number.rstrip("<"),
-        "nationality": two[10:13].replace("<", ""),
+        "nationality": two[10:13].translate(_TO_LETTER).replace("<", ""),
         "sex": two[20],
         "mrz": "valid" if valid else "bad_check_digits",
     }

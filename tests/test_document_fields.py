@@ -188,6 +188,14 @@ def test_passport_fields_from_the_mrz() -> None:
     }
 
 
+def test_mrz_names_end_at_the_fillers_and_are_letters_only() -> None:
+    one, two = _mrz_text().splitlines()[1:]
+    noisy = one[:24] + "<<<<<cccceccS<SS5".ljust(20, "c")
+    fields = read_fields(f"{noisy}\n{two}", "passport")
+    assert (fields.other["surname"], fields.other["given_names"]) == ("SHARMA", "RAHUL KUMAR")
+    assert fields.name == "RAHUL KUMAR SHARMA"
+
+
 def test_passport_mrz_with_ocr_noise_and_a_bad_check_digit() -> None:
     one, two = _mrz_text().splitlines()[1:]
     noisy = f"{one[:20]} {one[20:]}\n{two[:42]}Q{two[43]}"  # a space; the 0 check digit read as Q
@@ -204,6 +212,7 @@ def test_passport_mrz_with_ocr_noise_and_a_bad_check_digit() -> None:
         lambda two: "7" + two[1:9] + "1" + two[9:],  # Z read as 7 and a character read twice (as OCR did here)
         lambda two: two[:30] + two[31:],  # a filler dropped
         lambda two: two[:5] + "S" + two[6:],  # a 5 in the number read as S
+        lambda two: two[:10] + "1" + two[11:30] + "ccccc" + two[35:],  # IND read as 1ND, fillers as c
     ],
 )
 def test_mrz_line_two_is_repaired_by_its_check_digits(misread: Any) -> None:
