@@ -38,6 +38,7 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from .applicant_auth import ApplicantAuth
 from .audit import AuditLog
 from .auth import TokenVerifier
 from .body_limit import MAX_GRAPHQL_BODY, GraphQLBodyLimit
@@ -48,10 +49,12 @@ from .partners import PartnerKeys
 from .policy import Policy
 from .principal import Principal
 from .ratelimit import RateLimiter
+from .routes_applicants import applicant_router
 from .routes_cases import cases_router
 from .routes_consent import consent_router
 from .routes_customers import customers_router
 from .routes_events import events_router
+from .routes_kyc import kyc_router
 from .routes_ops import Metrics, MetricsMiddleware, ops_router
 from .schema import ApiContext, build_schema
 from .service import ProfileService
@@ -107,13 +110,15 @@ class ApiOptions:
     service: ProfileService | None = None
     graphql_max_body: int = MAX_GRAPHQL_BODY
     jwks: Callable[[], Mapping[str, Any]] | None = None
+    #: applicant accounts and sessions of the KYC portal (None: no applicant routes, no applicant sessions)
+    applicants: ApplicantAuth | None = None
 
 
 def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, options: ApiOptions) -> FastAPI:
     """Build the app over a store, an event sink, the partner keys and the API options."""
     opts = options
     service = opts.service or ProfileService(store, opts.policy, opts.audit)
-    authenticate = Authenticator(partners, opts.verifier, opts.partner_limiter)
+    authenticate = Authenticator(partners, opts.verifier, opts.partner_limiter, opts.applicants)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -156,6 +161,9 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(customers_router(service=service, authenticate=authenticate))
     app.include_router(consent_router(service=service, authenticate=authenticate))
     app.include_router(cases_router(service=service, authenticate=authenticate))
+    app.include_router(kyc_router(service=service, authenticate=authenticate))
+    if opts.applicants is not None:
+        app.include_router(applicant_router(opts.applicants))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
     app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body, audit=opts.audit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside the body limit: its 413s are counted

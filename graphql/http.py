@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from c360.graph.errors import C360Error
@@ -30,6 +30,18 @@ from .ratelimit import RateLimiter, retry_after
 log = logging.getLogger(__name__)
 
 PARTNER_KEY_PREFIX = "c360_"
+#: applicant sessions (graphql/applicant_auth.py) are opaque tokens with this prefix
+APPLICANT_TOKEN_PREFIX = "c360a_"
+#: the role only an applicant session carries; an SSO token naming it is refused
+APPLICANT_ROLE = "applicant"
+
+
+class ApplicantSessions(Protocol):
+    """What verifies an applicant's session token (:class:`~c360.graphql.applicant_auth.ApplicantAuth`)."""
+
+    def authenticate(self, token: str) -> Principal:
+        """The applicant the session belongs to; AuthError when it is unknown, expired or revoked."""
+        ...
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -60,6 +72,7 @@ class Authenticator:
     partners: PartnerKeys
     verifier: TokenVerifier | None = None
     partner_limiter: RateLimiter | None = None
+    applicants: ApplicantSessions | None = None
 
     def partner_key(self, request: Request) -> str | None:
         """The partner API key the request carries (bearer ``c360_...`` or ``X-API-Key``), if any."""
@@ -97,9 +110,17 @@ class Authenticator:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             raise AuthError("send credentials: Authorization: Bearer <token>")
+        if token.startswith(APPLICANT_TOKEN_PREFIX):
+            if self.applicants is None:
+                raise AuthError("this API takes no applicant sessions")
+            request.state.principal = who = self.applicants.authenticate(token)
+            return who
         if self.verifier is None:
             raise AuthError("no token verification is configured (api.jwks_url, api.key_file or api.dev_mode)")
-        request.state.principal = who = self.verifier.verify(token)
+        who = self.verifier.verify(token)
+        if who.role == APPLICANT_ROLE:
+            raise AuthError("applicants sign in with the applicant login, not a staff token")
+        request.state.principal = who
         return who
 
 

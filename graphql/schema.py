@@ -1,7 +1,7 @@
-"""The GraphQL schema (strawberry), assembled from its domains: profiles, review, consent and cases (KYC next).
+"""The GraphQL schema (strawberry), assembled from its domains: profiles, review, consent, cases and KYC.
 
 Each domain module (:mod:`~c360.graphql.schema_profiles`, :mod:`~c360.graphql.schema_review`,
-:mod:`~c360.graphql.schema_consent`, :mod:`~c360.graphql.schema_cases`) holds
+:mod:`~c360.graphql.schema_consent`, :mod:`~c360.graphql.schema_cases`, :mod:`~c360.graphql.schema_kyc`) holds
 its types and a query and a mutation part; this module joins them. Every resolver calls the domain's
 service functions, which check the caller's role against the policy, mask personal data as the policy
 says and audit reads and changes. Profiles are loaded through a DataLoader, so a page of customers
@@ -25,6 +25,7 @@ from .query_cost import Analyser, Limits
 from .schema_cases import CasesMutation, CasesQuery
 from .schema_common import ApiContext, Info
 from .schema_consent import ConsentMutation, ConsentQuery
+from .schema_kyc import KycMutation, KycQuery
 from .schema_limits import LIMITS, MAX_TOKENS, QueryGuard, Schema, ValidationResults
 from .schema_profiles import ProfilesMutation, ProfilesQuery
 from .schema_review import ReviewMutation, ReviewQuery
@@ -33,12 +34,12 @@ __all__ = ["ApiContext", "Info", "Limits", "Mutation", "Query", "build_schema", 
 
 
 @strawberry.type
-class Query(ProfilesQuery, ReviewQuery, ConsentQuery, CasesQuery):
+class Query(ProfilesQuery, ReviewQuery, ConsentQuery, CasesQuery, KycQuery):
     """Every domain's queries."""
 
 
 @strawberry.type
-class Mutation(ReviewMutation, ProfilesMutation, ConsentMutation, CasesMutation):
+class Mutation(ReviewMutation, ProfilesMutation, ConsentMutation, CasesMutation, KycMutation):
     """Every domain's mutations."""
 
 

@@ -32,6 +32,7 @@ from .principal import ForbiddenError, Principal
 if TYPE_CHECKING:
     from c360.graph.case_desk import CaseDesk
     from c360.graph.consent_ledger import ReceiptIssuer
+    from c360.streams.kyc_desk import KycDesk
 
 T = TypeVar("T")
 
@@ -101,6 +102,8 @@ class ProfileService:
     consent_purposes: tuple[str, ...] = PURPOSES
     #: opens and changes cases (None: the API serves no cases)
     cases: CaseDesk | None = None
+    #: loan applications' KYC workflow (None: the API serves no KYC)
+    kyc: KycDesk | None = None
 
     # -- plumbing -----------------------------------------------------------------------------------
 

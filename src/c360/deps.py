@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
     from c360.graph.consent_ledger import ReceiptIssuer
     from c360.graph.receipts import SigningKeys
     from c360.graph.vault import RotationCounts, VaultKeys
+    from c360.graphql.applicant_auth import ApplicantAuth
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
     from c360.graphql.hash_keys import HashKeys
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editab
     from c360.graphql.policy import Policy
     from c360.resolution.batch import BatchResolver
     from c360.resolution.screening import Screener
+    from c360.streams.kyc_desk import KycDesk
     from c360.streams.outbox import OutboxWorker
 
 
@@ -235,6 +237,47 @@ def case_desk(settings: Settings, store: GraphStore) -> CaseDesk:
     return CaseDesk(store, vocabulary=vocabulary, sla=cases.sla, addresses=dict(cases.addresses))
 
 
+def kyc_desk(settings: Settings, store: GraphStore, pipeline: Pipeline | None = None) -> KycDesk:
+    """The KYC desk: applications, their documents (encrypted store), automated checks, risk rules and tasks.
+
+    Screening runs when a sanctions list is configured (kyc.ofac_dir / kyc.un_file; loaded on first use), the
+    PAN service when kyc.pan_service is; without them those checks go to officers.
+    """
+    from c360.connectors.documents.blobs import open_blob_store
+    from c360.connectors.documents.scan import BuiltinScanner, CommandScanner, Scanner
+    from c360.connectors.pan_service import HttpPanVerifier
+    from c360.resolution.kyc_risk import load_rules
+    from c360.streams.kyc_checks import KycChecks
+    from c360.streams.kyc_desk import KycDesk
+    from c360.streams.kyc_documents import DocumentIntake
+
+    kyc = settings.kyc
+    keys = vault_keys(settings)
+    config = dict(kyc.documents)
+    if kyc.documents_store == "local":
+        config.setdefault("root", str(settings.data_dir / "documents"))
+    blobs = open_blob_store(kyc.documents_store, config, keys)
+    scanner: Scanner = CommandScanner(kyc.scan_command) if kyc.scan_command else BuiltinScanner()
+    lists = kyc.ofac_dir is not None or kyc.un_file is not None
+    checks = KycChecks(
+        store,
+        vault=keys,
+        rules=load_rules(kyc.risk_rules),
+        screener=(lambda: screener(settings)) if lists else None,
+        pan_service=HttpPanVerifier(kyc.pan_service) if kyc.pan_service is not None else None,
+        config=kyc.workflow,
+    )
+    intake = DocumentIntake(store, blobs, scanner, vault=keys, ocr_timeout=kyc.ocr_timeout)
+    return KycDesk(
+        store,
+        pipeline or build_pipeline(settings, store),
+        vault=keys,
+        checks=checks,
+        documents=intake,
+        config=kyc.workflow,
+    )
+
+
 def outbox_worker(settings: Settings, store: GraphStore) -> OutboxWorker:
     """The worker that sends the outbox through the configured transports (none configured: nothing is sent)."""
     from c360.connectors.notify import build_transports
@@ -264,6 +307,20 @@ def auth_config(settings: Settings) -> AuthConfig:
         dev_key_file=settings.data_dir / "dev-signing.key" if api.dev_mode else None,
         role_claim=api.role_claim,
     )
+
+
+def applicant_auth(settings: Settings, store: GraphStore) -> ApplicantAuth:
+    """Applicant accounts of the KYC portal: registration, passwords, lockout, one-time codes, sessions."""
+    from pydantic import ValidationError
+
+    from c360.graph.errors import ConfigError
+    from c360.graphql.applicant_auth import ApplicantAuth, ApplicantAuthConfig
+
+    try:
+        config = ApplicantAuthConfig.model_validate(settings.kyc.applicants)
+    except ValidationError as exc:
+        raise ConfigError(f"kyc.applicants: {exc}") from None
+    return ApplicantAuth(store, config)
 
 
 def build_app(settings: Settings, store: GraphStore) -> FastAPI:
@@ -300,6 +357,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         receipts=receipt_issuer(settings),
         consent_purposes=tuple(settings.consent.purposes),
         cases=case_desk(settings, store),
+        kyc=kyc_desk(settings, store, pipeline),
     )
     options = ApiOptions(
         policy=role_policy,
@@ -310,5 +368,6 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         service=service,
         graphql_max_body=api.graphql_max_body,
         jwks=signing_jwks(settings),
+        applicants=applicant_auth(settings, store),
     )
     return create_app(store=store, sink=sink, partners=partner_keys(settings), options=options)

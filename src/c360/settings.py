@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from c360.connectors.notify import NotifyConfig
+from c360.connectors.pan_service import PanServiceConfig
 from c360.graph.embedded import EmbeddedConfig
 from c360.graph.errors import ConfigError
 from c360.graph.neo4j_config import Neo4jConfig
@@ -27,6 +28,7 @@ from c360.graph.store import store_names
 from c360.resolution.config import LinkingConfig, RealtimeConfig, SurvivorshipConfig, TrainingConfig
 from c360.resolution.screening import ScreeningConfig
 from c360.streams.config import StreamsConfig
+from c360.streams.kyc_config import KycWorkflowConfig
 
 
 class GraphSettings(BaseModel):
@@ -206,6 +208,36 @@ class KycSettings(BaseModel):
     un_file: Path | None = Field(default=None, description="The UN Security Council consolidated list (XML).")
     screening: ScreeningConfig = Field(
         default_factory=ScreeningConfig, description="Name matching: the hit threshold, token levels, evidence weights."
+    )
+    workflow: KycWorkflowConfig = Field(
+        default_factory=KycWorkflowConfig,
+        description="Loan applications: tasks (roles, due times, escalation), retention per document type, products.",
+    )
+    risk_rules: Path | None = Field(
+        default=None, description="A YAML file of risk rules (default: the bundled c360/resolution/kyc_risk.yaml)."
+    )
+    pan_service: PanServiceConfig | None = Field(
+        default=None,
+        description="The external PAN verification provider (None: PANs go to an officer to verify by hand).",
+    )
+    documents_store: str = Field(
+        default="local", pattern="^(local|s3)$", description="Where documents are kept, encrypted: local or s3."
+    )
+    documents: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The document store's settings (local: root, default DATA_DIR/documents; s3: endpoint_url, "
+        "bucket, region, access_key_id, secret_access_key_file, prefix).",
+    )
+    scan_command: list[str] | None = Field(
+        default=None,
+        description="A virus scanner run on every upload (the file on stdin; exit 0 clean, 1 flagged, e.g. "
+        "[clamdscan, --no-summary, -]); default: the built-in checks (EICAR, PDF scripts, appended files).",
+    )
+    ocr_timeout: float = Field(default=20, gt=0, le=120, description="Seconds reading one document's text may take.")
+    applicants: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Applicant sign-in (c360.graphql.applicant_auth.ApplicantAuthConfig: password policy, argon2 "
+        "parameters, lockout, one-time codes, session lifetime, default mobile region); unknown keys are errors.",
     )
 
 
