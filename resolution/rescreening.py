@@ -159,15 +159,21 @@ def _latest(decisions: Sequence[ScreeningDecisionLike]) -> dict[str, ScreeningDe
     return latest
 
 
+def _state(latest: Mapping[str, ScreeningDecisionLike], entry_key: str, content_hash: str) -> tuple[bool, bool]:
+    d = latest.get(entry_key)
+    if d is None:
+        return False, False
+    return d.decision == "false_positive" and d.content_hash == content_hash, d.decision == "confirmed_match"
+
+
+def hit_state(entry_key: str, content_hash: str, decisions: Sequence[ScreeningDecisionLike]) -> tuple[bool, bool]:
+    """``(suppressed, confirmed)`` of a hit recorded as its entry key and content hash, by the latest decision."""
+    return _state(_latest(decisions), entry_key, content_hash)
+
+
 def _states(hits: Iterable[Hit], decisions: Sequence[ScreeningDecisionLike]) -> list[tuple[Hit, bool, bool]]:
     latest = _latest(decisions)
-    out = []
-    for hit in hits:
-        d = latest.get(hit.entry_key)
-        confirmed = d is not None and d.decision == "confirmed_match"
-        suppressed = d is not None and d.decision == "false_positive" and d.content_hash == hit.entry.content_hash()
-        out.append((hit, suppressed, confirmed))
-    return out
+    return [(hit, *_state(latest, hit.entry_key, hit.entry.content_hash())) for hit in hits]
 
 
 def apply_decisions(hits: Iterable[Hit], decisions: Sequence[ScreeningDecisionLike]) -> list[tuple[Hit, bool]]:

@@ -23,6 +23,7 @@ from c360.resolution.rescreening import (
     apply_decisions,
     diff_lists,
     findings,
+    hit_state,
     list_manifest,
     needs_full_screening,
     rescreen,
@@ -131,6 +132,9 @@ def test_the_latest_decision_counts_and_confirmed_matches_never_suppress(lists: 
         reversed([decision(CHANGED, h, "confirmed_match"), decision(CHANGED, h, at=AT + timedelta(1))])
     )
     assert [(f.confirmed, f.suppressed) for f in findings(hits, cleared_later)] == [(False, True)]
+    assert hit_state(CHANGED, h, cleared_later) == (True, False)
+    assert hit_state(CHANGED, "0" * 64, cleared_later) == (False, False)  # another content: it alerts
+    assert hit_state(CHANGED, "0" * 64, confirmed_later) == (False, True)  # confirmed stays confirmed
     f = findings(hits, [])[0]
     assert (f.list_name, f.entry_key, f.programs, f.score) == ("ofac_sdn", CHANGED, ("IRAQ2",), hits[0].score)
     with pytest.raises(InvalidInputError, match="names the list"):
