@@ -134,7 +134,13 @@ class DocumentFields:
     doc_type: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "other", MappingProxyType(dict(self.other)))
+        other = self.other
+        if not isinstance(other, Mapping) or not all(isinstance(v, str) for v in (*other, *other.values())):
+            raise InvalidInputError("other must be a mapping of text to text")
+        expiry = other.get("date_of_expiry")
+        if expiry is not None and _iso_date(expiry) is None:
+            raise InvalidInputError(f"date_of_expiry {expiry!r} is not an ISO date")
+        object.__setattr__(self, "other", MappingProxyType(dict(other)))
 
     @property
     def expires_on(self) -> date | None:
@@ -146,6 +152,13 @@ class DocumentFields:
     def empty(self) -> bool:
         """Whether nothing at all was read."""
         return not (self.pan or self.name or self.date_of_birth or self.aadhaar or self.other)
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _valid_date(year: int, month: int, day: int) -> date | None:

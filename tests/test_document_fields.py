@@ -229,6 +229,14 @@ def test_no_text_gives_empty_fields(doc_type: str) -> None:
     assert read_fields("~~ .. ,, |", doc_type).empty
 
 
+def test_document_fields_refuse_bad_other_values() -> None:
+    with pytest.raises(InvalidInputError):
+        DocumentFields(other={"date_of_expiry": "soon"})
+    with pytest.raises(InvalidInputError):
+        DocumentFields(other={"sex": 1})  # type: ignore[dict-item]
+    assert DocumentFields(other={"date_of_expiry": "2030-01-31"}).expires_on == date(2030, 1, 31)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(InvalidInputError, match="unknown document type"):
         read_fields(PAN_TEXT, "driving_licence")
