@@ -85,9 +85,10 @@ class RiskFacts:
 
     ``verifications``: the identity checks made (for each check only the latest, by ``at``, counts);
     ``screening``: the screening findings; ``pep``: a politically exposed person (declared or listed);
-    ``amount`` in ``currency`` (ISO 4217); ``age_years`` and ``country`` (ISO 3166 alpha-2, of
-    residence) None when unknown; ``document_types``: the kinds of documents given (lower-case tokens
-    such as ``passport``, ``aadhaar``, ``utility_bill``).
+    ``amount`` in ``currency`` (ISO 4217); ``age_years``; ``country`` (ISO 3166 alpha-2: the applicant's
+    nationality or residence, as the workflow supplies it; not a country name); the last two None when
+    unknown; ``document_types``: the kinds of documents given (lower-case tokens, graph/kyc_tasks.py
+    DOC_TYPES such as ``passport``, ``aadhaar``, ``address_proof``).
     """
 
     product: str

@@ -66,7 +66,7 @@ CASES: dict[str, tuple[RiskFacts, set[str]]] = {
     "pep": (dataclasses.replace(CLEAN, pep=True), {"pep"}),
     "fatf_call_for_action_country": (
         dataclasses.replace(CLEAN, country="KP"),
-        {"fatf_call_for_action_country", "non_resident"},
+        {"fatf_call_for_action_country", "foreign_country"},
     ),
     "pan_service_failed": (fail("pan_service"), {"pan_service_failed"}),
     "pan_service_review": (fail("pan_service", "manual_review"), {"pan_service_review"}),
@@ -95,7 +95,7 @@ CASES: dict[str, tuple[RiskFacts, set[str]]] = {
         dataclasses.replace(CLEAN, amount=Decimal("10000000")),
         {"large_amount", "very_large_amount"},
     ),
-    "non_resident": (dataclasses.replace(CLEAN, country="AE"), {"non_resident"}),
+    "foreign_country": (dataclasses.replace(CLEAN, country="AE"), {"foreign_country"}),
     "country_unknown": (dataclasses.replace(CLEAN, country=None), {"country_unknown"}),
 }
 
