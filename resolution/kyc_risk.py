@@ -7,12 +7,13 @@ its score and its description, rendered with the facts, to the reasons; a rule m
 makes the category high whatever the score. The category sets the periodic re-KYC date (by default the
 RBI KYC Master Direction's periodic updation: high risk every 2 years, medium every 8, low every 10).
 
-Conditions are data, never code: a small language of named facts and operators (``{check: pan_service,
-result: [fail]}``, ``{screening: {max_score: {gte: 0.95}}}``, ``{pep: true}``, ``{amount: {gte: 2000000}}``,
-``{product: [auto_loan]}``, ``{document_types: {includes_any: [passport]}}``, ``{missing: age_years}``,
-``{all: [...]}``, ``{any: [...]}``, ``{not: ...}``), validated when the file is loaded: an unknown fact,
-operator, check or placeholder is an error naming the file, the rule and the field. A comparison with a
-fact that is unknown (no age, no country, no hit) never holds.
+Conditions are data, never code (:mod:`c360.resolution.kyc_conditions`): a small language of named
+facts and operators (``{check: pan_service, result: [fail]}``, ``{screening: {max_score: {gte: 0.95}}}``,
+``{pep: true}``, ``{amount: {gte: 2000000}}``, ``{product: [auto_loan]}``, ``{document_types:
+{includes_any: [passport]}}``, ``{missing: age_years}``, ``{all: [...]}``, ``{any: [...]}``, ``{not:
+...}``), validated when the file is loaded: an unknown fact, operator, check or placeholder is an error
+naming the file, the rule and the field. A comparison with a fact that is unknown (no age, no country,
+no hit) never holds.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ _TOKEN = r"^[a-z][a-z0-9_]{0,63}$"
 class RiskAssessment:
     """The outcome of :func:`assess`.
 
-    ``score`` is the sum of the fired rules' scores; ``reasons`` and ``fired`` each fired rule's reason and id
-    (in the file's order), ``forced_by`` (the fired ``force_high`` rules), the periodic re-KYC date, and
-    ``needs_edd`` (enhanced due diligence: the category is high).
+    ``score`` is the sum of the fired rules' scores; ``reasons`` holds each fired rule's rendered
+    description and ``fired`` its id, in the file's order; ``forced_by`` the fired ``force_high`` rules;
+    ``rekyc_due`` the date of the next periodic KYC update; ``needs_edd`` (enhanced due diligence) is
+    True when the category is high.
     """
 
     score: float
@@ -102,9 +104,6 @@ def _values(view: FactsView) -> dict[str, object]:
         "suppressed_hits": len(view.findings) - len(open_),
         "confirmed_matches": sum(h.confirmed for h in open_),
     }
-
-
-#: Placeholders a rule's description may use, with a sample value of each one's type.
 
 
 #: Placeholders a rule's description may use, with a sample value of each one's type.

@@ -15,6 +15,7 @@ from c360.graph.errors import InvalidInputError
 from c360.graph.verification import CHECKS, Verification, new_verification_id
 from c360.resolution.kyc_risk import (
     DEFAULT_RULES,
+    PLACEHOLDERS,
     RiskFacts,
     RiskRules,
     ScreeningFinding,
@@ -234,6 +235,19 @@ def test_descriptions_render_facts_and_unknowns() -> None:
     )
     a = assess(rules, dataclasses.replace(CLEAN, age_years=None), today=TODAY)
     assert a.reasons == ("INR 800,000.00; age unknown; none at unknown; {literal}",)
+
+
+def test_every_placeholder_renders() -> None:
+    template = " ".join(f"{name}={{{name}}}" for name in PLACEHOLDERS)
+    rules = parse_rules(
+        {"version": 1, "rules": [{"id": "x", "description": template, "when": {"pep": True}, "score": 1}]}
+    )
+    facts = dataclasses.replace(
+        CLEAN, pep=True, screening=(hit(confirmed=True), hit("ofac_sdn:7846", 0.9, suppressed=True))
+    )
+    (reason,) = assess(rules, facts, today=TODAY).reasons
+    assert "pep=yes" in reason and "hits=ofac_sdn:1572 " in reason and "confirmed=ofac_sdn:1572 " in reason
+    assert "suppressed_hits=1" in reason and "max_score=0.97" in reason and "programs=CUBA" in reason
 
 
 _GOOD_RULE = "  - {id: ok, description: fine, when: {pep: true}, score: 1}\n"
