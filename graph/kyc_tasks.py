@@ -256,7 +256,7 @@ _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ENTERED_LIMITS: Mapping[str, int] = MappingProxyType(
-    {"full_name": MAX_NAME, "pan": 20, "mobile": 32, "email": 254, "address": 1_000}
+    {"full_name": MAX_NAME, "pan": 20, "mobile": 32, "email": 254, "address": 1_000, "nationality": 64, "pep": 3}
 )
 
 _REQUIRED: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -298,7 +298,8 @@ def _amount(value: object) -> Decimal:
 
 def _entered(value: object) -> dict[str, str]:
     data = obj("entered", value)
-    keys("entered", data, frozenset({"full_name", "date_of_birth", "pan"}), frozenset({"mobile", "email", "address"}))
+    optional = frozenset({"mobile", "email", "address", "nationality", "pep"})
+    keys("entered", data, frozenset({"full_name", "date_of_birth", "pan"}), optional)
     for key, item in data.items():
         if key == "date_of_birth":
             day("entered date_of_birth", item)

@@ -155,13 +155,19 @@ class KycChecks:
     ) -> None:
         """Keep an officer's decision on a hit against the entry's content (a false positive stays quiet)."""
         hit = next((h for h in reversed(app.screening_hits) if h.entry_key == entry_key), None)
-        if hit is None:
-            return
+        if hit is not None:
+            list_name, content_hash = hit.list_name, hit.content_hash
+        else:  # a hit of a re-screening: the entry as the current lists hold it
+            screener = self.screener()
+            entry = next((e for e in screener.entries if e.key == entry_key), None) if screener else None
+            if entry is None:
+                return
+            list_name, content_hash = entry.list_name, entry.content_hash()
         decision = ScreeningDecision(
             subject=app.customer_id,
-            list_name=hit.list_name,
+            list_name=list_name,
             entry_key=entry_key,
-            content_hash=hit.content_hash,
+            content_hash=content_hash,
             decision=outcome,
             decided_by=actor,
             decided_at=at,
@@ -194,10 +200,16 @@ class KycChecks:
             amount=Decimal(app.amount),
             currency=app.currency,
             age_years=_age(born, today),
-            country=entered.get("nationality"),
+            country=_country(entered.get("nationality")),
             document_types=frozenset(d.doc_type for d in app.latest_documents() if d.purged_at is None),
         )
         return Risk(assess(self.rules, facts, today=today))
+
+
+def _country(nationality: object) -> str | None:
+    """An ISO 3166 alpha-2 code the applicant gave as nationality (a country name is screening evidence only)."""
+    text = str(nationality or "").strip()
+    return text.upper() if len(text) == 2 and text.isalpha() else None
 
 
 def split_full_name(full_name: str) -> tuple[str | None, str | None]:

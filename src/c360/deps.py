@@ -21,9 +21,11 @@ from .settings import Settings
 if TYPE_CHECKING:  # c360.graphql is imported where it is used: a lenient editable install cannot map it
     from fastapi import FastAPI
 
+    from c360.connectors.documents.blobs import BlobStore
     from c360.graph.consent_ledger import ReceiptIssuer
     from c360.graph.receipts import SigningKeys
     from c360.graph.vault import RotationCounts, VaultKeys
+    from c360.graph.watchlist import Watchlist
     from c360.graphql.applicant_auth import ApplicantAuth
     from c360.graphql.audit import AuditLog
     from c360.graphql.auth import AuthConfig
@@ -177,11 +179,10 @@ def rotate_signing_key(settings: Settings) -> SigningKeys:
     return rotate_signing_keys(signing_key_file(settings))
 
 
-def screener(settings: Settings) -> Screener:
-    """The watchlist screener over the lists ``kyc.ofac_dir`` and ``kyc.un_file`` name (at least one)."""
+def watchlists(settings: Settings) -> list[Watchlist]:
+    """The sanctions lists ``kyc.ofac_dir`` and ``kyc.un_file`` name, loaded from their files (at least one)."""
     from c360.connectors.watchlists import load_ofac, load_un
     from c360.graph.errors import ConfigError
-    from c360.resolution.screening import Screener
 
     kyc = settings.kyc
     lists = []
@@ -191,7 +192,14 @@ def screener(settings: Settings) -> Screener:
         lists.append(load_un(kyc.un_file))
     if not lists:
         raise ConfigError("no sanctions list is configured: set kyc.ofac_dir (OFAC SDN CSV) or kyc.un_file (UN XML)")
-    return Screener(lists, kyc.screening)
+    return lists
+
+
+def screener(settings: Settings, lists: list[Watchlist] | None = None) -> Screener:
+    """The watchlist screener over the configured lists (or ``lists``, already loaded)."""
+    from c360.resolution.screening import Screener
+
+    return Screener(lists if lists is not None else watchlists(settings), settings.kyc.screening)
 
 
 def vault_keys(settings: Settings) -> VaultKeys:
@@ -237,13 +245,22 @@ def case_desk(settings: Settings, store: GraphStore) -> CaseDesk:
     return CaseDesk(store, vocabulary=vocabulary, sla=cases.sla, addresses=dict(cases.addresses))
 
 
+def document_blobs(settings: Settings, keys: VaultKeys | None = None) -> BlobStore:
+    """The KYC document store (kyc.documents_store: local files under DATA_DIR/documents, or S3), encrypted."""
+    from c360.connectors.documents.blobs import open_blob_store
+
+    config = dict(settings.kyc.documents)
+    if settings.kyc.documents_store == "local":
+        config.setdefault("root", str(settings.data_dir / "documents"))
+    return open_blob_store(settings.kyc.documents_store, config, keys or vault_keys(settings))
+
+
 def kyc_desk(settings: Settings, store: GraphStore, pipeline: Pipeline | None = None) -> KycDesk:
     """The KYC desk: applications, their documents (encrypted store), automated checks, risk rules and tasks.
 
     Screening runs when a sanctions list is configured (kyc.ofac_dir / kyc.un_file; loaded on first use), the
     PAN service when kyc.pan_service is; without them those checks go to officers.
     """
-    from c360.connectors.documents.blobs import open_blob_store
     from c360.connectors.documents.scan import BuiltinScanner, CommandScanner, Scanner
     from c360.connectors.pan_service import HttpPanVerifier
     from c360.resolution.kyc_risk import load_rules
@@ -253,10 +270,7 @@ def kyc_desk(settings: Settings, store: GraphStore, pipeline: Pipeline | None = 
 
     kyc = settings.kyc
     keys = vault_keys(settings)
-    config = dict(kyc.documents)
-    if kyc.documents_store == "local":
-        config.setdefault("root", str(settings.data_dir / "documents"))
-    blobs = open_blob_store(kyc.documents_store, config, keys)
+    blobs = document_blobs(settings, keys)
     scanner: Scanner = CommandScanner(kyc.scan_command) if kyc.scan_command else BuiltinScanner()
     lists = kyc.ofac_dir is not None or kyc.un_file is not None
     checks = KycChecks(

@@ -1,16 +1,20 @@
-"""``c360 kyc``: screen a name against the configured sanctions lists, with every hit explained."""
+"""``c360 kyc``: screening, re-screening after a list update, task escalation, retention purge, the report."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..deps import screener
-from .common import audited, fail, out, print_json
+from ..deps import document_blobs, kyc_desk, screener, watchlists
+from .common import audited, fail, out, print_json, store_of
 
-kyc_app = typer.Typer(help="KYC: sanctions screening (applications and documents follow).", no_args_is_help=True)
+kyc_app = typer.Typer(
+    help="KYC: sanctions screening and re-screening, task escalation, retention purge, the regulatory report.",
+    no_args_is_help=True,
+)
 
 
 @kyc_app.command("screen")
@@ -54,3 +58,85 @@ def kyc_screen(
             out.print(h.explanation.text(), highlight=False)
     if hits:
         raise typer.Exit(3)
+
+
+@kyc_app.command("rescreen")
+def kyc_rescreen(
+    ctx: typer.Context, json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """Reload the sanctions lists; screen every KYC customer against what changed; open review tasks."""
+    from c360.streams.kyc_rescreen import rescreen_lists
+
+    settings = ctx.obj.settings
+    with store_of(ctx) as store, audited(settings, "rescreen_kyc", None, change=True) as note:
+        lists = watchlists(settings)
+        report = rescreen_lists(
+            store,
+            screener(settings, lists),
+            lists,
+            folder=settings.data_dir / "watchlists",
+            config=settings.kyc.workflow,
+            now=datetime.now(UTC),
+            progress=lambda line: out.print(line, highlight=False) if not json_ else None,
+        )
+        note.detail = f"{report.alerts} alerts, {report.tasks} tasks"
+    if json_:
+        print_json(report.to_json())
+    else:
+        out.print(f"{report.customers} customers, {report.alerts} alerts, {report.tasks} review tasks opened")
+
+
+@kyc_app.command("escalate")
+def kyc_escalate(ctx: typer.Context) -> None:
+    """Escalate every open KYC task past its due time to the role its rule names (run it on a schedule)."""
+    settings = ctx.obj.settings
+    with store_of(ctx) as store, audited(settings, "escalate_kyc_tasks", None, change=True) as note:
+        done = kyc_desk(settings, store).escalate()
+        note.detail = f"{len(done)} escalated"
+    for task in done:
+        out.print(f"{task.application_id}  {task.id}  {task.kind}  due {task.due_at.isoformat()}", highlight=False)
+    out.print(f"{len(done)} tasks escalated")
+
+
+@kyc_app.command("purge")
+def kyc_purge(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be removed; remove nothing.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Remove documents past their type's retention period (kyc.workflow.retention_days); keep the record of it."""
+    from c360.streams.kyc_ops import purge
+
+    settings = ctx.obj.settings
+    with store_of(ctx) as store, audited(settings, "purge_kyc_documents", None, change=not dry_run) as note:
+        report = purge(store, document_blobs(settings), settings.kyc.workflow, now=datetime.now(UTC), dry_run=dry_run)
+        note.detail = ("dry run: " if dry_run else "") + ", ".join(f"{k} {v}" for k, v in sorted(report.purged.items()))
+    if json_:
+        print_json({"dry_run": dry_run, **report.to_json()})
+        return
+    verb = "would remove" if dry_run else "removed"
+    removed = sum(report.purged.values())
+    out.print(f"{report.checked} document versions checked; {verb} {removed} ({report.bytes} bytes) from "
+              f"{report.applications} applications")  # fmt: skip
+    for kind, count in sorted(report.purged.items()):
+        out.print(f"  {kind}: {count}")
+
+
+@kyc_app.command("report")
+def kyc_report(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option("--out", help="Write the CSV here (default: print it).")] = None,
+) -> None:
+    """The regulatory report: applications by status and risk category with their turnaround (CSV)."""
+    from c360.streams.kyc_ops import applications_report
+
+    settings = ctx.obj.settings
+    with store_of(ctx) as store, audited(settings, "read_kyc_report", None) as note:
+        report = applications_report(store, now=datetime.now(UTC))
+        note.detail = f"{report.total} applications"
+    text = report.csv()
+    if output is None:
+        out.print(text, end="", highlight=False, markup=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"{report.total} applications -> {output}")
