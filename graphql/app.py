@@ -163,7 +163,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(cases_router(service=service, authenticate=authenticate))
     app.include_router(kyc_router(service=service, authenticate=authenticate))
     if opts.applicants is not None:
-        app.include_router(applicant_router(opts.applicants))
+        app.include_router(applicant_router(opts.applicants, opts.audit))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))
     app.add_middleware(GraphQLBodyLimit, max_bytes=opts.graphql_max_body, audit=opts.audit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outside the body limit: its 413s are counted

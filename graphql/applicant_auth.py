@@ -135,6 +135,7 @@ class OtpSent:
     challenge_id: str
     channel: Channel
     expires_at: datetime
+    applicant_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,7 @@ class ApplicantAuth:
             subject=self.config.otp_email_subject if channel == "email" else None,
         )
         self.store.enqueue([message])
-        return OtpSent(challenge.id, channel, challenge.expires_at)
+        return OtpSent(challenge.id, channel, challenge.expires_at, challenge.applicant_id)
 
     def verify_otp(self, *, challenge_id: str, code: str, now: datetime | None = None) -> SessionGrant:
         """Answer a challenge: the right code opens a session; CodeRejected otherwise (a wrong one counts)."""

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .applicant_auth import ApplicantAuth
+from .audit import AuditLog
 from .auth import bearer_token
 from .http import JSONBytes, problem_doc
 from .principal import AuthError, Principal
@@ -83,21 +84,32 @@ def applicant_authenticator(auth: ApplicantAuth) -> Callable[[Request], Principa
     return authenticate
 
 
-def applicant_router(auth: ApplicantAuth) -> APIRouter:
-    """The applicant account routes over ``auth``, under ``/v1/applicants``."""
+def applicant_router(auth: ApplicantAuth, audit: AuditLog | None = None) -> APIRouter:
+    """The applicant account routes over ``auth``, under ``/v1/applicants``.
+
+    With ``audit``, every registration, sign-in step and sign-out that succeeds is audited (refusals are
+    audited by the app's error handlers); entries name the applicant id, never the e-mail or mobile.
+    """
     router = APIRouter(prefix="/v1/applicants", tags=["applicants"], responses=_RESPONSES)
     authenticate = applicant_authenticator(auth)
+
+    def note(applicant_id: str, action: str, detail: str | None = None) -> None:
+        if audit is not None:
+            audit.append(actor=applicant_id, role="applicant", action=action, target=applicant_id, outcome="ok",
+                         detail=detail)  # fmt: skip
 
     @router.post("/register", status_code=201, response_model=None)
     def register(body: Registration) -> JSONBytes:
         """Open an applicant account."""
         applicant = auth.register(email=body.email, mobile=body.mobile, password=body.password)
+        note(applicant.id, "applicant_register")
         return JSONBytes({"applicant_id": applicant.id}, status_code=201)
 
     @router.post("/login", status_code=202, response_model=None)
     def login(body: Login) -> JSONBytes:
         """Check the password and send a one-time code to the login id's e-mail or mobile."""
         sent = auth.login(login=body.login, password=body.password)
+        note(sent.applicant_id, "applicant_login", f"code sent by {sent.channel}")
         doc = {"challenge_id": sent.challenge_id, "channel": sent.channel, "expires_at": _iso(sent.expires_at)}
         return JSONBytes(doc, status_code=202)
 
@@ -105,6 +117,7 @@ def applicant_router(auth: ApplicantAuth) -> APIRouter:
     def verify(body: CodeAnswer) -> JSONBytes:
         """Answer the challenge with the code: a session token."""
         grant = auth.verify_otp(challenge_id=body.challenge_id, code=body.code)
+        note(grant.applicant_id, "applicant_session")
         return JSONBytes({"token": grant.token, "expires_at": _iso(grant.expires_at)})
 
     @router.post("/logout", status_code=204, response_model=None)
@@ -113,7 +126,9 @@ def applicant_router(auth: ApplicantAuth) -> APIRouter:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             raise AuthError("send the session token: Authorization: Bearer <token>")
+        who = auth.authenticate(token)
         auth.logout(token)
+        note(who.subject, "applicant_logout")
         return Response(status_code=204)
 
     @router.get("/me", response_model=None)

@@ -204,6 +204,7 @@ class KycDesk:
         application_id = _new_id("app")
         at = self.clock()
         uid, customer = self._ingest(self._profile_payload(applicant_id, kept, f"kyc-profile|{application_id}"))
+        self._link_applicant(applicant_id, customer)
         if pan_value is not None:
             self.store.put_secrets([self.vault.item(vault_owner(application_id), "pan", pan_value)])
         data: dict[str, Any] = {
@@ -220,6 +221,15 @@ class KycDesk:
         )
         self.store.append_kyc_events([event])
         return self.get(application_id)
+
+    def _link_applicant(self, applicant_id: str, customer: str) -> None:
+        """Record on the applicant's account which customer they are (an applicant of another channel: skip)."""
+        try:
+            account = self.store.get_applicant(applicant_id)
+        except NotFoundError:
+            return
+        if account.customer_id is None or self.store.resolve(account.customer_id) != customer:
+            self.store.set_applicant_customer(applicant_id, customer)
 
     def update(self, application_id: str, *, actor: str, changes: Mapping[str, Any]) -> Application:
         """Change a draft (or an application sent back for more information): product, amount, entered fields."""

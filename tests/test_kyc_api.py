@@ -312,3 +312,24 @@ def test_graphql_serves_applicants_and_staff(api: Api) -> None:
     denied = api.client.post("/graphql", json={"query": read, "variables": {"id": app_id}},
                              headers=api.staff("marketer")).json()  # fmt: skip
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_high_risk_opens_enhanced_due_diligence_before_approval(api: Api) -> None:
+    applicant, who = api.applicant()
+    app = api.ready(who, {"full_name": "Ravi Kumar Sharma", "pep": "yes", "nationality": "IN"})
+    verify = api.task(app["id"], "verify_documents")
+    assert api.complete(app["id"], verify["id"], "kyc_officer", "officer-2", "verified").status_code == 200
+    staff = api.read(app["id"], "compliance_officer")
+    assert staff["status"] == "risk_assessed" and staff["risk"]["category"] == "high"
+    assert any("politically exposed" in r.lower() or "pep" in r.lower() for r in staff["risk"]["reasons"])
+    edd = api.task(app["id"], "enhanced_due_diligence")
+    assert edd["role"] == "compliance_officer" and not [t for t in staff["tasks"] if t["kind"] == "approve"]
+    high_due = date.fromisoformat(staff["risk"]["rekyc_due"])
+    assert high_due.year - date.today().year == 2  # high risk: re-KYC every two years
+    cleared = api.complete(app["id"], edd["id"], "compliance_officer", "co-2", "cleared", "source of funds shown")
+    assert cleared.status_code == 200, cleared.text
+    assert api.read(app["id"])["status"] == "pending_approval"
+    # The sign-in itself was audited, by applicant id (never the e-mail).
+    steps = [e["action"] for e in api.audit() if e["actor"] == applicant]
+    assert {"applicant_register", "applicant_login", "applicant_session"} <= set(steps)
+    assert not any("@" in str(e.get("target")) for e in api.audit() if e["action"].startswith("applicant_"))
