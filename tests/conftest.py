@@ -28,8 +28,8 @@ from server_tier import unavailable
 from smtp_server import SmtpServer
 
 BACKENDS = ["embedded", "neo4j", "neo4j-docker"]
-#: Fixtures that start a real server (Neo4j, Kafka): a test that uses one is in the ``servers`` tier.
-SERVER_FIXTURES = frozenset({"neo4j_server", "neo4j_config", "neo4j_docker_config", "kafka_broker"})
+#: Fixtures that start a real server (Neo4j, Kafka, S3Proxy): a test that uses one is in the ``servers`` tier.
+SERVER_FIXTURES = frozenset({"neo4j_server", "neo4j_config", "neo4j_docker_config", "kafka_broker", "s3_endpoint"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
