@@ -172,8 +172,14 @@ class DocumentIntake:
             details = {"method": text.method, "pages": text.pages, "characters": len(text.text), "checks": {}}
             return [self._checked(app, document_id, version, "manual_review", details, at)]
         fields = read_fields(text.text, upload.doc_type)
+        sealed = []
         if fields.aadhaar is not None:
-            self.store.put_secrets([self.vault.item(f"kyc:{app.id}", "aadhaar", fields.aadhaar)])
+            sealed.append(self.vault.item(f"kyc:{app.id}", "aadhaar", fields.aadhaar))
+        passport = fields.other.get("document_number") if upload.doc_type == "passport" else None
+        if passport and fields.other.get("mrz") == "valid":
+            sealed.append(self.vault.item(f"kyc:{app.id}", "passport", passport))
+        if sealed:  # identifiers read from a document live only in the vault
+            self.store.put_secrets(sealed)
         found = check_document(
             fields,
             self._entered(app),

@@ -23,7 +23,7 @@ from c360.connectors.pan_service import PanServiceConfig
 from c360.graph.store import GraphStore
 from c360.graphql.auth import issue_dev_token
 from c360.graphql.policy import load_policy
-from document_images import aadhaar_card, aadhaar_number, encoded, pan_card, text_pdf
+from document_images import aadhaar_card, aadhaar_number, encoded, pan_card, passport_page, text_pdf
 from fake_pan import Provider, serve_provider
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -333,3 +333,18 @@ def test_high_risk_opens_enhanced_due_diligence_before_approval(api: Api) -> Non
     steps = [e["action"] for e in api.audit() if e["actor"] == applicant]
     assert {"applicant_register", "applicant_login", "applicant_session"} <= set(steps)
     assert not any("@" in str(e.get("target")) for e in api.audit() if e["action"].startswith("applicant_"))
+
+
+def test_a_passport_number_read_from_its_mrz_is_kept_only_in_the_vault(api: Api) -> None:
+    _, who = api.applicant()
+    app = api.start(who)
+    page = passport_page(surname="SHARMA", given="RAVI KUMAR", number="Z1234567", dob=date(1985, 3, 14),
+                         expiry=date(2031, 5, 1))  # fmt: skip
+    up = api.upload(who, app["id"], "passport", encoded(page), "image/png", expires_on="2031-05-01")
+    assert up.status_code == 201, up.text
+    checks = {v["check"]: v["result"] for v in api.read(app["id"])["verifications"]}
+    assert checks["document_expiry"] == "pass" and checks["dob_match"] == "pass", checks
+    item = api.store.get_secret(f"kyc:{app['id']}", "passport")
+    assert item is not None and "Z1234567" not in item.sealed
+    for part in api.settings.data_dir.glob("graph.db*"):
+        assert b"Z1234567" not in part.read_bytes()
