@@ -4,14 +4,40 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import ClassVar, Self, TypeVar, final
+from typing import ClassVar, Protocol, Self, TypeVar, final
 
-from ..errors import C360Error, InvalidInputError, StoreError
+from ..errors import C360Error, ConflictError, InvalidInputError, StoreError
 
 T = TypeVar("T")
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+E = TypeVar("E", bound=_Identified)
+
+
+def new_events(events: list[E], stored: Mapping[str, E], what: str) -> list[E]:
+    """The events of an append-only history to write: those whose id is not in ``stored`` (the stored ones).
+
+    A stored event equal to the given one is a replay and is skipped; one that differs is a
+    :class:`ConflictError` (``what`` names the history: ``case``, ``KYC``). Backends call it inside their
+    write transaction.
+    """
+    fresh: list[E] = []
+    for event in events:
+        old = stored.get(event.id)
+        if old is None:
+            fresh.append(event)
+        elif old != event:
+            raise ConflictError(f"{what} event {event.id} is stored already with other content: {what} is append-only")
+    return fresh
+
 
 #: The most ids one batched read (``get_profiles``) or page takes.
 MAX_BATCH = 1000

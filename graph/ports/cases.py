@@ -17,7 +17,7 @@ from ..case_codecs import ORDERS, decode_cursor, due_key, encode_cursor, order_k
 from ..cases import STATUSES, Case, CaseDue, CaseEvent, CaseVocabulary, advance, check_case_id
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..models import StoredEvent
-from .base import MAX_BATCH
+from .base import MAX_BATCH, new_events
 from .identity import IdentityPort
 
 
@@ -59,19 +59,8 @@ class CasePlan:
 
 
 def new_case_events(events: list[CaseEvent], stored: Mapping[str, CaseEvent]) -> list[CaseEvent]:
-    """The events to write: those whose id is not in ``stored`` (the stored events of these ids).
-
-    A stored event equal to the given one is a replay and is skipped; one that differs is a
-    :class:`ConflictError`. Backends call it inside their write transaction.
-    """
-    fresh: list[CaseEvent] = []
-    for event in events:
-        old = stored.get(event.id)
-        if old is None:
-            fresh.append(event)
-        elif old != event:
-            raise ConflictError(f"case event {event.id} is stored already with other content: cases are append-only")
-    return fresh
+    """The events to write: those not stored yet (an identical replay is skipped, a different one conflicts)."""
+    return new_events(events, stored, "case")
 
 
 def plan_case_events(

@@ -29,7 +29,7 @@ from ..kyc import (
 )
 from ..kyc_codecs import APPLICATION_ORDERS, decode_cursor, encode_cursor, order_key, timeline_event
 from ..models import StoredEvent, aware, event_time
-from .base import MAX_BATCH
+from .base import MAX_BATCH, new_events
 from .identity import IdentityPort
 
 
@@ -87,19 +87,8 @@ class KycPlan:
 
 
 def new_kyc_events(events: list[KycEvent], stored: Mapping[str, KycEvent]) -> list[KycEvent]:
-    """The events to write: those whose id is not in ``stored`` (the stored events of these ids).
-
-    A stored event equal to the given one is a replay and is skipped; one that differs is a
-    :class:`ConflictError`. Backends call it inside their write transaction.
-    """
-    fresh: list[KycEvent] = []
-    for event in events:
-        old = stored.get(event.id)
-        if old is None:
-            fresh.append(event)
-        elif old != event:
-            raise ConflictError(f"KYC event {event.id} is stored already with other content: KYC is append-only")
-    return fresh
+    """The events to write: those not stored yet (an identical replay is skipped, a different one conflicts)."""
+    return new_events(events, stored, "KYC")
 
 
 def plan_kyc_events(
