@@ -133,10 +133,7 @@ class World:
     api: Api
     policy: Policy  # the app's policy, hashing with the deployment's keys
     filer: dict[str, str]  # an applicant session for fresh applications
-    submitted: Prepared  # submitted: a verify_documents task (assigned to QUEUE)
-    pending: Prepared  # pending approval: an approve task
-    screening: Prepared  # a listed name: a review_screening_hit task
-    edd: Prepared  # a PEP, documents verified: an enhanced_due_diligence task
+    shared: dict[str, Prepared]  # by task kind: an application with that task open (see ENTERED_FOR)
     aadhaar: Prepared  # a draft of its own customer with an Aadhaar card uploaded
 
     def staff(self, role: str) -> tuple[str, dict[str, str]]:
@@ -153,28 +150,29 @@ class World:
     def entries(self, actor: str) -> list[tuple[str, str]]:
         return [(e["action"], e["outcome"]) for e in self.api.audit() if e.get("actor") == actor]
 
-    def shared(self, kind: str) -> Prepared:
-        """The shared application with an open task of ``kind``."""
-        return {"verify_documents": self.submitted, "review_screening_hit": self.screening,
-                "enhanced_due_diligence": self.edd, "approve": self.pending}[kind]  # fmt: skip
-
-    def verified(self, entered: dict[str, Any]) -> str:
-        """A fresh application whose documents someone else verified."""
-        app = self.api.ready(self.filer, entered)
-        verify = self.api.task(app["id"], "verify_documents")
-        done = self.api.complete(app["id"], verify["id"], "admin", "pre-verifier", "verified")
-        assert done.status_code == 200, done.text
-        return str(app["id"])
+    @property
+    def submitted(self) -> Prepared:
+        """Submitted, its verify_documents task assigned to QUEUE (the PAN card's document id kept)."""
+        return self.shared["verify_documents"]
 
     def fresh(self, kind: str) -> tuple[str, str]:
         """A fresh application with an open task of ``kind``: (application id, task id)."""
-        if kind == "verify_documents":
-            app_id = str(self.api.ready(self.filer, {})["id"])
-        elif kind == "review_screening_hit":
-            app_id = str(self.api.ready(self.filer, NORIEGA)["id"])
-        else:
-            app_id = self.verified({"pep": "yes"} if kind == "enhanced_due_diligence" else {})
+        app_id = _with_task(self.api, self.filer, kind)
         return app_id, str(self.api.task(app_id, kind)["id"])
+
+
+#: what an application is entered with to open each kind of task (a PEP is high risk: due diligence)
+ENTERED_FOR: dict[str, dict[str, str]] = {"verify_documents": {}, "review_screening_hit": NORIEGA,
+                                          "enhanced_due_diligence": {"pep": "yes"}, "approve": {}}  # fmt: skip
+
+
+def _with_task(api: Api, who: dict[str, str], kind: str) -> str:
+    """A submitted application with an open task of ``kind`` (verified by someone else first where needed)."""
+    app_id = str(api.ready(who, ENTERED_FOR[kind])["id"])
+    if kind in ("enhanced_due_diligence", "approve"):
+        verify = api.task(app_id, "verify_documents")
+        assert api.complete(app_id, verify["id"], "admin", "pre-verifier", "verified").status_code == 200
+    return app_id
 
 
 QUEUE = "probe-queue"
@@ -209,32 +207,18 @@ def _prepare(api: Api, who: dict[str, str], app_id: str, document: str | None = 
 
 
 def _world(api: Api, policy: Policy) -> World:
-    made = [api.applicant()[1] for _ in range(6)]
-    kinds: tuple[dict[str, str], ...] = (
-        {},
-        {},
-        NORIEGA,
-        {"pep": "yes"},
-    )  # submitted, pending approval, screening hit, PEP (EDD)
-    ready = [str(api.ready(made[i], entered)["id"]) for i, entered in enumerate(kinds, start=1)]
-    assign = f"/v1/kyc/applications/{ready[0]}/tasks/{api.task(ready[0], 'verify_documents')['id']}/assign"
+    made = [api.applicant()[1] for _ in range(len(TASK_ACTION) + 2)]
+    owners = dict(zip(TASK_ACTION, made, strict=False))  # one applicant per task kind
+    shared = {kind: _prepare(api, who, _with_task(api, who, kind), "pan_card") for kind, who in owners.items()}
+    verify = shared["verify_documents"]
+    assign = f"/v1/kyc/applications/{verify.id}/tasks/{verify.tasks['verify_documents']}/assign"
     assert api.client.post(assign, json={"assignee": QUEUE}, headers=api.staff("admin")).status_code == 200
-    for app_id in (ready[1], ready[3]):
-        verify = api.task(app_id, "verify_documents")
-        assert api.complete(app_id, verify["id"], "admin", "fixture-verifier", "verified").status_code == 200
     body = {"product": "auto_loan", "amount": "400000.00", "entered": PRIYA}
-    draft = api.client.post("/v1/kyc/applications", json=body, headers=made[5]).json()["id"]
+    draft = api.client.post("/v1/kyc/applications", json=body, headers=made[-2]).json()["id"]
     card = aadhaar_card(name=PRIYA["full_name"], dob=date(1990, 7, 21), number=aadhaar_number("59182736452"))
-    assert api.upload(made[5], draft, "aadhaar", encoded(card), "image/png").status_code == 201
-    w = World(
-        api, policy, made[0],
-        submitted=_prepare(api, made[1], ready[0], "pan_card"),
-        pending=_prepare(api, made[2], ready[1]),
-        screening=_prepare(api, made[3], ready[2]),
-        edd=_prepare(api, made[4], ready[3]),
-        aadhaar=_prepare(api, made[5], draft, "aadhaar"),
-    )  # fmt: skip
-    assert all(kind in w.shared(kind).tasks for kind in TASK_ACTION) and w.aadhaar.tasks == {}
+    assert api.upload(made[-2], draft, "aadhaar", encoded(card), "image/png").status_code == 201
+    w = World(api, policy, made[-1], shared, _prepare(api, made[-2], draft, "aadhaar"))
+    assert all(kind in w.shared[kind].tasks for kind in TASK_ACTION) and w.aadhaar.tasks == {}
     return w
 
 
@@ -312,7 +296,7 @@ def test_every_staff_role_against_every_kyc_operation(world: World, role: str, o
     expected = [(op.action, "ok" if allowed else "denied")]
     if op.name.startswith("complete:"):
         kind = op.name.partition(":")[2]
-        app_id, task_id = w.fresh(kind) if allowed else (w.shared(kind).id, w.shared(kind).tasks[kind])
+        app_id, task_id = w.fresh(kind) if allowed else (w.shared[kind].id, w.shared[kind].tasks[kind])
         got = _complete(w, proto, who, app_id, task_id, OUTCOME[kind])
         assert _answer(got) == (_ok(proto) if allowed else _refused(proto)), got
         task = next(t for t in w.api.read(app_id, "admin")["tasks"] if t["id"] == task_id)
@@ -322,7 +306,7 @@ def test_every_staff_role_against_every_kyc_operation(world: World, role: str, o
             assert _answer(again) == _refused(proto, "CONFLICT"), again
             expected.append((op.action, "refused"))
     elif op.name == "assign":
-        p, mine = w.pending, f"{subject}-desk"
+        p, mine = w.shared["approve"], f"{subject}-desk"
         if proto == "graphql":
             got = w.gql("assignKycTask", who, a=p.id, t=p.tasks["approve"], assignee=mine)
         else:
@@ -533,7 +517,7 @@ def test_an_applicant_is_refused_every_staff_operation_on_their_own_application(
     task = own.tasks["verify_documents"]
     kind = op.name.partition(":")[2]
     if kind:
-        shared = w.shared(kind)  # the applicant's own, with a task of that kind
+        shared = w.shared[kind]  # the applicant's own, with a task of that kind
         got = _complete(w, proto, shared.who, shared.id, shared.tasks[kind], OUTCOME[kind])
         assert {t["id"]: t["status"] for t in w.api.read(shared.id, "admin")["tasks"]}[shared.tasks[kind]] == "open"
     elif op.name == "tasks":
