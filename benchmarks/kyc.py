@@ -175,52 +175,58 @@ class Run:
     started_ids: list[str] = field(default_factory=list)
     pages: dict[str, list[float]] = field(default_factory=dict)
     page_errors: list[str] = field(default_factory=list)
+    page_retries: int = 0
+    #: the steps of applicants after the first wave (the first ``--concurrency`` all start at once)
+    later: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STEPS})
 
 
-async def _step(run: Run, name: str, want: int, call: Any) -> httpx.Response:
+async def _step(sinks: list[dict[str, list[float]]], name: str, want: int, call: Any) -> httpx.Response:
     t = time.perf_counter()
     try:
         got: httpx.Response = await call
     except httpx.HTTPError as exc:
         raise Failure(name, f"{type(exc).__name__} {exc}") from exc
-    run.steps[name].append((time.perf_counter() - t) * 1000)
+    for sink in sinks:
+        sink[name].append((time.perf_counter() - t) * 1000)
     if got.status_code != want:
         raise Failure(name, f"{got.status_code} {got.text[:300]}")
     return got
 
 
-async def journey(client: httpx.AsyncClient, store: Any, run: Run, n: int, who: Persona) -> None:
-    """One applicant from registration to a submitted application."""
+async def journey(client: httpx.AsyncClient, store: Any, run: Run, n: int, who: Persona, later: bool) -> None:
+    """One applicant from registration to a submitted application (``later``: after the first wave)."""
+    sinks = [run.steps, run.later] if later else [run.steps]
     email = f"applicant{n}@bench.example"
     began = time.perf_counter()
     await _step(
-        run, "register", 201, client.post("/v1/applicants/register", json={"email": email, "password": PASSWORD})
+        sinks, "register", 201, client.post("/v1/applicants/register", json={"email": email, "password": PASSWORD})
     )
     sent = await _step(
-        run, "login", 202, client.post("/v1/applicants/login", json={"login": email, "password": PASSWORD})
+        sinks, "login", 202, client.post("/v1/applicants/login", json={"login": email, "password": PASSWORD})
     )
     challenge = sent.json()["challenge_id"]
     t = time.perf_counter()
     item = await asyncio.to_thread(store.outbox_message, f"applicant-otp|{challenge}")
-    run.steps["otp"].append((time.perf_counter() - t) * 1000)
+    for sink in sinks:
+        sink["otp"].append((time.perf_counter() - t) * 1000)
     code = re.search(r"\b(\d{6})\b", item.message.body) if item is not None else None
     if code is None:
         raise Failure("otp", f"no one-time code in the outbox for {challenge}")
     answer = {"challenge_id": challenge, "code": code[1]}
-    session = await _step(run, "verify", 200, client.post("/v1/applicants/login/verify", json=answer))
+    session = await _step(sinks, "verify", 200, client.post("/v1/applicants/login/verify", json=answer))
     auth = {"Authorization": f"Bearer {session.json()['token']}"}
     body = {"product": "auto_loan", "amount": "850000.00", "entered": {**who.entered, "email": email}}
-    app = (await _step(run, "start", 201, client.post("/v1/kyc/applications", json=body, headers=auth))).json()
+    app = (await _step(sinks, "start", 201, client.post("/v1/kyc/applications", json=body, headers=auth))).json()
     run.started_ids.append(app["id"])
     base = f"/v1/kyc/applications/{app['id']}"
     for doc_type, data, media in (("pan_card", who.card, "image/png"), ("address_proof", who.bill, "application/pdf")):
         put = client.put(f"{base}/documents/{doc_type}", content=data, headers={**auth, "Content-Type": media},
                          params={"filename": f"{doc_type}.{media.split('/')[1]}"})  # fmt: skip
-        up = await _step(run, f"upload {doc_type}", 201, put)
+        up = await _step(sinks, f"upload {doc_type}", 201, put)
         if doc_type == "pan_card":
             for part, seconds in up.json().get("seconds", {}).items():
                 run.server_parts.setdefault(part, []).append(seconds * 1000)
-    done = await _step(run, "submit", 200, client.post(f"{base}/submit", headers=auth))
+    done = await _step(sinks, "submit", 200, client.post(f"{base}/submit", headers=auth))
     if done.json().get("status") not in ("submitted", "documents_verified", "pending_approval"):
         raise Failure("submit", f"status {done.json().get('status')!r}")
     run.journeys.append(time.perf_counter() - began)
@@ -238,7 +244,7 @@ async def applicants(port: int, store: Any, people: list[Persona], run: Run, arg
             if args.count and n >= args.count:
                 return
             try:
-                await journey(client, store, run, n, people[n % len(people)])
+                await journey(client, store, run, n, people[n % len(people)], n >= args.concurrency)
             except Failure as exc:
                 run.errors.append(str(exc))
                 await asyncio.sleep(1)  # no storm of failures
@@ -256,7 +262,12 @@ async def pages(port: int, token: str, run: Run, rate: float, stop: asyncio.Even
 
     async def one(client: httpx.AsyncClient, name: str, url: str, due: float) -> None:
         try:
-            got = await client.get(url)
+            try:
+                got = await client.get(url)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # the server closed a keep-alive connection as it was reused: once more, as browsers do
+                run.page_retries += 1
+                got = await client.get(url)
             if got.status_code != 200:
                 run.page_errors.append(f"{name}: {got.status_code} {got.text[:200]}")
         except httpx.HTTPError as exc:
@@ -422,7 +433,7 @@ def print_load(
     """Print what the load measured; the headline numbers."""
     done = len(run.journeys)
     per_hour = done / wall * 3600 if wall else 0.0
-    print(f"\n== 50-at-once load: {done} applicants completed in {wall:.1f}s (the last in flight at the end "
+    print(f"\n== {args.concurrency} at once: {done} applicants completed in {wall:.1f}s (those in flight at the end "
           f"included) = {per_hour:,.0f} applicants/hour, {len(run.errors)} errors")  # fmt: skip
     for error in run.errors[:30]:
         print(f"   error: {error}")
@@ -433,6 +444,9 @@ def print_load(
         share = sum(values) / total * 100 if total else 0.0
         print(f"  {name:22} {spread(values)}  {share:4.1f}% of applicant time")
     print(f"  {'whole applicant':22} {spread([j * 1000 for j in run.journeys])}")
+    print(f"the same after the first wave (applicants {args.concurrency + 1}th on, who start as others finish):")
+    for name in STEPS:
+        print(f"  {name:22} {spread(run.later[name])}")
     for part, values in sorted(run.server_parts.items()):
         print(f"  PAN card server part {part:8} {spread(values)}")
     per_app = cpu / done if done else 0.0
@@ -441,7 +455,8 @@ def print_load(
     print(f"argon2id hash {argon[0]:.0f} ms wall / {argon[1]:.0f} ms CPU here; register + login hash twice = "
           f"~{argon_share:.0f}% of the server CPU per applicant")  # fmt: skip
     print("\n== pages while the load ran (ms from when due, open-loop "
-          f"{args.page_rate:g}/s per class; aim p99 < 200 ms), {len(run.page_errors)} errors")  # fmt: skip
+          f"{args.page_rate:g}/s per class; aim p99 < 200 ms), {len(run.page_errors)} errors, "
+          f"{run.page_retries} retried once on a closed keep-alive connection")  # fmt: skip
     every: list[float] = []
     for name, values in run.pages.items():
         every += values
@@ -453,9 +468,11 @@ def print_load(
     return {
         "applicants_per_hour": round(per_hour),
         "completed": done,
-        "errors": len(run.errors) + len(run.page_errors),
+        "errors": len(run.errors),
+        "page_errors": len(run.page_errors),
         "pages_p99_ms": round(pct(every, 0.99), 1) if every else None,
         "upload_max_s": round(max(uploads) / 1000, 2) if uploads else None,
+        "upload_max_after_first_wave_s": round(max(run.later["upload pan_card"], default=0) / 1000, 2),
         "submit_max_s": round(max(submits) / 1000, 2) if submits else None,
         "login_share_pct": round(sum(run.steps["login"]) / total * 100, 1) if total else None,
         "server_cpu_per_applicant_s": round(per_app, 2),
@@ -522,7 +539,8 @@ def main() -> None:
         print(f"fake PAN provider answered {len(provider.received):,} requests")
     h = headline
     print("\n== targets")
-    print(f"pages p99 < 200 ms under load: {h['pages_p99_ms']} ms -> {verdict((h['pages_p99_ms'] or 1e9) < 200)}")
+    pages_ok = (h["pages_p99_ms"] or 1e9) < 200 and h["page_errors"] == 0
+    print(f"pages p99 < 200 ms under load: {h['pages_p99_ms']} ms, {h['page_errors']} errors -> {verdict(pages_ok)}")
     print(f"document upload < 30 s: max {h['upload_max_s']} s -> {verdict((h['upload_max_s'] or 1e9) < 30)}")
     print(f"automated verification < 60 s: max {h['submit_max_s']} s -> {verdict((h['submit_max_s'] or 1e9) < 60)}")
     worst = max(h["report_ms"].values())
