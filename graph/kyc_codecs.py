@@ -92,7 +92,8 @@ def task_from_json(text: str) -> Task:
 # -- applications ---------------------------------------------------------------------------------------
 
 
-def _document(doc: DocumentRef) -> dict[str, Any]:
+def document_to_json(doc: DocumentRef) -> dict[str, Any]:
+    """One document version as JSON (its storage key and check details included: not for callers' eyes)."""
     return {
         "document_id": doc.document_id,
         "doc_type": doc.doc_type,
@@ -153,7 +154,7 @@ def application_to_json(app: Application) -> str:
             "verified_by": app.verified_by,
             "decided_by": app.decided_by,
             "decision_reason": app.decision_reason,
-            "documents": [_document(d) for d in app.documents],
+            "documents": [document_to_json(d) for d in app.documents],
             "verifications": [v.to_json() for v in app.verifications],
             "screening_hits": [
                 [h.list_name, h.entry_key, h.content_hash, h.score, h.suppressed] for h in app.screening_hits

@@ -16,6 +16,7 @@ from typing import Any
 
 from c360.graph.errors import ConfigError, InvalidInputError, NotFoundError
 from c360.graph.kyc import Application, DocumentRef, KycEvent, Task
+from c360.graph.kyc_codecs import document_to_json
 from c360.graph.vault import mask
 from c360.streams.kyc_desk import KycDesk, applicant_actor, vault_owner
 from c360.streams.kyc_documents import Upload
@@ -25,6 +26,8 @@ from .principal import ForbiddenError, Principal
 from .service import ProfileService, check_first
 
 APPLICANT = "applicant"
+#: what a document's JSON holds that no caller is shown
+_DOCUMENT_PRIVATE = frozenset({"storage_key", "check_details", "uploaded_by", "purge_reason"})
 #: the action completing each kind of task needs
 TASK_ACTION = {
     "verify_documents": "verify_kyc_documents",
@@ -66,20 +69,8 @@ def _time(value: Any) -> str | None:
 
 
 def document_json(doc: DocumentRef) -> dict[str, Any]:
-    """One version of a document: its metadata (never its content)."""
-    return {
-        "document_id": doc.document_id,
-        "doc_type": doc.doc_type,
-        "version": doc.version,
-        "checksum": doc.checksum,
-        "size": doc.size,
-        "media_type": doc.media_type,
-        "filename": doc.filename,
-        "expires_on": _time(doc.expires_on),
-        "uploaded_at": _time(doc.uploaded_at),
-        "check": doc.check,
-        "purged_at": _time(doc.purged_at),
-    }
+    """One version of a document: its metadata (never its content, storage key or check details)."""
+    return {k: v for k, v in document_to_json(doc).items() if k not in _DOCUMENT_PRIVATE}
 
 
 def task_json(task: Task) -> dict[str, Any]:

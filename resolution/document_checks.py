@@ -17,11 +17,19 @@ from typing import Any, Final
 
 from c360.graph.errors import InvalidInputError
 from c360.graph.models import GoldenValue, aware
-from c360.graph.verification import Result, Verification, new_verification_id
+from c360.graph.verification import Result, Verification
 from stdnum.in_ import pan as stdnum_pan
 
 from .document_fields import DocumentFields, parse_date
-from .identity_checks import check_aadhaar, check_dob, check_name, pan_problem, parse_pan, split_name
+from .identity_checks import (
+    check_aadhaar,
+    check_dob,
+    check_name,
+    pan_problem,
+    parse_pan,
+    split_name,
+    check_record,
+)
 
 #: The component named in ``by``.
 BY: Final = "c360.document_checks"
@@ -49,17 +57,7 @@ def _record(
     subject: str,
     at: datetime,
 ) -> Verification:
-    return Verification(
-        id=new_verification_id(),
-        subject=subject,
-        check=check,
-        result=result,
-        confidence=confidence,
-        reason=reason,
-        evidence=evidence,
-        by=BY,
-        at=at,
-    )
+    return check_record(check, result, confidence, reason, evidence, subject=subject, by=BY, at=at, id=None)
 
 
 def _entry(entered: Mapping[str, str], key: str) -> str | None:

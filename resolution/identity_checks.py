@@ -146,7 +146,7 @@ def parse_pan(pan: str) -> PanInfo:
     return PanInfo(number, code, HOLDER_KINDS.get(code, "other"), info["holder_type"], info["initial"])
 
 
-def _record(
+def check_record(
     check: str,
     result: Result,
     confidence: float,
@@ -158,6 +158,7 @@ def _record(
     at: datetime,
     id: str | None,
 ) -> Verification:
+    """One check's verification record (a new id unless ``id``)."""
     return Verification(
         id=id or new_verification_id(),
         subject=subject,
@@ -175,7 +176,7 @@ def check_pan_format(pan: str, *, subject: str, at: datetime, by: str = BY, id: 
     """``pan_format``: pass if ``pan`` is a valid PAN (length, 5 letters 4 digits 1 letter, holder type, serial)."""
     problem = pan_problem(pan)
     if problem is not None:
-        return _record(
+        return check_record(
             "pan_format",
             "fail",
             1.0,
@@ -188,7 +189,7 @@ def check_pan_format(pan: str, *, subject: str, at: datetime, by: str = BY, id: 
         )
     info = parse_pan(pan)
     evidence = {"pan": info.masked, "holder_code": info.holder_code, "holder_type": info.holder_type}
-    return _record(
+    return check_record(
         "pan_format",
         "pass",
         1.0,
@@ -214,7 +215,7 @@ def check_pan_holder(
         )
     problem = pan_problem(pan)
     if problem is not None:
-        return _record(
+        return check_record(
             "pan_holder",
             "inconclusive",
             0.0,
@@ -229,12 +230,12 @@ def check_pan_holder(
     evidence = {"pan": info.masked, "holder_code": info.holder_code, "applicant_kind": applicant_kind}
     if info.holder_kind == applicant_kind:
         reason = f"the PAN's holder type ({info.holder_type}) is the applicant's kind"
-        return _record("pan_holder", "pass", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("pan_holder", "pass", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     reason = (
         f"the PAN belongs to a holder of type {info.holder_type} (4th character {info.holder_code}), "
         f"but the applicant is of kind {applicant_kind}"
     )
-    return _record("pan_holder", "fail", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+    return check_record("pan_holder", "fail", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
 
 
 def check_pan_surname(
@@ -247,7 +248,7 @@ def check_pan_surname(
     """
     problem = pan_problem(pan)
     if problem is not None:
-        return _record(
+        return check_record(
             "pan_surname",
             "inconclusive",
             0.0,
@@ -262,18 +263,18 @@ def check_pan_surname(
     evidence: dict[str, Any] = {"pan": info.masked, "holder_code": info.holder_code, "pan_letter": info.name_letter}
     if not info.individual:
         reason = f"the 5th character of a {info.holder_type}'s PAN is not a surname's letter"
-        return _record("pan_surname", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("pan_surname", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     surname = _name_text("last_name", last_name)
     if surname is None:
         reason = "no surname to compare with the PAN's 5th character"
-        return _record("pan_surname", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("pan_surname", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     letter = surname[0].upper()
     evidence["surname_letter"] = letter
     if letter == info.name_letter:
         reason = f"the PAN's 5th character {info.name_letter} is the surname's first letter"
-        return _record("pan_surname", "pass", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("pan_surname", "pass", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     reason = f"the PAN's 5th character {info.name_letter} is not the surname's first letter {letter}"
-    return _record("pan_surname", "fail", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+    return check_record("pan_surname", "fail", 1.0, reason, evidence, subject=subject, by=by, at=at, id=id)
 
 
 def mask_aadhaar(number: str) -> str:
@@ -308,7 +309,7 @@ def check_aadhaar(number: str, *, subject: str, at: datetime, by: str = BY, id: 
         else:
             problem = "an Aadhaar number is never a palindrome"
     if problem is not None:
-        return _record(
+        return check_record(
             "aadhaar_checksum",
             "fail",
             1.0,
@@ -319,7 +320,7 @@ def check_aadhaar(number: str, *, subject: str, at: datetime, by: str = BY, id: 
             at=at,
             id=id,
         )
-    return _record(
+    return check_record(
         "aadhaar_checksum",
         "pass",
         1.0,
@@ -429,7 +430,7 @@ def check_name(
         reason = "no name to compare: " + (
             "the claim has none" if not any(claimed.values()) else "the profile has none"
         )
-        return _record("name_match", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("name_match", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     confidence = min(NAME_LEVELS[level] for level in (first, last) if level != _NULL)
     partial = _NULL in (first, last)
     if confidence >= NAME_PASS and not partial:
@@ -445,7 +446,7 @@ def check_name(
     reason = f"given names: {first}{how}; surname: {last}"
     if partial:
         reason += " (only one part of the name could be compared)"
-    return _record("name_match", result, confidence, reason, evidence, subject=subject, by=by, at=at, id=id)
+    return check_record("name_match", result, confidence, reason, evidence, subject=subject, by=by, at=at, id=id)
 
 
 def check_dob(
@@ -473,9 +474,9 @@ def check_dob(
     if profile_dob is None:
         evidence["level"] = _NULL
         reason = "the profile has no date of birth"
-        return _record("dob_match", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
+        return check_record("dob_match", "inconclusive", 0.0, reason, evidence, subject=subject, by=by, at=at, id=id)
     level = _label(_DOB, {"dob": dob.isoformat()}, {"dob": profile_dob.isoformat()})
     evidence["level"] = level
     result, confidence = DOB_LEVELS[level]
     reason = f"date of birth: {level}"
-    return _record("dob_match", result, confidence, reason, evidence, subject=subject, by=by, at=at, id=id)
+    return check_record("dob_match", result, confidence, reason, evidence, subject=subject, by=by, at=at, id=id)

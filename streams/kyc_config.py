@@ -9,23 +9,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Self
 
+from c360.graph.kyc import DOC_TYPES as DOCUMENT_TYPES  # the document types an applicant may upload
+from c360.graph.kyc import TASK_KINDS  # the kinds of workflow task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: the kinds of workflow task
-TASK_KINDS: tuple[str, ...] = ("verify_documents", "review_screening_hit", "enhanced_due_diligence", "approve")
-
-#: the document types an applicant may upload
-DOCUMENT_TYPES: tuple[str, ...] = (
-    "pan_card",
-    "aadhaar",
-    "passport",
-    "driving_licence",
-    "voter_id",
-    "address_proof",
-    "bank_statement",
-    "salary_slip",
-    "vehicle_quotation",
-)
+__all__ = ["DOCUMENT_TYPES", "TASK_KINDS", "KycWorkflowConfig", "TaskRule"]
 
 #: five years: the Prevention of Money-laundering (Maintenance of Records) Rules keep KYC records that long
 _FIVE_YEARS = 5 * 365 + 1
