@@ -25,10 +25,10 @@ from .identity_checks import (
     check_aadhaar,
     check_dob,
     check_name,
+    check_record,
     pan_problem,
     parse_pan,
     split_name,
-    check_record,
 )
 
 #: The component named in ``by``.
