@@ -226,7 +226,7 @@ class KycDesk:
         """Record on the applicant's account which customer they are (an applicant of another channel: skip)."""
         try:
             account = self.store.get_applicant(applicant_id)
-        except NotFoundError:
+        except (NotFoundError, InvalidInputError):  # not a portal account's id
             return
         if account.customer_id is None or self.store.resolve(account.customer_id) != customer:
             self.store.set_applicant_customer(applicant_id, customer)

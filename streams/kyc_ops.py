@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from c360.connectors.documents.blobs import BlobStore
 from c360.graph.kyc import Application, KycEvent
@@ -89,6 +89,24 @@ def applications_report(store: GraphStore, *, now: datetime) -> Report:
     for app in all_applications(store):
         report.add(app)
     return report
+
+
+def rekyc_due(store: GraphStore, *, before: date) -> list[dict[str, str]]:
+    """Customers whose latest approved application's re-KYC date is before ``before``, earliest first."""
+    latest: dict[str, Application] = {}
+    for app in all_applications(store):
+        if app.status != "approved" or app.risk is None:
+            continue
+        customer = store.resolve(app.customer_id) or app.customer_id
+        held = latest.get(customer)
+        if held is None or (app.decided_at or app.updated_at) > (held.decided_at or held.updated_at):
+            latest[customer] = app
+    due = [(a.risk.rekyc_due, c, a) for c, a in latest.items() if a.risk is not None and a.risk.rekyc_due < before]
+    return [
+        {"customer_id": c, "application_id": a.id, "rekyc_due": d.isoformat(), "risk_category": a.risk.category}
+        for d, c, a in sorted(due, key=lambda x: (x[0], x[1]))
+        if a.risk is not None
+    ]
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from c360.resolution.screening import Screener
 from c360.streams.kyc_checks import KycChecks
 from c360.streams.kyc_desk import KycDesk
 from c360.streams.kyc_documents import DocumentIntake, Upload
-from c360.streams.kyc_ops import applications_report, purge
+from c360.streams.kyc_ops import applications_report, purge, rekyc_due
 from c360.streams.kyc_rescreen import manifest_path, rescreen_lists
 from document_images import encoded, pan_card, text_pdf
 from test_cli import c360
@@ -165,7 +165,7 @@ def test_the_report_groups_by_status_and_risk(kyc: Desk) -> None:
 def test_the_cli_runs_each_operation_and_audits_it(tmp_path: Path) -> None:
     config = tmp_path / "c360.yaml"
     config.write_text(yaml.safe_dump({"kyc": {"ofac_dir": str(DATA / "ofac")}}))
-    for args in (["kyc", "escalate"], ["kyc", "purge", "--dry-run", "--json"], ["kyc", "report"]):
+    for args in (["kyc", "escalate"], ["kyc", "purge", "--dry-run", "--json"], ["kyc", "report"], ["kyc", "due"]):
         done = c360("--config", str(config), *args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     first = c360("--config", str(config), "kyc", "rescreen", "--json", cwd=tmp_path)
@@ -174,3 +174,18 @@ def test_the_cli_runs_each_operation_and_audits_it(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in (tmp_path / ".c360" / "audit.log").read_text().splitlines()]
     actions = {e.get("action") for e in entries}
     assert {"escalate_kyc_tasks", "purge_kyc_documents", "read_kyc_report", "rescreen_kyc"} <= actions
+
+
+def test_approved_customers_come_due_for_rekyc_by_their_risk_category(kyc: Desk) -> None:
+    app_id = kyc.application()
+    verify = next(t for t in kyc.desk.get(app_id).open_tasks() if t.kind == "verify_documents")
+    kyc.desk.complete_task(app_id, verify.id, actor="officer-1", outcome="verified", reason="ok")
+    approve = next(t for t in kyc.desk.get(app_id).open_tasks() if t.kind == "approve")
+    done = kyc.desk.complete_task(app_id, approve.id, actor="manager-1", outcome="approved", reason="ok")
+    assert done.status == "approved" and done.risk is not None
+    due = done.risk.rekyc_due
+    years = {"low": 10, "medium": 8, "high": 2}[done.risk.category]
+    assert due.year - T0.year == years
+    assert rekyc_due(kyc.store, before=due) == []
+    rows = rekyc_due(kyc.store, before=due + timedelta(days=1))
+    assert [(r["application_id"], r["rekyc_due"]) for r in rows] == [(app_id, due.isoformat())]

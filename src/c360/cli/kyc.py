@@ -140,3 +140,30 @@ def kyc_report(
     else:
         output.write_text(text, encoding="utf-8")
         out.print(f"{report.total} applications -> {output}")
+
+
+@kyc_app.command("due")
+def kyc_due(
+    ctx: typer.Context,
+    before: Annotated[
+        str | None, typer.Option(help="List re-KYC dates before this day, YYYY-MM-DD (default today).")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Approved customers whose periodic re-KYC is due (the date their risk category set), earliest first."""
+    from c360.streams.kyc_ops import rekyc_due
+
+    try:
+        day = date.fromisoformat(before) if before is not None else datetime.now(UTC).date()
+    except ValueError:
+        fail(f"--before {before!r} is not a date YYYY-MM-DD")
+    settings = ctx.obj.settings
+    with store_of(ctx) as store, audited(settings, "read_kyc_applications", None) as note:
+        rows = rekyc_due(store, before=day)
+        note.detail = f"{len(rows)} due before {day.isoformat()}"
+    if json_:
+        print_json({"before": day.isoformat(), "due": rows})
+        return
+    for row in rows:
+        out.print(f"{row['rekyc_due']}  {row['customer_id']}  {row['application_id']}  {row['risk_category']}")
+    out.print(f"{len(rows)} customers due for re-KYC before {day.isoformat()}")
