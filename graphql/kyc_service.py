@@ -22,6 +22,7 @@ from c360.streams.kyc_desk import KycDesk, applicant_actor, vault_owner
 from c360.streams.kyc_documents import Upload
 from c360.streams.kyc_ops import applications_report
 
+from .audit import mark_audited
 from .principal import ForbiddenError, Principal
 from .service import ProfileService, check_first
 
@@ -183,8 +184,11 @@ async def start_application(
     *, service: ProfileService, who: Principal, product: str, amount: str, entered: Mapping[str, Any]
 ) -> dict[str, Any]:
     """An applicant starts a draft application (the applicant becomes or is matched to a customer)."""
-    if not is_applicant(who):
-        raise ForbiddenError("only applicants start applications (staff work them)")
+    if not is_applicant(who):  # whatever the role may do otherwise: a denial, audited as one
+        refused = ForbiddenError("only applicants start applications (staff work them)")
+        await service.record(who, "apply_kyc", who.subject, "denied", str(refused))
+        mark_audited(refused)
+        raise refused
 
     def work() -> dict[str, Any]:
         app = _desk(service).start(applicant_id=who.subject, product=product, amount=amount, entered=entered)
@@ -334,12 +338,21 @@ async def complete_task(
 ) -> dict[str, Any]:
     """Decide a task (the decision and its reason are kept with who made it); the application moves on."""
     desk = _desk(service)
-    app = await service.read(lambda: desk.get(application_id))
-    try:
-        task = app.task(task_id)
-    except NotFoundError:
-        await service.require(who, "read_kyc_applications", application_id)
-        raise
+
+    def find() -> Task | None:
+        try:
+            return desk.get(application_id).task(task_id)
+        except NotFoundError:
+            return None
+
+    task = await service.read(find)
+    if task is None:  # answered as the role's permission allows, so that ids cannot be probed
+        action = next((a for a in TASK_ACTION.values() if service.policy.can(who.role, a)), TASK_ACTION["approve"])
+
+        async def missing() -> dict[str, Any]:
+            raise NotFoundError(f"application {application_id} has no task {task_id}")
+
+        return await service.audited(who, action, application_id, missing)
     action = TASK_ACTION[task.kind]
 
     def work() -> dict[str, Any]:
@@ -366,10 +379,10 @@ async def assign_task(
 
 async def request_info(*, service: ProfileService, who: Principal, application_id: str, reason: str) -> dict[str, Any]:
     """Send the application back to the applicant with what is missing."""
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidInputError("say what information is needed (reason)")
 
     def work() -> dict[str, Any]:
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInputError("say what information is needed (reason)")
         return application_json(
             service, who, _desk(service).request_info(application_id, actor=who.subject, reason=reason)
         )

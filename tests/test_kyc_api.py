@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -114,9 +115,9 @@ class Api:
         return self.client.post(url, json={"outcome": outcome, "reason": reason}, headers=self.staff(role, subject))
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    home = tmp_path_factory.mktemp("kyc-api")
+@contextmanager
+def serve_kyc(home: Path) -> Iterator[Api]:
+    """The app over an embedded store in ``home``, with the real lists and a fake PAN provider on loopback."""
     token = home / "pan-token"
     token.write_text("pan-secret\n")
     token.chmod(0o600)
@@ -132,6 +133,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         with TestClient(build_app(settings, store)) as client:
             yield Api(settings, client, store, provider)
         store.close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with serve_kyc(tmp_path_factory.mktemp("kyc-api")) as served:
+        yield served
 
 
 def test_an_application_goes_from_draft_to_approved_with_every_step_checked_and_audited(api: Api) -> None:

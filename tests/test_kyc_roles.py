@@ -17,20 +17,16 @@ from datetime import date
 from typing import Any
 
 import pytest
-from c360.connectors.pan_service import PanServiceConfig
 from c360.graphql.kyc_service import TASK_ACTION
 from c360.graphql.policy import Policy, load_policy
 from c360.graphql.schema_kyc import KycMutation, KycQuery
 from c360.streams.kyc_desk import OUTCOMES
 from document_images import aadhaar_card, aadhaar_number, encoded
-from fake_pan import serve_provider
-from fastapi.testclient import TestClient
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
-from test_kyc_api import DATA, RAVI, Api
+from test_kyc_api import RAVI, Api, serve_kyc
 
-from c360.deps import build_app, build_policy, build_store
-from c360.settings import ApiSettings, KycSettings, Settings
+from c360.deps import build_policy
 from graphql import OperationDefinitionNode, parse
 
 POLICY = load_policy()
@@ -180,23 +176,8 @@ QUEUE = "probe-queue"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    home = tmp_path_factory.mktemp("kyc-roles")
-    token = home / "pan-token"
-    token.write_text("pan-secret\n")
-    token.chmod(0o600)
-    with serve_provider() as (provider, url):
-        kyc = KycSettings(
-            ofac_dir=DATA / "ofac",
-            un_file=DATA / "un" / "consolidated.xml",
-            pan_service=PanServiceConfig(url=url, token_file=token, retries=0),
-        )
-        settings = Settings(data_dir=home / ".c360", api=ApiSettings(dev_mode=True), kyc=kyc)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = build_store(settings)
-        with TestClient(build_app(settings, store)) as client:
-            api = Api(settings, client, store, provider)
-            yield _world(api, build_policy(settings))
-        store.close()
+    with serve_kyc(tmp_path_factory.mktemp("kyc-roles")) as api:
+        yield _world(api, build_policy(api.settings))
 
 
 def _prepare(api: Api, who: dict[str, str], app_id: str, document: str | None = None) -> Prepared:
@@ -351,12 +332,6 @@ def test_staff_cannot_start_change_submit_or_upload(world: World, role: str, op:
         assert [o for _, o in w.entries(subject)] == ["denied"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: kyc_service.start_application raises ForbiddenError for staff before service.audited/require, "
-    "and the GraphQL router takes FORBIDDEN as audited by the service: startKycApplication from a staff token "
-    "leaves no audit entry at all (REST gets only the HTTP layer's generic ('request', 'denied'))",
-)
 def test_a_staff_start_over_graphql_is_audited(world: World) -> None:
     unaudited = []
     for role in STAFF_ROLES:
@@ -368,12 +343,6 @@ def test_a_staff_start_over_graphql_is_audited(world: World) -> None:
     assert unaudited == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: kyc_service.complete_task loads the application (desk.get) before any permission check, so a "
-    "role that may not read applications is answered 404 / NOT_FOUND for an unknown id (403 for a known one: "
-    "an existence oracle), and the GraphQL NOT_FOUND is audited by nobody",
-)
 def test_completing_a_task_of_an_unknown_application_checks_the_permission_first(world: World) -> None:
     wrong = []
     for role, proto in itertools.product(STAFF_ROLES, ("rest", "graphql")):
@@ -386,11 +355,6 @@ def test_completing_a_task_of_an_unknown_application_checks_the_permission_first
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: kyc_service.request_info checks the reason before service.audited: a role that may not "
-    "verify_kyc_documents sending reason ' ' is answered 400 BAD_USER_INPUT, not 403 FORBIDDEN",
-)
 def test_request_info_checks_the_permission_before_the_reason(world: World) -> None:
     wrong = []
     for role, proto in itertools.product(STAFF_ROLES, ("rest", "graphql")):
