@@ -27,7 +27,7 @@ from c360.streams.kyc_desk import KycDesk
 from c360.streams.kyc_documents import DocumentIntake, Upload
 from c360.streams.kyc_ops import applications_report, purge, rekyc_due
 from c360.streams.kyc_rescreen import manifest_path, rescreen_lists
-from document_images import encoded, pan_card, text_pdf
+from document_images import text_pdf
 from test_cli import c360
 
 from c360.deps import build_pipeline, build_store, document_blobs, vault_keys
@@ -58,8 +58,10 @@ class Desk:
     def application(self, name: str = "Ravi Kumar Sharma", pan: str = "ABCPS1234D", applicant: str = "ap_1") -> str:
         entered = {"full_name": name, "date_of_birth": "1985-03-14", "pan": pan}
         app = self.desk.start(applicant_id=applicant, product="auto_loan", amount="500000", entered=entered)
-        card = pan_card(name=name.upper(), father="X", dob=datetime(1985, 3, 14).date(), pan=pan)
-        self.desk.upload(app.id, Upload("pan_card", encoded(card)), actor=f"applicant:{applicant}")
+        # A PAN card as a text PDF: read without OCR (the API tests read drawn cards by OCR).
+        card = text_pdf(["INCOME TAX DEPARTMENT", "Permanent Account Number", pan, "Name", name.upper(),
+                         "Father's Name", "SURESH", "Date of Birth", "14/03/1985"])  # fmt: skip
+        self.desk.upload(app.id, Upload("pan_card", card), actor=f"applicant:{applicant}")
         self.desk.upload(app.id, Upload("address_proof", text_pdf(["BILL", name])), actor=f"applicant:{applicant}")
         return self.desk.submit(app.id, actor=f"applicant:{applicant}").id
 
