@@ -59,6 +59,8 @@ LISTS = Path("/work/shared/data/watchlists")
 PASSWORD = "Correct-Horse-9-Battery"
 GIVEN = ["Ravi", "Anita", "Suresh", "Priya", "Vikram", "Meena", "Arjun", "Kavita", "Rahul", "Deepa"]
 SURNAMES = ["Sharma", "Verma", "Iyer", "Nair", "Gupta", "Reddy", "Mehta", "Joshi", "Patel", "Rao"]
+#: idle seconds after which a client drops a connection: under uvicorn's 5 s, so none is reused as the server closes it
+KEEPALIVE = 3.0
 STEPS = ["register", "login", "otp", "verify", "start", "upload pan_card", "upload address_proof", "submit"]
 
 
@@ -236,7 +238,7 @@ async def applicants(port: int, store: Any, people: list[Persona], run: Run, arg
     """``--concurrency`` applicants in a loop until ``--seconds`` pass (or ``--count`` started); the wall time."""
     numbers = itertools.count()
     deadline = time.perf_counter() + args.seconds
-    limits = httpx.Limits(max_connections=args.concurrency + 5, max_keepalive_connections=args.concurrency + 5)
+    limits = httpx.Limits(max_connections=args.concurrency + 5, keepalive_expiry=KEEPALIVE)
 
     async def worker(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < deadline:
@@ -274,7 +276,10 @@ async def pages(port: int, token: str, run: Run, rate: float, stop: asyncio.Even
             run.page_errors.append(f"{name}: {type(exc).__name__}")
         run.pages.setdefault(name, []).append((time.perf_counter() - due) * 1000)
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60, limits=limits
+    ) as client:
         start, pending = time.perf_counter(), []
         for n in itertools.count():
             due = start + n / (rate * len(classes))
