@@ -368,9 +368,9 @@ def _fact_cte(
             for f, m in dim_filters
             if m.entity == other
         ]
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        sub_where = f" WHERE {' AND '.join(conds)}" if conds else ""
         joins.append(
-            f"JOIN (SELECT DISTINCT {', '.join(cols)} FROM {sub_from}{where}) AS {alias} ON {alias}.k = {hub_key}"
+            f"JOIN (SELECT DISTINCT {', '.join(cols)} FROM {sub_from}{sub_where}) AS {alias} ON {alias}.k = {hub_key}"
         )
 
     def expr(member: _Member) -> str:
