@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 
 from ..codecs import (
     assemble_profiles,
@@ -31,6 +32,7 @@ from ..models import (
     Profile,
     SourceRecord,
 )
+from ..ports.identity import ChangedCustomer, changed_customers
 from ..reads import ExistingRecord, Lookup, StoreStats
 from .connection import EmbeddedBase, chunks, marks
 
@@ -70,12 +72,27 @@ CREATE INDEX IF NOT EXISTS apart_b ON apart(b, a);
 _CUSTOMER_COLUMNS = "id, created_at, status, merged_into, golden"
 
 
+def next_seq(db: sqlite3.Connection, name: str) -> int:
+    """Take the next number of change sequence ``name`` (kept in ``meta``) inside the open write transaction."""
+    row = db.execute(
+        "INSERT INTO meta VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 "
+        "RETURNING value",
+        (name,),
+    ).fetchone()
+    return int(row[0])
+
+
 class EmbeddedIdentity(EmbeddedBase):
     """The identity graph's nodes and links in SQLite."""
 
     def _create(self, db: sqlite3.Connection) -> None:
         super()._create(db)
         db.executescript(_SCHEMA)
+        if "seq" not in {row[1] for row in db.execute("PRAGMA table_info(customers)")}:
+            # the change feed: older files' customers all read as sequence 0
+            db.execute("ALTER TABLE customers ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE customers ADD COLUMN changed_at TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS customers_seq ON customers(seq, id)")
         columns = {row[1] for row in db.execute("PRAGMA table_info(merges)")}
         if "records" not in columns:  # a schema-1 file: merges did not keep their records
             db.execute("ALTER TABLE merges ADD COLUMN records TEXT NOT NULL DEFAULT '[]'")
@@ -305,7 +322,7 @@ class EmbeddedIdentity(EmbeddedBase):
             "DO UPDATE SET joined = excluded.joined, flagged = excluded.flagged, flag_reason = excluded.flag_reason",
             identifier_rows(changes),
         )
-        db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", customer_rows(changes))
+        db.executemany(f"INSERT INTO customers ({_CUSTOMER_COLUMNS}) VALUES (?, ?, ?, ?, ?)", customer_rows(changes))
         final = [(t, m) for m, t in changes.final_targets().items()]
         db.executemany("UPDATE records SET customer_id = ? WHERE customer_id = ?", final)
         db.executemany("UPDATE customers SET status = 'merged', merged_into = ?, golden = '{}' WHERE id = ?", final)
@@ -340,4 +357,22 @@ class EmbeddedIdentity(EmbeddedBase):
             "UPDATE customers SET golden = ? WHERE id = ?",
             [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
         )
+        if touched := changed_customers(changes):
+            seq = next_seq(db, "customer_seq")
+            at = datetime.now(UTC).isoformat()
+            for chunk in chunks(touched):
+                db.execute(
+                    f"UPDATE customers SET seq = ?, changed_at = ? WHERE id IN ({marks(len(chunk))})", [seq, at, *chunk]
+                )
         super()._write(db, changes)
+
+    def _customer_changes(self, after: tuple[int, str], limit: int) -> list[ChangedCustomer]:
+        rows = self._all(
+            f"SELECT seq, changed_at, {_CUSTOMER_COLUMNS} FROM customers WHERE (seq, id) > (?, ?) "
+            "ORDER BY seq, id LIMIT ?",
+            (after[0], after[1], limit),
+        )
+        return [
+            ChangedCustomer(seq, datetime.fromisoformat(at) if at else None, customer_from_row(*rest))
+            for seq, at, *rest in rows
+        ]

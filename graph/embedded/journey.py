@@ -6,7 +6,9 @@ import sqlite3
 
 from ..codecs import event_rows, parse_event_time
 from ..models import ChangeSet, StoredEvent
+from ..ports.journey import ChangedEvent, moved_records
 from .connection import EmbeddedBase, chunks, marks
+from .identity import next_seq
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -14,6 +16,7 @@ CREATE TABLE IF NOT EXISTS events (
     record_uid TEXT) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_record ON events(record_uid, occurred_at, id) WHERE record_uid IS NOT NULL;
 """
+_COLUMNS = "id, type, occurred_at, data, record_uid"
 
 
 class EmbeddedJourney(EmbeddedBase):
@@ -22,10 +25,20 @@ class EmbeddedJourney(EmbeddedBase):
     def _create(self, db: sqlite3.Connection) -> None:
         super()._create(db)
         db.executescript(_SCHEMA)
+        if "seq" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+            # the change feed: older files' events all read as sequence 0
+            db.execute("ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS events_seq ON events(seq, id)")
 
     def _write(self, db: sqlite3.Connection, changes: ChangeSet) -> None:
         # Idempotent by event id: an event applied before changes nothing.
-        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", event_rows(changes))
+        rows = event_rows(changes)
+        moved = moved_records(changes)
+        if rows or moved:
+            seq = next_seq(db, "event_seq")
+            db.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, {seq})", rows)
+            for chunk in chunks(moved):  # their events come again in the feed, with their new customer
+                db.execute(f"UPDATE events SET seq = ? WHERE record_uid IN ({marks(len(chunk))})", [seq, *chunk])
 
         super()._write(db, changes)
 
@@ -55,3 +68,16 @@ class EmbeddedJourney(EmbeddedBase):
             [customer_id, *params, limit],
         )
         return [StoredEvent(i, t, parse_event_time(at), d, r) for i, t, at, d, r in rows]
+
+    def _event_changes(self, after: tuple[int, str], limit: int, types: list[str] | None) -> list[ChangedEvent]:
+        where, params = "", [after[0], after[1]]
+        if types is not None:
+            where = f" AND e.type IN ({marks(len(types))})"
+            params += types
+        rows = self._all(
+            "SELECT e.seq, e.id, e.type, e.occurred_at, e.data, e.record_uid, r.customer_id FROM events e "
+            f"LEFT JOIN records r ON r.uid = e.record_uid WHERE (e.seq, e.id) > (?, ?){where} "
+            "ORDER BY e.seq, e.id LIMIT ?",
+            [*params, limit],
+        )
+        return [ChangedEvent(s, StoredEvent(i, t, parse_event_time(at), d, r), c) for s, i, t, at, d, r, c in rows]

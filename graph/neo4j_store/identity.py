@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from neo4j import ManagedTransaction
@@ -50,6 +51,7 @@ from ..models import (
     Profile,
     SourceRecord,
 )
+from ..ports.identity import ChangedCustomer, changed_customers
 from ..reads import ExistingRecord, Lookup, StoreStats
 from .connection import Neo4jBase, unwind
 
@@ -59,6 +61,12 @@ _CUSTOMER_FIELDS = (
     "c.id AS id, c.created_at AS created_at, c.status AS status, c.merged_into AS merged_into, c.golden AS golden"
 )
 _APART_FIELDS = "ra.uid AS a, ca.id AS ca, rb.uid AS b, cb.id AS cb, e.reason AS reason"
+
+
+def next_seq(tx: ManagedTransaction, name: str) -> int:
+    """Take the next number of change sequence ``name`` (a ``Sequence`` node) inside the write transaction."""
+    row = tx.run("MERGE (s:Sequence {name: $name}) SET s.n = coalesce(s.n, 0) + 1 RETURN s.n AS n", name=name).single()
+    return int(row["n"]) if row else 1
 
 
 def _customer(row: dict[str, Any]) -> Customer:
@@ -103,6 +111,10 @@ class Neo4jIdentity(Neo4jBase):
             "CREATE INDEX c360_record_last IF NOT EXISTS FOR (r:Record) ON (r.last_lc)",
             "CREATE INDEX c360_record_first IF NOT EXISTS FOR (r:Record) ON (r.first_lc)",
             "CREATE INDEX c360_identifier_flagged IF NOT EXISTS FOR (i:Identifier) ON (i.flagged)",
+            "CREATE CONSTRAINT c360_sequence_name IF NOT EXISTS FOR (s:Sequence) REQUIRE s.name IS UNIQUE",
+            "CREATE INDEX c360_customer_seq IF NOT EXISTS FOR (c:Customer) ON (c.seq)",
+            # the change feed: customers stored before it read as sequence 0
+            "MATCH (c:Customer) WHERE c.seq IS NULL SET c.seq = 0",
         ]
 
     def _labels(self) -> list[str]:
@@ -394,4 +406,28 @@ class Neo4jIdentity(Neo4jBase):
             "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",
             [{"id": cid, "golden": golden_to_json(g)} for cid, g in changes.goldens.items()],
         )
+        if touched := changed_customers(changes):
+            seq = next_seq(tx, "customer_seq")
+            at = datetime.now(UTC).isoformat()
+            unwind(
+                tx,
+                "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.seq = row.seq, c.changed_at = row.at",
+                [{"id": cid, "seq": seq, "at": at} for cid in touched],
+            )
         super()._write(tx, changes)
+
+    def _customer_changes(self, after: tuple[int, str], limit: int) -> list[ChangedCustomer]:
+        rows = self._read(
+            "MATCH (c:Customer) WHERE c.seq >= $seq AND (c.seq > $seq OR c.id > $id) "
+            f"RETURN c.seq AS seq, c.changed_at AS changed_at, {_CUSTOMER_FIELDS} "
+            "ORDER BY seq, id LIMIT $limit",
+            seq=after[0],
+            id=after[1],
+            limit=limit,
+        )
+        return [
+            ChangedCustomer(
+                r["seq"], datetime.fromisoformat(r["changed_at"]) if r["changed_at"] else None, _customer(r)
+            )
+            for r in rows
+        ]

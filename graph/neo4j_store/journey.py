@@ -6,7 +6,9 @@ from neo4j import ManagedTransaction
 
 from ..codecs import EVENT_COLUMNS, as_dicts, event_rows, parse_event_time
 from ..models import ChangeSet, StoredEvent
+from ..ports.journey import ChangedEvent, moved_records
 from .connection import Neo4jBase, unwind
+from .identity import next_seq
 
 
 class Neo4jJourney(Neo4jBase):
@@ -18,6 +20,9 @@ class Neo4jJourney(Neo4jBase):
             *super()._schema(),
             "CREATE CONSTRAINT c360_event_id IF NOT EXISTS FOR (e:Event) REQUIRE e.id IS UNIQUE",
             "CREATE INDEX c360_event_record IF NOT EXISTS FOR (e:Event) ON (e.record_uid)",
+            "CREATE INDEX c360_event_seq IF NOT EXISTS FOR (e:Event) ON (e.seq)",
+            # the change feed: events stored before it read as sequence 0
+            "MATCH (e:Event) WHERE e.seq IS NULL SET e.seq = 0",
         ]
 
     def _labels(self) -> list[str]:
@@ -25,12 +30,22 @@ class Neo4jJourney(Neo4jBase):
 
     def _write(self, tx: ManagedTransaction, changes: ChangeSet) -> None:
         # Idempotent by event id: an event applied before changes nothing.
-        unwind(
-            tx,
-            "UNWIND $rows AS row MERGE (e:Event {id: row.id}) ON CREATE SET e.type = row.type, e.at = row.at, "
-            "e.data = row.data, e.record_uid = row.record_uid",
-            as_dicts(EVENT_COLUMNS, event_rows(changes)),
-        )
+        rows = as_dicts(EVENT_COLUMNS, event_rows(changes))
+        moved = moved_records(changes)
+        if rows or moved:
+            seq = next_seq(tx, "event_seq")
+            unwind(
+                tx,
+                "UNWIND $rows AS row MERGE (e:Event {id: row.id}) ON CREATE SET e.type = row.type, e.at = row.at, "
+                "e.data = row.data, e.record_uid = row.record_uid, e.seq = row.seq",
+                [{**r, "seq": seq} for r in rows],
+            )
+            # their events come again in the feed, with their new customer
+            unwind(
+                tx,
+                "UNWIND $rows AS row MATCH (e:Event {record_uid: row.uid}) SET e.seq = row.seq",
+                [{"uid": u, "seq": seq} for u in moved],
+            )
         super()._write(tx, changes)
 
     def _seen_events(self, event_ids: list[str]) -> set[str]:
@@ -57,3 +72,25 @@ class Neo4jJourney(Neo4jBase):
             limit=limit,
         )
         return [StoredEvent(r["id"], r["type"], parse_event_time(r["at"]), r["data"], r["record_uid"]) for r in rows]
+
+    def _event_changes(self, after: tuple[int, str], limit: int, types: list[str] | None) -> list[ChangedEvent]:
+        rows = self._read(
+            "MATCH (e:Event) WHERE e.seq >= $seq AND (e.seq > $seq OR e.id > $id) "
+            f"{'AND e.type IN $types ' if types is not None else ''}"
+            "WITH e ORDER BY e.seq, e.id LIMIT $limit "
+            "OPTIONAL MATCH (:Record {uid: e.record_uid})-[:BELONGS_TO]->(c:Customer) "
+            "RETURN e.seq AS seq, e.id AS id, e.type AS type, e.at AS at, e.data AS data, "
+            "e.record_uid AS record_uid, c.id AS customer_id ORDER BY seq, id",
+            seq=after[0],
+            id=after[1],
+            types=types,
+            limit=limit,
+        )
+        return [
+            ChangedEvent(
+                r["seq"],
+                StoredEvent(r["id"], r["type"], parse_event_time(r["at"]), r["data"], r["record_uid"]),
+                r["customer_id"],
+            )
+            for r in rows
+        ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import final
 
 from ..errors import InvalidInputError
@@ -19,6 +21,32 @@ def _ids(what: str, customer_ids: Collection[str]) -> list[str]:
     if not all(isinstance(i, str) for i in ids):
         raise InvalidInputError("customer ids are strings")
     return ids
+
+
+def changed_customers(changes: ChangeSet) -> list[str]:
+    """The customers a change set touches: created, merged either way, given records, split, new golden record."""
+    ids = [c.id for c in changes.new_customers]
+    ids += [x for m in changes.merges for x in (m.survivor, m.merged)]
+    ids += changes.final_targets().values()
+    ids += [w.customer_id for w in changes.records]
+    ids += [m.customer_id for m in changes.moves]
+    ids += [x for s in changes.splits for x in (s.source, s.new)]
+    ids += changes.goldens
+    return sorted(set(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedCustomer:
+    """One entry of the customer change feed: the customer node as it is now and when it last changed.
+
+    ``seq`` is the change sequence of the last write that created the customer, changed its golden
+    record or its records (linked, moved, split off), merged it or merged another into it.
+    ``changed_at`` is that write's time (None for customers stored before the feed existed).
+    """
+
+    seq: int
+    changed_at: datetime | None
+    customer: Customer
 
 
 class IdentityPort(Port):
@@ -150,6 +178,28 @@ class IdentityPort(Port):
         """Return counts of records, customers and identifiers."""
         return self._call("stats", lambda: self._stats())
 
+    @final
+    def customer_changes(
+        self, *, after: tuple[int, str] | None = None, first: int = MAX_BATCH
+    ) -> list[ChangedCustomer]:
+        """The change feed: customers (active or merged) in (seq, id) order after cursor ``after``.
+
+        ``after`` is the (seq, customer id) of the last entry read (None: from the start); each customer
+        appears once, at the sequence of its last change.
+        """
+        if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_BATCH:
+            raise InvalidInputError(f"first must be between 1 and {MAX_BATCH}")
+        if after is not None and (
+            not isinstance(after, tuple)
+            or len(after) != 2
+            or isinstance(after[0], bool)
+            or not isinstance(after[0], int)
+            or not isinstance(after[1], str)
+        ):
+            raise InvalidInputError(f"not a customer feed cursor: {after!r}")
+        cursor = after if after is not None else (-1, "")
+        return self._call("customer_changes", lambda: self._customer_changes(cursor, first))
+
     # -- hooks -----------------------------------------------------------------------------------------
 
     @abstractmethod
@@ -205,3 +255,7 @@ class IdentityPort(Port):
 
     @abstractmethod
     def _stats(self) -> StoreStats: ...
+
+    @abstractmethod
+    def _customer_changes(self, after: tuple[int, str], limit: int) -> list[ChangedCustomer]:
+        """Customers with (seq, id) greater than ``after``, in that order, at most ``limit``."""
