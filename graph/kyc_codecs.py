@@ -20,7 +20,13 @@ from .verification import Verification
 
 #: The application views' orders (newest first) and their cursor names; the task view's and the rows'.
 APPLICATION_ORDERS: tuple[str, ...] = ("updated", "created")
-_CURSOR_NAMES = {"updated": "kyc_updated", "created": "kyc_created", "tasks": "kyc_tasks", "rows": "kyc_rows"}
+_CURSOR_NAMES = {
+    "updated": "kyc_updated",
+    "created": "kyc_created",
+    "tasks": "kyc_tasks",
+    "rows": "kyc_rows",
+    "summaries": "kyc_summaries",
+}
 #: Event data a timeline row leaves out: what the applicant typed, check details and the screened names.
 _PRIVATE = frozenset({"entered", "details", "screened_names", "filename"})
 

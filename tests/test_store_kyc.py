@@ -330,6 +330,43 @@ def test_application_rows_page_every_application_in_id_order(store: GraphStore) 
         store.application_rows(after="x")
 
 
+def test_application_summaries_give_what_the_report_needs_without_the_state(store: GraphStore) -> None:
+    seed(store)
+    risk = {"score": 70, "category": "high", "reasons": ["PEP"], "rekyc_due": "2027-01-01"}
+    append(
+        store,
+        created("A1"),
+        created("A2", minutes=1),
+        to("A2", "submitted", 2),
+        created("A3", minutes=3),
+        to("A3", "submitted", 4),
+        to("A3", "documents_verified", 5, actor="officer"),
+        ev("A3-risk", "A3", "risk_assessed", 6, "system", **risk),
+        to("A3", "rejected", 7, actor="manager", reason="PEP without source of funds"),
+    )
+    got = {s.id: s for s in _summaries(store, 2)}
+    assert sorted(got) == ["A1", "A2", "A3"]
+    for app_id, summary in got.items():
+        app = store.get_application(app_id)
+        category = app.risk.category if app.risk is not None else None
+        assert (summary.status, summary.risk_category, summary.submitted_at, summary.decided_at) == (
+            app.status, category, app.submitted_at, app.decided_at)  # fmt: skip
+    assert got["A3"].risk_category == "high" and got["A3"].decided_at == T + timedelta(minutes=7)
+    assert got["A1"].submitted_at is None and got["A2"].risk_category is None
+    with pytest.raises(InvalidInputError):
+        store.application_summaries(after=store.application_rows(first=1).next_cursor)  # another view's cursor
+
+
+def _summaries(store: GraphStore, size: int) -> list[Any]:
+    out, after = [], None
+    while True:
+        page = store.application_summaries(after=after, first=size)
+        out.extend(page.summaries)
+        if page.next_cursor is None:
+            return out
+        after = page.next_cursor
+
+
 def test_screening_decisions_are_replaced_by_the_newer_and_read_by_subject(store: GraphStore) -> None:
     def decision(entry: str, content: str, what: str, minutes: int, subject: str = "C1") -> ScreeningDecision:
         return ScreeningDecision(subject, "un", entry, content, what, "ann", T + timedelta(minutes=minutes), "checked")

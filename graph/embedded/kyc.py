@@ -24,7 +24,7 @@ from ..kyc_codecs import (
 )
 from ..kyc_codecs import event_to_json as kyc_event_json
 from ..models import ChangeSet, event_time
-from ..ports.kyc import ApplicationFilter, TaskFilter, new_kyc_events, plan_kyc_events
+from ..ports.kyc import ApplicationFilter, SummaryRow, TaskFilter, new_kyc_events, plan_kyc_events
 from .connection import EmbeddedBase, chunks, marks
 
 _KEYS = {"updated": "updated_at", "created": "created_at"}
@@ -192,6 +192,14 @@ class EmbeddedKyc(EmbeddedBase):
     def _application_rows(self, after: str | None, limit: int) -> list[Application]:
         rows = self._all(f"SELECT {_ROW} WHERE a.id > ? ORDER BY a.id LIMIT ?", (after or "", limit))
         return [application_from_json(state, cid) for state, cid in rows]
+
+    def _application_summaries(self, after: str | None, limit: int) -> list[SummaryRow]:
+        rows = self._all(
+            "SELECT id, status, json_extract(state, '$.risk[1]'), json_extract(state, '$.submitted_at'), "
+            "json_extract(state, '$.decided_at') FROM kyc_applications WHERE id > ? ORDER BY id LIMIT ?",
+            (after or "", limit),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def _put_screening_decisions(self, decisions: list[ScreeningDecision]) -> None:
         with self._transaction() as db:

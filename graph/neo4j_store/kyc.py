@@ -31,8 +31,8 @@ from ..kyc_codecs import (
     task_to_json,
 )
 from ..kyc_codecs import event_to_json as kyc_event_json
-from ..models import ChangeSet, dumps, event_time
-from ..ports.kyc import ApplicationFilter, TaskFilter, new_kyc_events, plan_kyc_events
+from ..models import ChangeSet, dumps, event_time, loads
+from ..ports.kyc import ApplicationFilter, SummaryRow, TaskFilter, new_kyc_events, plan_kyc_events
 from .connection import Neo4jBase, unwind
 
 _KEYS = {"updated": "updated_at", "created": "created_at"}
@@ -247,6 +247,20 @@ class Neo4jKyc(Neo4jBase):
             limit=limit,
         )
         return [_app(r) for r in rows]
+
+    def _application_summaries(self, after: str | None, limit: int) -> list[SummaryRow]:
+        rows = self._read(
+            "MATCH (a:KycApplication) WHERE a.id > $after "
+            "RETURN a.id AS id, a.status AS status, a.state AS state ORDER BY a.id LIMIT $limit",
+            after=after or "",
+            limit=limit,
+        )
+        out: list[SummaryRow] = []
+        for r in rows:
+            state = loads(r["state"])
+            risk = state.get("risk")
+            out.append((r["id"], r["status"], risk[1] if risk else None, state["submitted_at"], state["decided_at"]))
+        return out
 
     def _put_screening_decisions(self, decisions: list[ScreeningDecision]) -> None:
         rows = [

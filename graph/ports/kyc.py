@@ -42,6 +42,33 @@ class ApplicationPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplicationSummary:
+    """What the regulatory report needs of one application: status, risk category, submission and decision."""
+
+    id: str
+    status: str
+    risk_category: str | None
+    submitted_at: datetime | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryPage:
+    """One page of application summaries and the cursor of the next page (None: the last)."""
+
+    summaries: list[ApplicationSummary]
+    next_cursor: str | None
+
+
+#: a summary row as the backends read it: id, status, risk category, submitted at, decided at (ISO text)
+SummaryRow = tuple[str, str, str | None, str | None, str | None]
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskPage:
     """One page of tasks and the cursor of the next page (None: the last)."""
 
@@ -284,6 +311,17 @@ class KycPort(IdentityPort):
         return ApplicationPage(rows, encode_cursor("rows", "id", rows[-1].id) if more and rows else None)
 
     @final
+    def application_summaries(self, *, after: str | None = None, first: int = 1000) -> SummaryPage:
+        """Every application's summary in id order, ``first`` at a time (the report: no full state is decoded)."""
+        limit = _first(first)
+        cursor = None if after is None else decode_cursor("summaries", after)[1]
+        rows = self._call("application_summaries", lambda: self._application_summaries(cursor, limit + 1))
+        more, rows = len(rows) > limit, rows[:limit]
+        summaries = [ApplicationSummary(i, st, cat, _moment(sub), _moment(dec)) for i, st, cat, sub, dec in rows]
+        nxt = encode_cursor("summaries", "id", summaries[-1].id) if more and summaries else None
+        return SummaryPage(summaries, nxt)
+
+    @final
     def put_screening_decisions(self, decisions: Collection[ScreeningDecision]) -> None:
         """Keep these decisions, in one transaction; per (subject, list, entry, content hash) the newest wins.
 
@@ -344,6 +382,10 @@ class KycPort(IdentityPort):
     @abstractmethod
     def _application_rows(self, after: str | None, limit: int) -> list[Application]:
         """At most ``limit`` applications with an id above ``after``, in id order."""
+
+    @abstractmethod
+    def _application_summaries(self, after: str | None, limit: int) -> list[SummaryRow]:
+        """At most ``limit`` summary rows of applications with an id above ``after``, in id order."""
 
     @abstractmethod
     def _put_screening_decisions(self, decisions: list[ScreeningDecision]) -> None:
