@@ -591,8 +591,8 @@ def main() -> None:
     else:
         held = h["applicants_per_hour"] >= 1000 and h["errors"] == 0
     mode = f"arriving at {args.rate:,.0f}/h" if args.rate else f"{args.concurrency} at once, closed loop"
-    print(f"1,000 applicants/hour ({mode}): {h['completed']} completed, {h['applicants_per_hour']:,}/h, {h['errors']} errors "
-          f"-> {verdict(held)}")  # fmt: skip
+    got = f"{h['completed']} completed, {h['applicants_per_hour']:,}/h, {h['errors']} errors"
+    print(f"1,000 applicants/hour ({mode}): {got} -> {verdict(held)}")
     print(json.dumps(h))
 
 
