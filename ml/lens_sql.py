@@ -96,10 +96,10 @@ class _Builder:
         Returns the FROM clause, the alias of each entity joined, and the expression of the hub's key.
         """
         path = self.model.path_to_hub(name)
-        if path is None:
-            raise InvalidInputError(f"entity {name!r} has no join path to {self.model.hub!r}")
         aliases = {name: self.alias()}
         parts = [self.source(name, aliases[name])]
+        if path is None:  # an entity of its own: queried alone (compile_query checks), no customer to reach
+            return parts[0], aliases, "NULL"
         hub_key = self.model.entities[self.model.hub].key[0]
         if not path:
             return parts[0], aliases, f"{aliases[name]}.{_q(hub_key)}"

@@ -1,0 +1,107 @@
+"""``c360 lens``: semantic queries over the ML snapshot (measures, dimensions, filters, a limit)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from c360.graph.errors import InvalidInputError, NotFoundError
+
+from .common import audited, out, print_json
+
+lens_app = typer.Typer(help="Semantic queries over the ML snapshot (the lens).", no_args_is_help=True)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Member names given as repeated options or comma-separated, in order."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    """``member:op:value[,value...]`` as a query filter (the value may hold colons, as times do)."""
+    member, sep, rest = text.partition(":")
+    op, sep2, values = rest.partition(":")
+    if not sep or not sep2 or not member.strip() or not op.strip():
+        raise InvalidInputError(f"--filter {text!r}: give member:operator:value[,value...], e.g. state:equals:CA")
+    return {"member": member.strip(), "op": op.strip(), "values": [v.strip() for v in values.split(",")]}
+
+
+def parse_order(text: str) -> dict[str, str]:
+    """``member[:asc|desc]`` as a query ordering."""
+    member, _, direction = text.rpartition(":") if text.endswith((":asc", ":desc")) else (text, "", "asc")
+    return {"member": member.strip(), "direction": direction}
+
+
+@lens_app.command("query")
+def lens_query(
+    ctx: typer.Context,
+    measures: Annotated[
+        list[str] | None, typer.Option("--measures", "-m", help="Measures (entity.member; repeat or comma-separate).")
+    ] = None,
+    dimensions: Annotated[
+        list[str] | None, typer.Option("--dimensions", "-d", help="Dimensions to group by (repeat or comma-separate).")
+    ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", "-f", help="member:operator:value[,value...], e.g. customer.state:equals:CA."),
+    ] = None,
+    order: Annotated[list[str] | None, typer.Option(help="member[:asc|desc]; repeat for ties.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Rows at most (default and cap: the model's max_limit).")
+    ] = None,
+    as_of: Annotated[datetime | None, typer.Option(help="Day counts run to this UTC time (default: now).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Lens YAML (default: the bundled lens.yaml).")] = None,
+    snapshot: Annotated[Path | None, typer.Option(help="Snapshot file (default: DATA_DIR/ml/snapshot.duckdb).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print rows as JSON, with the SQL and its parameters.")
+    ] = False,
+    show_sql: Annotated[bool, typer.Option("--sql", help="Print the SQL and its parameters too.")] = False,
+) -> None:
+    """Answer a lens query from the snapshot, e.g. customers by segment name in California.
+
+    ``c360 lens query -m customer.count -d segment.name -f state:equals:CA``
+    """
+    import duckdb
+
+    from c360.ml.lens import load_model, run_query
+
+    settings = ctx.obj.settings
+    lens = load_model(model)
+    query: dict[str, Any] = {
+        "measures": _names(measures),
+        "dimensions": _names(dimensions),
+        "filters": [parse_filter(f) for f in filters or []],
+        "order": [parse_order(o) for o in order or []],
+        "limit": limit,
+    }
+    if as_of is not None:
+        query["as_of"] = as_of.isoformat() + ("" if as_of.tzinfo else "+00:00")
+    path = snapshot or settings.data_dir / "ml" / "snapshot.duckdb"
+    if not path.is_file():
+        raise NotFoundError(f"no snapshot at {path}: run `c360 ml snapshot` first")
+    with audited(settings, "lens_query", str(path)) as note:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise InvalidInputError(f"cannot open the snapshot {path}: {exc}") from exc
+        try:
+            result = run_query(con, lens, query)
+        finally:
+            con.close()
+        note.detail = f"{len(result.rows)} rows: {', '.join(result.columns)}"
+    if as_json:
+        print_json({"columns": list(result.columns), "rows": result.records(), "sql": result.sql,
+                    "params": {k: str(v) for k, v in result.params.items()}, "seconds": result.seconds})  # fmt: skip
+        return
+    table = Table(*result.columns)
+    for record in result.records():
+        table.add_row(*("" if v is None else str(v) for v in record.values()))
+    out.print(table)
+    out.print(f"{len(result.rows)} rows in {result.seconds * 1000:.1f} ms", highlight=False)
+    if show_sql:
+        out.print(result.sql, highlight=False)
+        out.print(f"parameters: {dict(result.params)}", highlight=False)
