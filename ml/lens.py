@@ -63,6 +63,9 @@ class Dimension(_Strict):
     )
     of: Ident | None = Field(default=None, description="The column date_part, date_trunc, days_since_last read.")
     type: ValueType = Field(default="string", description="The value type of a column dimension.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Display labels of a text column's values (others show as they are)."
+    )
     description: str = ""
 
     @model_validator(mode="before")
@@ -82,6 +85,8 @@ class Dimension(_Strict):
             raise ValueError(f"{kinds[0]} needs `of`: the time column it reads")
         if kinds[0] in ("column", "age_band") and self.of is not None:
             raise ValueError(f"`of` does not apply to {kinds[0]}")
+        if self.labels and (kinds[0] != "column" or self.type != "string"):
+            raise ValueError("labels apply to text columns only")
         return self
 
     @property
@@ -216,6 +221,18 @@ class LensModel(_Strict):
     def members(self) -> list[str]:
         """Every member's qualified name (``entity.member``)."""
         return [f"{e}.{m}" for e, ent in self.entities.items() for m in (*ent.dimensions, *ent.measures)]
+
+
+def with_labels(model: LensModel, member: str, labels: Mapping[str, str]) -> LensModel:
+    """``model`` with ``labels`` added to the text column dimension ``entity.member`` (e.g. segment names by id)."""
+    entity_name, _, dim_name = member.partition(".")
+    entity = model.entities.get(entity_name)
+    dim = entity.dimensions.get(dim_name) if entity is not None else None
+    if entity is None or dim is None or dim.column is None or dim.type != "string":
+        raise InvalidInputError(f"{member!r} is not a text column dimension of the lens model")
+    new_dim = dim.model_copy(update={"labels": {**dim.labels, **labels}})
+    new_entity = entity.model_copy(update={"dimensions": {**entity.dimensions, dim_name: new_dim}})
+    return model.model_copy(update={"entities": {**model.entities, entity_name: new_entity}})
 
 
 def _problem(where: object, exc: ValidationError) -> InvalidInputError:

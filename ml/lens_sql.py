@@ -125,7 +125,11 @@ class _Builder:
 
     def dimension_sql(self, dim: Dimension, alias: str, hub_key: str) -> str:
         if dim.column is not None:
-            return f"{alias}.{_q(dim.column)}"
+            column = f"{alias}.{_q(dim.column)}"
+            if not dim.labels:
+                return column
+            cases = " ".join(f"WHEN {self.bind(value)} THEN {self.bind(label)}" for value, label in dim.labels.items())
+            return f"CASE {column} {cases} ELSE {column} END"
         if dim.date_part is not None:
             return f"date_part('{dim.date_part}', timezone('UTC', {alias}.{_q(dim.of or '')}))"
         if dim.date_trunc is not None:

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import typer
 from c360.graph.errors import InvalidInputError, NotFoundError
-from c360.ml.lens import LensModel, load_model, parse_model, run_query
+from c360.ml.lens import LensModel, load_model, parse_model, run_query, with_labels
 from typer.testing import CliRunner
 
 from c360.cli.common import State
@@ -21,6 +21,8 @@ from c360.cli.lens import lens_app, parse_filter
 
 AS_OF = datetime(2026, 6, 30, 12, tzinfo=UTC)
 SEGMENTS = ("High Spending Customers", "Expecting Parents", "Frequent Cart Abandoner", "Frequent Buyers")
+#: segment_members holds segment ids (ml/segments.yaml); the lens labels them with their names.
+SEGMENT_IDS = {name: name.lower().replace(" ", "_") for name in SEGMENTS}
 
 SCHEMA = """
 CREATE TABLE customers(customer_id VARCHAR PRIMARY KEY, first_name VARCHAR, last_name VARCHAR, email VARCHAR,
@@ -106,7 +108,8 @@ def build_snapshot(path: Path, *, segments: bool = True, data: bool = True) -> P
         )
         if segments:
             con.executemany(
-                "INSERT INTO segment_members VALUES (?, ?, '2026-06-01 00:00:00+00')", [list(m) for m in MEMBERS]
+                "INSERT INTO segment_members VALUES (?, ?, '2026-06-01 00:00:00+00')",
+                [(SEGMENT_IDS[name], cid) for name, cid in MEMBERS],
             )
     con.close()
     return path
@@ -157,7 +160,7 @@ def test_the_requirements_example_counts_customers_by_segment_in_california(con:
     }
     assert set(counts) == set(SEGMENTS)
     assert result.columns == ("segment.name", "customer.count")
-    assert "CA" not in result.sql and "CA" in result.params.values()
+    assert "'CA'" not in result.sql and "CA" in result.params.values()
 
 
 def test_without_the_state_filter_every_state_counts(con: Any, model: LensModel) -> None:
@@ -168,6 +171,27 @@ def test_without_the_state_filter_every_state_counts(con: Any, model: LensModel)
         ("Expecting Parents", 2),
         ("Frequent Cart Abandoner", 2),
     ]
+
+
+def test_segment_ids_keep_their_labels_in_filters_and_unlabelled_ids_show_as_they_are(
+    tmp_path: Path, model: LensModel
+) -> None:
+    path = build_snapshot(tmp_path / "more.duckdb")
+    with duckdb.connect(str(path)) as writable:
+        writable.execute("INSERT INTO segment_members VALUES ('vip_2026', 'c6', '2026-06-01 00:00:00+00')")
+        rows = ask(writable, model, measures=["customer.count"], dimensions=["segment.id", "segment.name"])
+        assert {(r["segment.id"], r["segment.name"]) for r in rows} == {
+            *((i, n) for n, i in SEGMENT_IDS.items()),
+            ("vip_2026", "vip_2026"),
+        }
+        by_name = {"member": "segment.name", "op": "in", "values": ["Frequent Buyers", "vip_2026"]}
+        [row] = ask(writable, model, measures=["customer.count"], filters=[by_name])
+        assert row == {"customer.count": 4}  # c1, c2, c3 and c6
+        relabelled = with_labels(model, "segment.name", {"vip_2026": "VIPs of 2026"})
+        names = {r["segment.name"] for r in ask(writable, relabelled, dimensions=["segment.name"])}
+        assert names == {*SEGMENTS, "VIPs of 2026"}
+    with pytest.raises(InvalidInputError, match="not a text column dimension"):
+        with_labels(model, "customer.age_band", {"x": "y"})
 
 
 def test_rfm_measures_per_customer(con: Any, model: LensModel) -> None:
