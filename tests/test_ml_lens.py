@@ -479,6 +479,20 @@ def test_cli_answers_the_example_as_json(tmp_path: Path) -> None:
     assert "c1" in table.stdout and "c2" not in table.stdout and "1 rows" in table.stdout
 
 
+def test_cli_labels_segments_by_their_definitions(tmp_path: Path) -> None:
+    (tmp_path / "ml").mkdir()
+    build_snapshot(tmp_path / "ml" / "snapshot.duckdb")
+    defs = tmp_path / "segments.yaml"
+    defs.write_text(
+        "segments:\n  - id: frequent_buyers\n    name: Buyers Who Come Back\n    description: x\n"
+        "    rule: {sum: order_count, within_days: 90, gte: 3}\n"
+    )
+    result = _cli(tmp_path, "-m", "customer.count", "-d", "segment.name", "--segments", str(defs), "--json")
+    assert result.exit_code == 0, result.output
+    names = {r["segment.name"] for r in json.loads(result.stdout)["rows"]}
+    assert "Buyers Who Come Back" in names and "Frequent Buyers" not in names
+
+
 def test_cli_errors(tmp_path: Path) -> None:
     missing = _cli(tmp_path, "-m", "customer.count")
     assert isinstance(missing.exception, NotFoundError) and "run `c360 ml snapshot` first" in str(missing.exception)

@@ -55,6 +55,10 @@ def lens_query(
     ] = None,
     as_of: Annotated[datetime | None, typer.Option(help="Day counts run to this UTC time (default: now).")] = None,
     model: Annotated[Path | None, typer.Option(help="Lens YAML (default: the bundled lens.yaml).")] = None,
+    segments: Annotated[
+        Path | None,
+        typer.Option(help="Segment definitions whose names label segment.name (default: the bundled segments.yaml)."),
+    ] = None,
     snapshot: Annotated[Path | None, typer.Option(help="Snapshot file (default: DATA_DIR/ml/snapshot.duckdb).")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print rows as JSON, with the SQL and its parameters.")
@@ -67,10 +71,15 @@ def lens_query(
     """
     import duckdb
 
-    from c360.ml.lens import load_model, run_query
+    from c360.ml.lens import load_model, run_query, with_labels
+    from c360.ml.segments import load_segments
 
     settings = ctx.obj.settings
     lens = load_model(model)
+    segment = lens.entities.get("segment")
+    if segment is not None and "name" in segment.dimensions:
+        # segment_members holds ids: label them with the names of the segments' own definitions.
+        lens = with_labels(lens, "segment.name", {s.id: s.name for s in load_segments(segments)})
     query: dict[str, Any] = {
         "measures": _names(measures),
         "dimensions": _names(dimensions),
