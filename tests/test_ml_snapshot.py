@@ -216,3 +216,38 @@ def test_a_split_moves_the_split_records_rows(ingested: Ingested, tmp_path: Path
     assert report.events_read == sum(
         1 for e in rs.events() if e.get("customer_key") == "K002" and e["type"] != "product"
     )
+
+
+def test_the_command_prints_the_report_audits_it_and_fails_clearly(tmp_path: Path) -> None:
+    from c360.cli.common import State
+    from c360.cli.ml import ml_app
+    from c360.deps import build_store
+    from typer.testing import CliRunner
+
+    state = State(data_dir=tmp_path / "data")
+    store = build_store(state.settings)
+    try:
+        pipeline = Pipeline(store, Linker(store))
+        pipeline.process(_profiles())
+        pipeline.process([_click(f"c{i}", KEYS[i][0], KEYS[i][1], i) for i in range(3)])
+    finally:
+        store.close()
+    runner = CliRunner()
+    first = runner.invoke(ml_app, ["snapshot", "--json"], obj=state)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["mode"] == "full" and report["events_read"] == 3 and report["tables"]["customers"]["inserted"] == 24
+    second = runner.invoke(ml_app, ["snapshot"], obj=state)
+    assert second.exit_code == 0 and "incremental snapshot complete: 0 customer and 0 event" in second.stdout
+    assert (tmp_path / "data" / "ml" / "parquet" / "web_events.parquet").exists()
+    entries = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
+    mine = [e for e in entries if e["action"] == "ml_snapshot"]
+    assert [e["outcome"] for e in mine] == ["ok", "ok"] and "3 event changes" in mine[0]["detail"]
+    # A snapshot folder that cannot be written: a one-line error, a non-zero exit, audited as refused.
+    broken = State(data_dir=tmp_path / "broken")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "ml").write_text("not a folder")
+    bad = runner.invoke(ml_app, ["snapshot"], obj=broken)
+    assert bad.exit_code == 1 and "error: snapshot failed" in bad.stderr
+    entries = [json.loads(line) for line in (tmp_path / "broken" / "audit.log").read_text().splitlines()]
+    assert [e["outcome"] for e in entries if e["action"] == "ml_snapshot"] == ["refused"]
