@@ -219,10 +219,11 @@ def test_a_split_moves_the_split_records_rows(ingested: Ingested, tmp_path: Path
 
 
 def test_the_command_prints_the_report_audits_it_and_fails_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
     from c360.cli.common import State
     from c360.cli.ml import ml_app
     from c360.deps import build_store
-    from typer.testing import CliRunner
 
     state = State(data_dir=tmp_path / "data")
     store = build_store(state.settings)
