@@ -189,14 +189,16 @@ def _changed_leaf(rule: Rule, old: CustomerState, old_at: datetime, new: Custome
 class SegmentEngine:
     """Keeps every customer's state and tells, per update, which memberships it changes (the real-time path).
 
-    Seed it with the backfill's members (:meth:`seed`) and the customers' states (:meth:`load`); then
-    each event (:meth:`on_activity`) or change of golden fields, RFM row or consent (:meth:`update`)
+    Start it from the snapshot (:meth:`from_snapshot`), or seed members (:meth:`seed`) and states
+    (:meth:`load`); then each event (:meth:`on_event`, :meth:`on_activity`) or change of golden fields,
+    RFM row or consent (:meth:`update`)
     returns the :class:`MembershipChange` events it causes. :meth:`tick` re-evaluates everyone, as windows
     expire with time alone. Activity older than the longest window of any rule is dropped.
     """
 
-    def __init__(self, segments: Sequence[Segment]) -> None:
+    def __init__(self, segments: Sequence[Segment], *, categories: Mapping[str, str | None] | None = None) -> None:
         self._segments = tuple(segments)
+        self._categories = dict(categories or {})
         self._keep = timedelta(days=max((longest_window(s.rule) for s in self._segments), default=0))
         self._states: dict[str, CustomerState] = {}
         self._checked: dict[str, datetime] = {}
@@ -220,6 +222,60 @@ class SegmentEngine:
     def load(self, state: CustomerState, *, at: datetime) -> list[MembershipChange]:
         """Set a customer's whole state; returns the changes against the memberships known so far."""
         return self._apply(state, at)
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        segments: Sequence[Segment],
+        *,
+        as_of: datetime,
+        consent: Mapping[str, Collection[tuple[str, str]]],
+    ) -> SegmentEngine:
+        """An engine holding every snapshot customer's state at ``as_of`` and the memberships it implies.
+
+        Reads ``customers``, ``products``, ``web_events`` and ``orders`` (those inside the longest window)
+        and ``rfm`` when it exists; no change events are emitted for this starting point.
+        """
+        aware("as_of", as_of)
+        try:
+            engine = cls(segments, categories=dict(con.execute("SELECT product_id, category FROM products").fetchall()))
+            horizon = as_of - engine._keep
+            golden = _rows(con, "SELECT * FROM customers")
+            tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            rfm = {row["customer_id"]: row for row in _rows(con, "SELECT * FROM rfm")} if "rfm" in tables else {}
+            window = [horizon, as_of]
+            web = con.execute(
+                "SELECT w.customer_id, w.event_id, w.occurred_at, w.action, p.category, w.channel, w.traffic_source"
+                " FROM web_events w LEFT JOIN products p ON p.product_id = w.product_id"
+                " WHERE w.occurred_at >= ? AND w.occurred_at <= ? ORDER BY w.occurred_at, w.event_id",
+                window,
+            ).fetchall()
+            orders = con.execute(
+                "SELECT customer_id, source, order_id, occurred_at, status, total FROM orders"
+                " WHERE occurred_at >= ? AND occurred_at <= ? ORDER BY occurred_at, source, order_id",
+                window,
+            ).fetchall()
+        except duckdb.CatalogException as error:
+            raise InvalidInputError(f"the snapshot lacks a table the segment engine needs: {error}") from error
+        events: dict[str, list[Activity]] = {}
+        for cid, *web_fields in web:
+            events.setdefault(cid, []).append(WebEvent(*web_fields))
+        for cid, *order_fields in orders:
+            events.setdefault(cid, []).append(OrderFact(*order_fields))
+        for row in golden:
+            cid = row.pop("customer_id")
+            state = CustomerState(cid, row, rfm.get(cid), frozenset(consent.get(cid, ())), tuple(events.get(cid, ())))
+            engine._states[cid], engine._checked[cid] = state, as_of
+            for segment in engine._segments:
+                if evaluate(segment.rule, state, as_of):
+                    engine._members[segment.id].add(cid)
+        return engine
+
+    def on_event(self, customer_id: str, event: StoredEvent, *, at: datetime) -> list[MembershipChange]:
+        """Apply one stored journey event (web activity, an order; others change nothing) of a customer."""
+        activity = activity_of(event, self._categories)
+        return [] if activity is None else self.on_activity(customer_id, activity, at=at)
 
     def on_activity(self, customer_id: str, activity: Activity, *, at: datetime) -> list[MembershipChange]:
         """Add one web event or order (an order replaces its earlier version); returns the changes."""
@@ -291,6 +347,12 @@ class SegmentEngine:
             kind: Literal["entered", "exited"] = "entered" if after else "exited"
             changes.append(MembershipChange(segment.id, cid, kind, at, Reason(segment.id, condition)))
         return changes
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _consent_table(con: duckdb.DuckDBPyConnection, consent: Mapping[str, Collection[tuple[str, str]]]) -> None:

@@ -440,3 +440,40 @@ def test_activity_of_stored_events() -> None:
     assert activity_of(StoredEvent("crm|e3", "profile_update", at, "{}"), {}) is None
     with pytest.raises(InvalidInputError, match="not readable"):
         activity_of(StoredEvent("shop|e4", "order", at, "{}"), {})
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_engine_from_the_snapshot_starts_with_the_backfills_members(seed: int) -> None:
+    data = generate(seed, **SHAPES[seed])  # type: ignore[arg-type]
+    segments = load_segments()
+    backfill(data.con, segments, as_of=AS_OF, consent=data.consent)
+    stored = data.con.execute("SELECT segment, customer_id FROM segment_members").fetchall()
+    engine = SegmentEngine.from_snapshot(data.con, segments, as_of=AS_OF, consent=data.consent)
+    for segment in segments:
+        assert engine.members(segment.id) == {cid for seg, cid in stored if seg == segment.id}, segment.id
+
+
+def test_engine_from_the_snapshot_then_stored_events() -> None:
+    data = generate(5, customers=0, events=0, orders=0, spread_days=1, nulls=0)
+    con = data.con
+    con.execute("INSERT INTO customers (customer_id, state) VALUES ('p', 'CA')")
+    con.execute("INSERT INTO products VALUES ('crib', 'Crib', NULL, 'Baby & Nursery', 200)")
+    con.execute(
+        "INSERT INTO web_events VALUES ('w1', 'p', ?, 'product_view', 's', 'crib', NULL, 'web', 'direct')",
+        [AS_OF - timedelta(days=2)],
+    )
+    engine = SegmentEngine.from_snapshot(con, load_segments(), as_of=AS_OF, consent={})
+    assert engine.members("expecting_parents") == frozenset()
+    payload = json.dumps({"action": "add_to_favourites", "product_id": "crib"})
+    changes = engine.on_event("p", StoredEvent("web|w2", "web_activity", AS_OF, payload, "web|k"), at=AS_OF)
+    assert [(c.segment, c.change, c.reason.condition) for c in changes] == [
+        (
+            "expecting_parents",
+            "entered",
+            "rule.any[0]: count(action=add_to_favourites, category~baby) in 30 days gte 1",
+        )
+    ]
+    profile = StoredEvent("crm|x", "profile_update", AS_OF, "{}")
+    assert engine.on_event("p", profile, at=AS_OF) == []
+    with pytest.raises(InvalidInputError, match="lacks a table"):
+        SegmentEngine.from_snapshot(duckdb.connect(), load_segments(), as_of=AS_OF, consent={})
