@@ -47,8 +47,20 @@ class _Member:
         return f"{self.entity}.{self.name}"
 
     @property
+    def dim(self) -> Dimension:
+        if self.dimension is None:
+            raise InvalidInputError(f"{self.qualified} is a measure, not a dimension")
+        return self.dimension
+
+    @property
+    def agg(self) -> Measure:
+        if self.measure is None:
+            raise InvalidInputError(f"{self.qualified} is a dimension, not a measure")
+        return self.measure
+
+    @property
     def value_type(self) -> ValueType:
-        return self.dimension.value_type if self.dimension is not None else self.measure.type  # type: ignore[union-attr]
+        return self.dimension.value_type if self.dimension is not None else self.agg.type
 
 
 def _q(name: str) -> str:
@@ -365,10 +377,10 @@ def _fact_cte(
         sub_from, sub_aliases, sub_key = b.path_from(other, {other})
         cols = [f"{sub_key} AS k"]
         for i, d in enumerate(d for d in dims if d.entity == other):
-            cols.append(f"{b.dimension_sql(d.dimension, sub_aliases[other], sub_key)} AS v{i}")  # type: ignore[arg-type]
+            cols.append(f"{b.dimension_sql(d.dim, sub_aliases[other], sub_key)} AS v{i}")
             projected[d.qualified] = f"{alias}.v{i}"
         conds = [
-            b.condition(f, m, b.dimension_sql(m.dimension, sub_aliases[other], sub_key))  # type: ignore[arg-type]
+            b.condition(f, m, b.dimension_sql(m.dim, sub_aliases[other], sub_key))
             for f, m in dim_filters
             if m.entity == other
         ]
@@ -380,12 +392,12 @@ def _fact_cte(
     def expr(member: _Member) -> str:
         if member.qualified in projected:
             return projected[member.qualified]
-        return b.dimension_sql(member.dimension, aliases[member.entity], hub_key)  # type: ignore[arg-type]
+        return b.dimension_sql(member.dim, aliases[member.entity], hub_key)
 
     select = [f"{expr(d)} AS d{i}" for i, d in enumerate(dims)]
     entity = model.entities[fact]
     select += [
-        f"{b.measure_sql(m.measure, entity, aliases[fact])} AS {measure_alias[m.qualified]}"  # type: ignore[arg-type]
+        f"{b.measure_sql(m.agg, entity, aliases[fact])} AS {measure_alias[m.qualified]}"
         for m in measures
         if m.entity == fact
     ]

@@ -102,6 +102,10 @@ def build_snapshot(path: Path, *, segments: bool = True, data: bool = True) -> P
             "INSERT INTO line_items VALUES ('shop', ?, ?, ?, ?, 10, 0)",
             [("o1", "1", "p1", 2), ("o1", "2", "p2", 1), ("o2", "1", "p1", 5), ("o4", "1", "p3", 1)],
         )
+        con.execute(
+            "INSERT INTO transactions VALUES ('t1', 'shop', 'c1', 'o1', '2026-06-01 10:05:00+00', 'payment', 100,"
+            " 'EUR', 'card', 'settled')"
+        )
         con.executemany(
             "INSERT INTO web_events VALUES (?, ?, ?, ?, ?, 'p1', NULL, 'web', 'direct')",
             [list(event) for event in EVENTS],
@@ -509,3 +513,37 @@ def test_parse_filter_keeps_colons_of_times() -> None:
         "values": ["2026-06-01T00:00:00Z"],
     }
     assert parse_filter("state:in:CA, NY")["values"] == ["CA", "NY"]
+
+
+def test_every_member_of_the_bundled_model_runs(con: Any, model: LensModel) -> None:
+    for name, entity in model.entities.items():
+        query = {
+            "measures": [f"{name}.{m}" for m in entity.measures],
+            "dimensions": [f"{name}.{d}" for d in entity.dimensions],
+        }
+        result = run_query(con, model, query)
+        assert result.columns == (*query["dimensions"], *query["measures"]), name
+        assert result.rows, name  # the fixture has rows for every entity
+
+
+def test_a_snapshot_of_views_over_parquet_files(tmp_path: Path, model: LensModel) -> None:
+    source = build_snapshot(tmp_path / "source.duckdb")
+    (tmp_path / "parquet").mkdir()
+    with duckdb.connect(str(source)) as src:
+        for table in ("customers", "orders", "segment_members"):
+            src.execute(f"COPY {table} TO '{tmp_path / 'parquet' / table}.parquet' (FORMAT parquet)")
+    with duckdb.connect(str(tmp_path / "views.duckdb")) as views:
+        for table in ("customers", "orders", "segment_members"):
+            views.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{tmp_path / 'parquet' / table}.parquet')"
+            )
+        rows = ask(views, model, measures=["monetary"], dimensions=["segment.name"], order=["monetary desc"])
+        assert {r["segment.name"]: r["order.monetary"] for r in rows} == {
+            "High Spending Customers": 175.5,
+            "Frequent Buyers": 170.5,
+            "Expecting Parents": 150.5,
+            "Frequent Cart Abandoner": 5.0,
+        }
+        assert rows[0]["segment.name"] == "High Spending Customers"
+        with pytest.raises(NotFoundError, match="no table web_events"):
+            ask(views, model, measures=["cart.count"])
