@@ -186,6 +186,8 @@ def train_churn(
 
     ``threads`` caps the native thread pools while fitting (OpenMP spins badly on a busy, shared machine).
     """
+    if not isinstance(threads, int) or threads < 1:
+        raise InvalidInputError(f"threads must be a positive integer, got {threads!r}")
     with threadpool_limits(limits=threads):
         return _train(con, cutoff, window_days, holdout_cutoff, folds, estimator, seed, models_dir)
 

@@ -64,6 +64,7 @@ class Clustering:
     clusters: tuple[Cluster, ...]
     assignments: Mapping[str, int]
     model: Any
+    scaler: Any
 
 
 def describe(z_scores: Mapping[str, float], *, words: int = 3) -> str:
@@ -89,6 +90,8 @@ def fit_clusters(
     n = len(features.customer_ids)
     if len(k_range) == 0 or k_range.start < 2 or k_range.step < 1:
         raise InvalidInputError(f"k_range must be increasing and start at 2 or more, got {k_range!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise InvalidInputError(f"threads must be a positive integer, got {threads!r}")
     if n <= k_range.start:
         raise InvalidInputError(f"{n} customers cannot form {k_range.start} clusters")
     scaler = StandardScaler()
@@ -136,4 +139,15 @@ def fit_clusters(
         clusters=tuple(clusters),
         assignments=assignments,
         model=model,
+        scaler=scaler,
     )
+
+
+def assign_clusters(clustering: Clustering, features: FeatureMatrix) -> dict[str, int]:
+    """The cluster of each customer of ``features`` (e.g. a later date's) under a fitted clustering."""
+    if features.names != tuple(clustering.clusters[0].centroid):
+        raise InvalidInputError("the features do not have the columns the clustering was fitted on")
+    if len(features.customer_ids) == 0:
+        return {}
+    labels = clustering.model.predict(clustering.scaler.transform(transform(features.values)))
+    return {cid: int(label) for cid, label in zip(features.customer_ids, labels, strict=True)}

@@ -222,6 +222,8 @@ def test_kmeans_finds_the_personas_and_names_them(cluster_snapshot: tuple[Truth,
     whale_cluster = result.clusters[max(set(whales), key=whales.count)]
     assert "high spend" in whale_cluster.description or "frequent" in whale_cluster.description
     assert sum(c.size for c in result.clusters) == len(features.customer_ids)
+    # The fitted model assigns the same customers to the same clusters.
+    assert clusters.assign_clusters(result, features) == dict(result.assignments)
 
 
 def test_the_richest_cluster_reads_high_spend(
