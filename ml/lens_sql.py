@@ -309,27 +309,10 @@ def compile_query(model: LensModel, query: LensQuery, *, as_of: datetime) -> Com
     dim_cols = [f"d{i}" for i in range(len(dims))]
     names = [f"f{i}" for i in range(len(facts))]
     with_sql = ",\n".join(f"{n} AS (\n{sql}\n)" for n, sql in zip(names, ctes, strict=True))
+    keys, body = _combine(facts, measures, measure_alias, dim_cols)
+    if keys:
+        with_sql += f",\nk AS ({keys})"
     outer: list[str] = []
-    if len(facts) == 1:
-        select = [*dim_cols, *measure_alias.values()]
-        body = f"SELECT {', '.join(select)} FROM f0"
-    else:
-        per_fact = {m.qualified: names[facts.index(m.entity)] for m in measures}
-        values = []
-        for m in measures:
-            col = f"{per_fact[m.qualified]}.{measure_alias[m.qualified]}"
-            counted = m.measure is not None and m.measure.agg in _COUNTS
-            values.append(f"{'coalesce(' + col + ', 0)' if counted else col} AS {measure_alias[m.qualified]}")
-        if dims:
-            keys = " UNION ".join(f"SELECT {', '.join(dim_cols)} FROM {n}" for n in names)
-            with_sql += f",\nk AS ({keys})"
-            joins = " ".join(
-                f"LEFT JOIN {n} ON " + " AND ".join(f"k.{d} IS NOT DISTINCT FROM {n}.{d}" for d in dim_cols)
-                for n in names
-            )
-            body = f"SELECT {', '.join([*(f'k.{d} AS {d}' for d in dim_cols), *values])} FROM k {joins}"
-        else:
-            body = f"SELECT {', '.join(values)} FROM {' CROSS JOIN '.join(names)}"
     for filt, member in filters:
         if member.measure is not None:
             outer.append(b.condition(filt, member, f"r.{measure_alias[member.qualified]}"))
@@ -411,3 +394,24 @@ def _fact_cte(
     if dims and aggregated:
         sql += "\n  GROUP BY ALL"
     return sql
+
+
+def _combine(
+    facts: list[str], measures: list[_Member], measure_alias: dict[str, str], dim_cols: list[str]
+) -> tuple[str, str]:
+    """The sub-queries ``f0``, ``f1``, ... met on the dimensions: (the SQL of their keys ``k``, or "", the body)."""
+    if len(facts) == 1:
+        return "", f"SELECT {', '.join([*dim_cols, *measure_alias.values()])} FROM f0"
+    names = [f"f{i}" for i in range(len(facts))]
+    values = []
+    for m in measures:
+        col = f"{names[facts.index(m.entity)]}.{measure_alias[m.qualified]}"
+        counted = m.agg.agg in _COUNTS  # a group without a fact of this entity counts 0
+        values.append(f"{'coalesce(' + col + ', 0)' if counted else col} AS {measure_alias[m.qualified]}")
+    if not dim_cols:
+        return "", f"SELECT {', '.join(values)} FROM {' CROSS JOIN '.join(names)}"
+    keys = " UNION ".join(f"SELECT {', '.join(dim_cols)} FROM {n}" for n in names)
+    joins = " ".join(
+        f"LEFT JOIN {n} ON " + " AND ".join(f"k.{d} IS NOT DISTINCT FROM {n}.{d}" for d in dim_cols) for n in names
+    )
+    return keys, f"SELECT {', '.join([*(f'k.{d} AS {d}' for d in dim_cols), *values])} FROM k {joins}"

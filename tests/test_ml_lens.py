@@ -266,6 +266,14 @@ def test_measures_of_several_entities_do_not_fan_out(con: Any, model: LensModel)
         "Frequent Cart Abandoner": (5.0, 2, 2),  # c3, c4
         "Frequent Buyers": (170.5, 2, 3),  # c1, c2, c3
     }
+    favs = ask(con, model, measures=["monetary", "favourite.count"], dimensions=["segment.name"])
+    # Only c4 has a favourite: the segments without one count 0 (not NULL), and keep their monetary value.
+    assert {r["segment.name"]: (r["order.monetary"], r["favourite.count"]) for r in favs} == {
+        "High Spending Customers": (175.5, 1),
+        "Expecting Parents": (150.5, 0),
+        "Frequent Cart Abandoner": (5.0, 1),
+        "Frequent Buyers": (170.5, 0),
+    }
     [total] = ask(con, model, measures=["monetary", "product_view.count"])
     assert total == {"order.monetary": 175.5, "product_view.count": 3}
 
@@ -336,6 +344,7 @@ def test_limit_and_order(con: Any, model: LensModel) -> None:
             r"'soon' is not a date",
         ),
         ({"dimensions": ["state"], "filters": [{"member": "state", "op": "between", "values": ["A"]}]}, r"takes 2"),
+        ({"measures": ["monetary", "order.monetary"]}, r"a member is named twice"),
     ],
 )
 def test_bad_queries_are_clear_errors(con: Any, model: LensModel, query: dict[str, Any], message: str) -> None:
