@@ -110,7 +110,7 @@ def compute_rfm(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> int:
     aware("as_of", as_of)
     try:
         con.execute(_RFM_SQL, {"as_of": as_of, "uncounted": list(UNCOUNTED_ORDER_STATUSES)})
-        row = con.execute("SELECT count(*) FROM rfm").fetchone()
+        rows = con.execute("SELECT count(*) FROM rfm").fetchall()  # fetch to the end: the connection is free
     except duckdb.CatalogException as error:
         raise InvalidInputError(f"the snapshot lacks a table RFM needs (customers, orders): {error}") from error
-    return int(row[0]) if row else 0
+    return int(rows[0][0])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 import pytest
 from c360.graph.errors import InvalidInputError
 from c360.ml.rfm import _SEGMENT_CASE, NO_ORDERS, RFM_SEGMENTS, compute_rfm
@@ -172,3 +173,11 @@ def test_bad_arguments() -> None:
         compute_rfm(con, as_of=datetime(2026, 1, 1))
     with pytest.raises(InvalidInputError, match="lacks a table"):
         compute_rfm(duckdb.connect(), as_of=AS_OF)
+
+
+def test_the_connection_is_free_afterwards() -> None:
+    con = snapshot()
+    add_customer(con, "a")
+    compute_rfm(con, as_of=AS_OF)
+    con.register("free", pa.table({"x": [1]}))  # DuckDB refuses this with a result left unread
+    assert con.execute("SELECT x FROM free").fetchall() == [(1,)]
