@@ -14,7 +14,7 @@ from c360.graph.models import (
     StoredEvent,
 )
 from c360.graph.store import GraphStore
-from store_contract import PHONE, T, seed
+from store_contract import PHONE, T, seed, write
 
 
 def _event(eid: str, record: str | None, minutes: int, kind: str = "order") -> StoredEvent:
@@ -79,12 +79,20 @@ def test_the_change_feeds_page_in_order_and_bring_back_what_moved(store: GraphSt
     assert [c.event.id for c in store.event_changes(types=["transaction"])] == ["s|t1"]
     # A record that moves brings its events back with their new customer; both customers changed.
     store.apply(ChangeSet(moves=[RecordMove("crm|1", "C3", Evidence("steward"))]))
-    assert [(c.event.id, c.customer_id) for c in store.event_changes(after=cursor)] == [("s|o1", "C3")]
+    moved = store.event_changes(after=cursor)
+    assert [(c.event.id, c.customer_id) for c in moved] == [("s|o1", "C3")]
+    cursor = (moved[-1].seq, moved[-1].event.id)
     assert {c.customer.id for c in store.customer_changes(after=mark)} == {"C3"}
     # A merge: both sides change, the merged one with its survivor.
     store.apply(ChangeSet(merges=[MergeEvent("C1", "C2", T, Evidence("deterministic", (PHONE.uid,)))]))
     changed = {c.customer.id: c.customer for c in store.customer_changes(after=mark)}
     assert changed["C2"].status == "merged" and changed["C2"].merged_into == "C1" and "C1" in changed
+    # An updated record that the write gives another customer: its events come back too.
+    assert store.event_changes(after=cursor) == []
+    store.apply(ChangeSet(records=[write("2", "C3", PHONE)]))
+    assert [(c.event.id, c.customer_id) for c in store.event_changes(after=cursor)] == [("s|t1", "C3")]
+    store.apply(ChangeSet(records=[write("2", "C3", PHONE)]))  # the same customer: nothing comes back
+    assert len(store.event_changes(after=cursor)) == 1
     with pytest.raises(InvalidInputError):
         store.event_changes(first=0)
     with pytest.raises(InvalidInputError):

@@ -331,7 +331,12 @@ class EmbeddedIdentity(EmbeddedBase):
             "INSERT INTO merges (survivor, merged, at, evidence, records) VALUES (?, ?, ?, ?, ?)",
             merge_rows(changes),
         )
-        for chunk in chunks([w.record.uid for w in changes.records if w.update]):
+        updates = {w.record.uid: w.customer_id for w in changes.records if w.update}
+        relinked = []  # updated records that change customer (after the merges above)
+        for chunk in chunks(list(updates)):
+            rows = db.execute(f"SELECT uid, customer_id FROM records WHERE uid IN ({marks(len(chunk))})", chunk)
+            relinked += [uid for uid, cid in rows if updates[uid] != cid]
+        for chunk in chunks(list(updates)):
             db.execute(f"DELETE FROM record_identifiers WHERE record_uid IN ({marks(len(chunk))})", chunk)
         db.executemany(
             # The view is the blocking domain's (record_blocks), the last field of the row.
@@ -357,6 +362,8 @@ class EmbeddedIdentity(EmbeddedBase):
             "UPDATE customers SET golden = ? WHERE id = ?",
             [(golden_to_json(g), cid) for cid, g in changes.goldens.items()],
         )
+        if relinked:
+            self._records_relinked(db, sorted(relinked))
         if touched := changed_customers(changes):
             seq = next_seq(db, "customer_seq")
             at = datetime.now(UTC).isoformat()

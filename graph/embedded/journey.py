@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from ..codecs import event_rows, parse_event_time
 from ..models import ChangeSet, StoredEvent
@@ -41,6 +42,11 @@ class EmbeddedJourney(EmbeddedBase):
                 db.execute(f"UPDATE events SET seq = ? WHERE record_uid IN ({marks(len(chunk))})", [seq, *chunk])
 
         super()._write(db, changes)
+
+    def _records_relinked(self, tx: Any, record_uids: list[str]) -> None:
+        seq = next_seq(tx, "event_seq")
+        for chunk in chunks(record_uids):
+            tx.execute(f"UPDATE events SET seq = ? WHERE record_uid IN ({marks(len(chunk))})", [seq, *chunk])
 
     def _tables(self) -> list[str]:
         return [*super()._tables(), "events"]

@@ -360,6 +360,19 @@ class Neo4jIdentity(Neo4jBase):
             [{**row, "seq": base + i} for i, row in enumerate(merges)] if moves else [],
         )
         uids = [{"uid": w.record.uid} for w in changes.records if w.update]
+        updates = {w.record.uid: w.customer_id for w in changes.records if w.update}
+        relinked = (
+            [  # updated records that change customer (after the merges above)
+                r["uid"]
+                for r in tx.run(
+                    "UNWIND $uids AS uid MATCH (:Record {uid: uid})-[:BELONGS_TO]->(c:Customer) RETURN uid, c.id AS cid",
+                    uids=list(updates),
+                )
+                if updates[r["uid"]] != r["cid"]
+            ]
+            if updates
+            else []
+        )
         unwind(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[b:BELONGS_TO]->() DELETE b", uids)
         unwind(tx, "UNWIND $rows AS row MATCH (:Record {uid: row.uid})-[h:HAS_IDENTIFIER]->() DELETE h", uids)
         unwind(
@@ -406,6 +419,8 @@ class Neo4jIdentity(Neo4jBase):
             "UNWIND $rows AS row MATCH (c:Customer {id: row.id}) SET c.golden = row.golden",
             [{"id": cid, "golden": golden_to_json(g)} for cid, g in changes.goldens.items()],
         )
+        if relinked:
+            self._records_relinked(tx, sorted(relinked))
         if touched := changed_customers(changes):
             seq = next_seq(tx, "customer_seq")
             at = datetime.now(UTC).isoformat()

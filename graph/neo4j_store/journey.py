@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from neo4j import ManagedTransaction
 
 from ..codecs import EVENT_COLUMNS, as_dicts, event_rows, parse_event_time
@@ -47,6 +49,14 @@ class Neo4jJourney(Neo4jBase):
                 [{"uid": u, "seq": seq} for u in moved],
             )
         super()._write(tx, changes)
+
+    def _records_relinked(self, tx: Any, record_uids: list[str]) -> None:
+        seq = next_seq(tx, "event_seq")
+        unwind(
+            tx,
+            "UNWIND $rows AS row MATCH (e:Event {record_uid: row.uid}) SET e.seq = row.seq",
+            [{"uid": u, "seq": seq} for u in record_uids],
+        )
 
     def _seen_events(self, event_ids: list[str]) -> set[str]:
         rows = self._read("UNWIND $ids AS id MATCH (e:Event {id: id}) RETURN e.id AS id", ids=event_ids)

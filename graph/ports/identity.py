@@ -6,7 +6,7 @@ from abc import abstractmethod
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import final
+from typing import Any, final
 
 from ..errors import InvalidInputError
 from ..models import ApartPair, ChangeSet, Customer, HistoryEvent, Identifier, Profile, SourceRecord
@@ -255,6 +255,12 @@ class IdentityPort(Port):
 
     @abstractmethod
     def _stats(self) -> StoreStats: ...
+
+    def _records_relinked(self, tx: Any, record_uids: list[str]) -> None:
+        """Inside write transaction ``tx``: stored records this write gives another customer.
+
+        The journey's backends re-feed their events; no-op otherwise.
+        """
 
     @abstractmethod
     def _customer_changes(self, after: tuple[int, str], limit: int) -> list[ChangedCustomer]:
