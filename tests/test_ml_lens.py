@@ -556,3 +556,16 @@ def test_a_snapshot_of_views_over_parquet_files(tmp_path: Path, model: LensModel
         assert rows[0]["segment.name"] == "High Spending Customers"
         with pytest.raises(NotFoundError, match="no table web_events"):
             ask(views, model, measures=["cart.count"])
+
+
+def test_the_bundled_model_fits_the_snapshot_writers_own_schema(model: LensModel) -> None:
+    from c360.ml import snapshot_sql
+
+    with duckdb.connect() as fresh:
+        schema = snapshot_sql.SCHEMA
+        fresh.execute(schema if isinstance(schema, str) else ";".join(schema))
+        fresh.execute("CREATE TABLE segment_members(segment VARCHAR, customer_id VARCHAR, entered_at TIMESTAMPTZ)")
+        for name, entity in model.entities.items():
+            members = {"measures": [f"{name}.{m}" for m in entity.measures]}
+            members["dimensions"] = [f"{name}.{d}" for d in entity.dimensions]
+            assert run_query(fresh, model, members).rows is not None
