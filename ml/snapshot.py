@@ -40,7 +40,7 @@ _PAGE = 1000
 Progress = Callable[[str], None]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TableCounts:
     """What one run did to one table: rows read from the store, inserted, updated, deleted."""
 
@@ -48,6 +48,17 @@ class TableCounts:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+
+
+@dataclass(slots=True)
+class _Tally:
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def frozen(self) -> TableCounts:
+        return TableCounts(self.read, self.inserted, self.updated, self.deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +94,7 @@ class SnapshotReport:
 @dataclass(slots=True)
 class _Run:
     con: duckdb.DuckDBPyConnection
-    counts: dict[str, TableCounts] = field(default_factory=lambda: {t: TableCounts() for t in TABLES[:-1]})
+    counts: dict[str, _Tally] = field(default_factory=lambda: {t: _Tally() for t in TABLES[:-1]})
     deadline: float | None = None
 
     def out_of_time(self) -> bool:
@@ -141,7 +152,8 @@ def snapshot(
         con.close()
     seconds = time.monotonic() - started
     say(f"snapshot {'done' if done else 'stopped by its time budget'} in {seconds:.1f} s")
-    return SnapshotReport(mode, seconds, done, run.counts, customers_read, events_read, folder, written)
+    counts = {t: c.frozen() for t, c in run.counts.items()}
+    return SnapshotReport(mode, seconds, done, counts, customers_read, events_read, folder, written)
 
 
 # -- cursors -----------------------------------------------------------------------------------------------
