@@ -1,4 +1,4 @@
-"""Synthetic ML snapshots (the schema of DATA_DIR/ml/snapshot.duckdb) with planted signals.
+"""Synthetic ML snapshots (the writer's schema of DATA_DIR/ml/snapshot.duckdb) with planted signals.
 
 Each customer belongs to a persona: how often they order, how much they spend, how much they browse,
 and whether they fade (their order rate falls to zero at a random stop day). Baskets hold a planted
@@ -14,27 +14,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+from c360.ml.snapshot_sql import SCHEMA  # the snapshot writer's own DDL
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-
-DDL = """
-CREATE TABLE customers(customer_id VARCHAR PRIMARY KEY, first_name VARCHAR, last_name VARCHAR, email VARCHAR,
-    phone VARCHAR, gender VARCHAR, date_of_birth DATE, city VARCHAR, state VARCHAR, country VARCHAR,
-    postcode VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
-CREATE TABLE orders(order_id VARCHAR, source VARCHAR, customer_id VARCHAR, occurred_at TIMESTAMPTZ,
-    status VARCHAR, channel VARCHAR, currency VARCHAR, total DECIMAL(18,2), PRIMARY KEY (source, order_id));
-CREATE TABLE line_items(source VARCHAR, order_id VARCHAR, line_id VARCHAR, product_id VARCHAR, quantity INTEGER,
-    unit_price DECIMAL(18,2), discount DECIMAL(18,2));
-CREATE TABLE transactions(transaction_id VARCHAR, source VARCHAR, customer_id VARCHAR, order_id VARCHAR,
-    occurred_at TIMESTAMPTZ, kind VARCHAR, amount DECIMAL(18,2), currency VARCHAR, payment_method VARCHAR,
-    status VARCHAR);
-CREATE TABLE web_events(event_id VARCHAR PRIMARY KEY, customer_id VARCHAR, occurred_at TIMESTAMPTZ,
-    action VARCHAR, session_id VARCHAR, product_id VARCHAR, order_id VARCHAR, channel VARCHAR,
-    traffic_source VARCHAR);
-CREATE TABLE products(product_id VARCHAR PRIMARY KEY, name VARCHAR, brand_id VARCHAR, category VARCHAR,
-    price DECIMAL(18,2));
-CREATE TABLE snapshot_meta(key VARCHAR PRIMARY KEY, value VARCHAR);
-"""
 
 
 @dataclass(frozen=True)
@@ -188,7 +170,7 @@ def build(path: Path, shape: Shape) -> Truth:
                 )
                 n_event += 1
     con = duckdb.connect(str(path))
-    con.execute(DDL)
+    con.execute(SCHEMA)
     _insert(
         con,
         "customers",

@@ -1,4 +1,4 @@
-"""Features and channel choice on a hand-written snapshot whose every value is known."""
+"""Features and channel choice on a hand-written snapshot (the writer's DDL) whose every value is known."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.ml import nba
 from c360.ml.features import FEATURE_NAMES, activity_between, compute_features, open_snapshot
-from ml_snapshots import DDL, START, day
+from c360.ml.snapshot_sql import SCHEMA  # the snapshot writer's own DDL
+from ml_snapshots import START, day
 
 
 @pytest.fixture
 def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     path = tmp_path / "snapshot.duckdb"
     db = duckdb.connect(str(path))
-    db.execute(DDL)
+    db.execute(SCHEMA)
     db.execute(
         "INSERT INTO customers (customer_id, created_at) VALUES (?, ?), (?, ?), (?, ?)",
         ["A", day(0), "B", day(50), "LATE", day(200)],
