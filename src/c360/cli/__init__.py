@@ -32,6 +32,7 @@ from .graphql import graphql_app
 from .ingest import ingest
 from .keys import keys_app
 from .kyc import kyc_app
+from .lens import lens_app
 from .outbox import outbox_app
 from .partner import partner_app
 from .pull import pull_app
@@ -70,6 +71,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(cases_app, name="cases")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(kyc_app, name="kyc")
+app.add_typer(lens_app, name="lens")
 app.add_typer(consent_app, name="consent")
 
 
