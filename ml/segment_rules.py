@@ -26,7 +26,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -433,8 +433,9 @@ def _field_holds(condition: FieldCondition, state: CustomerState) -> bool:
         ) from None
 
 
-def _in_window(at: datetime, days: int, as_of: datetime) -> bool:
-    return as_of - timedelta(days=days) <= at <= as_of
+def _window(days: int, as_of: datetime) -> tuple[datetime, datetime]:
+    # the bounds in UTC: aware datetimes of one tzinfo object compare fastest
+    return (as_of - timedelta(days=days)).astimezone(UTC), as_of.astimezone(UTC)
 
 
 def _matches(event: WebEvent, spec: EventFilter) -> bool:
@@ -450,22 +451,22 @@ def _matches(event: WebEvent, spec: EventFilter) -> bool:
 
 
 def _count(condition: CountCondition, state: CustomerState, as_of: datetime) -> int:
+    start, end = _window(condition.within_days, as_of)
     return sum(
         1
         for event in state.events
-        if isinstance(event, WebEvent)
-        and _in_window(event.occurred_at, condition.within_days, as_of)
-        and _matches(event, condition.filter)
+        if isinstance(event, WebEvent) and start <= event.occurred_at <= end and _matches(event, condition.filter)
     )
 
 
 def _order_sum(condition: SumCondition, state: CustomerState, as_of: datetime) -> Decimal:
+    start, end = _window(condition.within_days, as_of)
     orders = [
         event
         for event in state.events
         if isinstance(event, OrderFact)
+        and start <= event.occurred_at <= end
         and event.status not in UNCOUNTED_ORDER_STATUSES
-        and _in_window(event.occurred_at, condition.within_days, as_of)
     ]
     if condition.measure == "order_count":
         return Decimal(len(orders))
