@@ -6,8 +6,9 @@ exclusive on both backends) and is seen whole or not at all, so a keyset cursor 
 ``snapshot_meta`` misses nothing and reads nothing twice: no clock, no overlap window. An event comes
 again in the feed when its record changes customer (new, moved, split off, brought by a merge), and a
 merged customer comes with its survivor, whose id replaces it in every table. Rows are upserted by key,
-so reading an entry again is harmless. Each page is one DuckDB transaction together with its cursor:
-a run stopped by its time budget (or killed) keeps exactly what it finished.
+so reading an entry again is harmless. Store pages (1,000 entries) are gathered up to 20,000 entries
+(bounded memory), written as one DuckDB transaction together with their cursor: a run stopped by its
+time budget (or killed) keeps exactly what it finished.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ EVENT_TYPES = ("order", "product", "transaction", "web_activity")
 #: the tables whose rows name a customer
 _CUSTOMER_TABLES = ("orders", "transactions", "web_events")
 _PAGE = 1000
+#: store pages are gathered up to this many entries, then written to DuckDB in one transaction
+_FLUSH = 20_000
 
 Progress = Callable[[str], None]
 
@@ -182,17 +185,20 @@ def _save(con: duckdb.DuckDBPyConnection, key: str, cursor: tuple[int, str]) -> 
 def _follow_customers(
     store: GraphStore, run: _Run, cursor: tuple[int, str] | None, size: int, say: Progress
 ) -> tuple[int, bool]:
-    read = 0
+    read, buffer = 0, []
     while True:
-        if run.out_of_time():
-            return read, False
-        page = store.customer_changes(after=cursor, first=size)
-        if not page:
-            return read, True
+        late = run.out_of_time()
+        page = [] if late else store.customer_changes(after=cursor, first=size)
+        buffer += page
         read += len(page)
-        cursor = (page[-1].seq, page[-1].customer.id)
-        _apply_customers(run, page, cursor)
-        say(f"customers: {read} read")
+        if page:
+            cursor = (page[-1].seq, page[-1].customer.id)
+        if buffer and cursor is not None and (not page or len(buffer) >= _FLUSH):
+            _apply_customers(run, buffer, cursor)
+            say(f"customers: {read:,} read")
+            buffer = []
+        if not page:
+            return read, not late
 
 
 def _apply_customers(run: _Run, page: list[ChangedCustomer], cursor: tuple[int, str]) -> None:
@@ -249,17 +255,20 @@ def _customer_row(change: ChangedCustomer) -> dict[str, Any]:
 def _follow_events(
     store: GraphStore, run: _Run, cursor: tuple[int, str] | None, size: int, say: Progress
 ) -> tuple[int, bool]:
-    read = 0
+    read, buffer = 0, []
     while True:
-        if run.out_of_time():
-            return read, False
-        page = store.event_changes(after=cursor, first=size, types=EVENT_TYPES)
-        if not page:
-            return read, True
+        late = run.out_of_time()
+        page = [] if late else store.event_changes(after=cursor, first=size, types=EVENT_TYPES)
+        buffer += page
         read += len(page)
-        cursor = (page[-1].seq, page[-1].event.id)
-        _apply_events(run, page, cursor)
-        say(f"events: {read} read")
+        if page:
+            cursor = (page[-1].seq, page[-1].event.id)
+        if buffer and cursor is not None and (not page or len(buffer) >= _FLUSH):
+            _apply_events(run, buffer, cursor)
+            say(f"events: {read:,} read")
+            buffer = []
+        if not page:
+            return read, not late
 
 
 def _apply_events(run: _Run, page: list[ChangedEvent], cursor: tuple[int, str]) -> None:
