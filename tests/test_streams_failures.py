@@ -48,6 +48,10 @@ def _counts(db: Path) -> dict[str, int]:
             "events": one("SELECT count(*) FROM events"),
             "dead": one("SELECT count(*) FROM dead_letters"),
         }
+    except sqlite3.OperationalError as exc:  # the file exists before the worker's schema is committed
+        if "no such table" not in str(exc):
+            raise
+        return {"records": 0, "events": 0, "dead": 0}
     finally:
         con.close()
 
