@@ -33,6 +33,7 @@ from .ingest import ingest
 from .keys import keys_app
 from .kyc import kyc_app
 from .lens import lens_app
+from .ml import ml_app
 from .outbox import outbox_app
 from .partner import partner_app
 from .pull import pull_app
@@ -72,6 +73,7 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(kyc_app, name="kyc")
 app.add_typer(lens_app, name="lens")
+app.add_typer(ml_app, name="ml")
 app.add_typer(consent_app, name="consent")
 
 
