@@ -365,7 +365,8 @@ class Neo4jIdentity(Neo4jBase):
             [  # updated records that change customer (after the merges above)
                 r["uid"]
                 for r in tx.run(
-                    "UNWIND $uids AS uid MATCH (:Record {uid: uid})-[:BELONGS_TO]->(c:Customer) RETURN uid, c.id AS cid",
+                    "UNWIND $uids AS uid MATCH (:Record {uid: uid})-[:BELONGS_TO]->(c:Customer) "
+                    "RETURN uid, c.id AS cid",
                     uids=list(updates),
                 )
                 if updates[r["uid"]] != r["cid"]
