@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from c360.graph.errors import ConfigError, InvalidInputError, NotFoundError
-from c360.graph.kyc import Application, DocumentRef, KycEvent, Task
+from c360.graph.kyc import Application, DocumentRef, KycEvent, Task, applicant_actor
 from c360.graph.kyc_codecs import document_to_json
 from c360.graph.vault import mask
-from c360.streams.kyc_desk import KycDesk, applicant_actor, vault_owner
+from c360.streams.kyc_desk import KycDesk
 from c360.streams.kyc_documents import Upload
+from c360.streams.kyc_events import vault_owner
 from c360.streams.kyc_ops import applications_report
 
 from .audit import mark_audited

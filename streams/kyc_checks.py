@@ -34,6 +34,7 @@ from c360.resolution.rescreening import apply_decisions
 from c360.resolution.screening import Hit, Screener
 
 from .kyc_config import KycWorkflowConfig
+from .kyc_events import vault_owner
 
 BY = "c360.kyc"
 
@@ -128,7 +129,7 @@ class KycChecks:
             found.append(check_name(given, surname, golden, subject=subject, at=at, source="applicant", by=BY))
             if born is not None:
                 found.append(check_dob(born, golden, subject=subject, at=at, source="applicant", by=BY))
-        aadhaar = self.store.get_secret(f"kyc:{app.id}", "aadhaar")
+        aadhaar = self.store.get_secret(vault_owner(app.id), "aadhaar")
         if aadhaar is not None:
             found.append(check_aadhaar(self.vault.open_item(aadhaar), subject=subject, at=at, by=BY))
         screened, review = self.screen(app, str(entered.get("full_name", "")), born, entered.get("nationality"))

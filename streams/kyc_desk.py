@@ -10,23 +10,22 @@ the approval task) follows in :meth:`KycDesk._progress`, after every change, as 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from c360.graph.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
-from c360.graph.kyc import Application, DocumentRef, KycEvent, Task
+from c360.graph.kyc import Application, DocumentRef, KycEvent, Task, applicant_actor
 from c360.graph.store import GraphStore
-from c360.graph.vault import SecretItem, VaultKeys, mask
+from c360.graph.vault import VaultKeys, mask
 
 from .kyc_checks import KycChecks, pan_checks_passed, split_full_name
 from .kyc_config import KycWorkflowConfig
 from .kyc_documents import DocumentIntake, Processed, Upload
+from .kyc_events import SYSTEM, new_event, new_id, task_opened, vault_owner
 from .pipeline import Pipeline
 
-SYSTEM = "system"
 #: the fields an applicant enters, and their longest length
 ENTERED: Mapping[str, int] = {
     "full_name": 200,
@@ -47,20 +46,6 @@ OUTCOMES: Mapping[str, tuple[str, ...]] = {
 }
 #: the task kinds that must be done before the risk is assessed or the application goes for approval
 _BLOCKING = ("review_screening_hit", "enhanced_due_diligence")
-
-
-def applicant_actor(applicant_id: str) -> str:
-    """The actor name of an applicant in the application's history."""
-    return f"applicant:{applicant_id}"
-
-
-def vault_owner(application_id: str) -> str:
-    """The owner under which an application's identifiers are sealed in the vault."""
-    return f"kyc:{application_id}"
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 def _text(name: str, value: object) -> str:
@@ -201,7 +186,7 @@ class KycDesk:
     ) -> Application:
         """A new draft application for ``applicant_id``, who becomes (or is matched to) a customer."""
         kept, pan_value = self.entered(entered)
-        application_id = _new_id("app")
+        application_id = new_id("app")
         at = self.clock()
         uid, customer = self._ingest(self._profile_payload(applicant_id, kept, f"kyc-profile|{application_id}"))
         self._link_applicant(applicant_id, customer)
@@ -254,7 +239,7 @@ class KycDesk:
         if pan_value is not None:
             self.store.put_secrets([self.vault.item(vault_owner(app.id), "pan", pan_value)])
         if "entered" in data:
-            self._ingest(self._profile_payload(app.applicant_id or app.id, data["entered"], _new_id("kyc-profile")))
+            self._ingest(self._profile_payload(app.applicant_id or app.id, data["entered"], new_id("kyc-profile")))
         return self.get(application_id)
 
     def _intake(self) -> DocumentIntake:
@@ -295,7 +280,7 @@ class KycDesk:
 
         The record carries the PAN's lookup token (keyed HMAC), never the PAN: equal PANs link, nobody reads it.
         """
-        payload = self._profile_payload(app.applicant_id or app.id, app.entered, _new_id("kyc-pan"))
+        payload = self._profile_payload(app.applicant_id or app.id, app.entered, new_id("kyc-pan"))
         payload["profile"]["national_id"] = self.vault.lookup_token("pan", pan_value)
         payload["profile"]["national_id_kind"] = "PAN"
         self._ingest(payload)
@@ -384,29 +369,13 @@ class KycDesk:
         return app
 
     def _task(self, app: Application, kind: str, *, subject: str | None = None) -> KycEvent:
-        rule = self.config.tasks[kind]
-        at = self.clock()
-        data: dict[str, Any] = {
-            "task_id": _new_id("task"),
-            "task_kind": kind,
-            "role": rule.role,
-            "priority": rule.priority,
-            "due_at": (at + timedelta(hours=rule.due_hours)).isoformat(),
-        }
-        if subject:
-            data["subject"] = subject
-        return self._event(app, SYSTEM, "task_opened", data)
+        return task_opened(app.id, kind, self.config, self.clock(), subject=subject)
 
     def _event(
         self, app: Application, actor: str, kind: str, data: Mapping[str, Any], *, at: datetime | None = None
     ) -> KycEvent:
-        return KycEvent(_new_id("kev"), app.id, at or self.clock(), actor, kind, dict(data))
+        return new_event(app.id, at or self.clock(), actor, kind, data)
 
     def _append(self, app: Application, events: list[KycEvent]) -> Application:
         self.store.append_kyc_events(events)
         return self.get(app.id)
-
-
-def sealed_identifier(vault: VaultKeys, application_id: str, kind: str, value: str) -> SecretItem:
-    """An identifier of an application as the vault keeps it (sealed, with its lookup token)."""
-    return vault.item(vault_owner(application_id), kind, value)

@@ -32,6 +32,7 @@ from c360.resolution.document_fields import DOC_TYPES as FIELD_TYPES
 from c360.resolution.document_fields import read_fields
 
 from .kyc_config import DOCUMENT_TYPES
+from .kyc_events import SYSTEM, new_event, vault_owner
 from .pipeline import dead_letter
 
 _ID = "abcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -150,7 +151,7 @@ class DocumentIntake:
             added["expires_on"] = upload.expires_on.isoformat()
         if upload.filename:
             added["filename"] = upload.filename[:200]
-        events = [KycEvent(f"kev_{uuid.uuid4().hex[:20]}", app.id, at, actor, "document_added", added)]
+        events = [new_event(app.id, at, actor, "document_added", added)]
         started = time.perf_counter()
         events.extend(self._read(app, upload, media_type, document_id, version, at))
         seconds["read"] = time.perf_counter() - started
@@ -174,10 +175,10 @@ class DocumentIntake:
         fields = read_fields(text.text, upload.doc_type)
         sealed = []
         if fields.aadhaar is not None:
-            sealed.append(self.vault.item(f"kyc:{app.id}", "aadhaar", fields.aadhaar))
+            sealed.append(self.vault.item(vault_owner(app.id), "aadhaar", fields.aadhaar))
         passport = fields.other.get("document_number") if upload.doc_type == "passport" else None
         if passport and fields.other.get("mrz") == "valid":
-            sealed.append(self.vault.item(f"kyc:{app.id}", "passport", passport))
+            sealed.append(self.vault.item(vault_owner(app.id), "passport", passport))
         if sealed:  # identifiers read from a document live only in the vault
             self.store.put_secrets(sealed)
         found = check_document(
@@ -198,17 +199,13 @@ class DocumentIntake:
             result = "manual_review"
         events = [self._checked(app, document_id, version, result, details, at)]
         for v in found:
-            events.append(
-                KycEvent(
-                    f"kev_{uuid.uuid4().hex[:20]}", app.id, at, "system", "verified", {"verification": v.to_json()}
-                )
-            )
+            events.append(new_event(app.id, at, SYSTEM, "verified", {"verification": v.to_json()}))
         return events
 
     def _entered(self, app: Application) -> dict[str, str]:
         """What the applicant entered, with the PAN itself (from the vault) in place of its mask."""
         entered = {k: str(v) for k, v in app.entered.items()}
-        item = self.store.get_secret(f"kyc:{app.id}", "pan")
+        item = self.store.get_secret(vault_owner(app.id), "pan")
         if item is not None:
             entered["pan"] = self.vault.open_item(item)
         return entered
@@ -217,7 +214,7 @@ class DocumentIntake:
         self, app: Application, document_id: str, version: int, result: str, details: dict[str, Any], at: datetime
     ) -> KycEvent:
         data = {"document_id": document_id, "version": version, "result": result, "details": details}
-        return KycEvent(f"kev_{uuid.uuid4().hex[:20]}", app.id, at, "system", "document_checked", data)
+        return new_event(app.id, at, SYSTEM, "document_checked", data)
 
     def content(self, app: Application, document_id: str, version: int | None = None) -> tuple[DocumentRef, bytes]:
         """A document's bytes (the latest version unless ``version``), decrypted."""

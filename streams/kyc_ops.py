@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from c360.graph.ports.kyc import ApplicationSummary
 from c360.graph.store import GraphStore
 
 from .kyc_config import KycWorkflowConfig
+from .kyc_events import SYSTEM, new_event, vault_owner
 
 _PAGE = 500
 
@@ -158,13 +158,13 @@ def purge(
             blobs.delete(doc.storage_key)
             reason = f"retention: {doc.doc_type} kept {days} days after upload"
             data = {"document_id": doc.document_id, "version": doc.version, "reason": reason}
-            events.append(KycEvent(f"kev_{uuid.uuid4().hex[:20]}", app.id, now, "system", "document_purged", data))
+            events.append(new_event(app.id, now, SYSTEM, "document_purged", data))
         if events:
             report.applications += 1
             store.append_kyc_events(events)
             after = store.get_application(app.id)
             if not any(d.doc_type == "aadhaar" and d.purged_at is None for d in after.documents):
-                report.aadhaar_removed += store.delete_secrets(f"kyc:{app.id}", ["aadhaar"])
+                report.aadhaar_removed += store.delete_secrets(vault_owner(app.id), ["aadhaar"])
         if progress is not None and report.checked % 1000 < len(app.documents):
             progress(report)
     return report

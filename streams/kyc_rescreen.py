@@ -11,21 +11,21 @@ manifest is written last, so a crash repeats the run rather than losing alerts.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from c360.connectors.watchlist_manifest import read_manifest, write_manifest
-from c360.graph.kyc import Application, KycEvent
+from c360.graph.kyc import Application
 from c360.graph.store import GraphStore
 from c360.graph.watchlist import Watchlist
 from c360.resolution.rescreening import Subject, diff_lists, list_manifest, rescreen
 from c360.resolution.screening import Screener
 
 from .kyc_config import KycWorkflowConfig
+from .kyc_events import task_opened
 from .kyc_ops import all_applications
 
 
@@ -122,7 +122,7 @@ def rescreen_lists(
             report.alerts += len(item.new_hits)
             open_subjects = {t.subject for t in app.open_tasks() if t.kind == "review_screening_hit"}
             events = [
-                _review_task(app, hit.entry_key, config, now)
+                task_opened(app.id, "review_screening_hit", config, now, subject=hit.entry_key)
                 for hit in item.new_hits
                 if hit.entry_key not in open_subjects
             ]
@@ -133,16 +133,3 @@ def rescreen_lists(
         if progress is not None:
             progress(f"{watchlist.name}: {len(diff.added)} added, {len(diff.changed)} changed, {len(found)} alerting")
     return report
-
-
-def _review_task(app: Application, entry_key: str, config: KycWorkflowConfig, now: datetime) -> KycEvent:
-    rule = config.tasks["review_screening_hit"]
-    data = {
-        "task_id": f"task_{uuid.uuid4().hex[:20]}",
-        "task_kind": "review_screening_hit",
-        "role": rule.role,
-        "priority": rule.priority,
-        "due_at": (now + timedelta(hours=rule.due_hours)).isoformat(),
-        "subject": entry_key,
-    }
-    return KycEvent(f"kev_{uuid.uuid4().hex[:20]}", app.id, now, "system", "task_opened", data)
