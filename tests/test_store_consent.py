@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from c360.graph.consent import ConsentEvent, Notice, consent_state, effective
 from c360.graph.errors import ConflictError, InvalidInputError, NotFoundError
-from c360.graph.models import ChangeSet, Evidence, MergeEvent
+from c360.graph.models import ChangeSet, Customer, Evidence, MergeEvent
 from c360.graph.ports.consent import ConsentEntry
 from c360.graph.receipts import Controller, SigningKeys, receipt_claims, receipt_hash, verify_chain
 from c360.graph.store import GraphStore
 from c360.resolution.config import SurvivorshipConfig
 from c360.resolution.undo import split
-from store_contract import PHONE, T, seed
+from store_contract import PHONE, T, seed, write
 
 NOTICE = Notice.of_text("privacy", "3", "en-GB", "We e-mail you offers.")
 CONTROLLER = Controller("Example Retail Ltd", "DPO", "privacy@example.com")
@@ -257,3 +257,45 @@ def test_consent_arguments_are_checked_before_the_store_is_asked(store: GraphSto
         store.consent_events("C404")
     assert store.append_consent([]) == []
     assert store.consent_chain_ids() == []
+
+
+def test_many_customers_events_in_one_call(store: GraphStore) -> None:
+    seed(store)
+    grant = event("ev-1", "crm|1", 1)
+    sms = event("ev-2", "crm|1", 5, channel="sms")
+    withdraw = event("ev-3", "crm|2", 10, "withdrawn")
+    append(store, "C1", grant, sms)
+    append(store, "C2", withdraw)
+    got = store.consent_events_of(["C2", "C3", "C404", "C1"])
+    assert list(got) == ["C2", "C3", "C1"]  # the order of request; unknown ids absent
+    assert got == {"C2": [withdraw], "C3": [], "C1": [grant, sms]}
+    assert store.consent_events_of(["C1", "C2"], at=T + timedelta(minutes=4)) == {"C1": [grant], "C2": []}
+
+    store.apply(ChangeSet(merges=[MergeEvent("C1", "C2", T, Evidence("deterministic", (PHONE.uid,)), ("crm|2",))]))
+    merged = store.consent_events_of(["C2", "C1"])
+    assert merged == {"C2": [grant, sms, withdraw], "C1": [grant, sms, withdraw]}  # both read the survivor's
+    for cid in ("C1", "C2", "C3"):  # the bulk read agrees with the per-customer one
+        assert store.consent_events_of([cid], at=T + timedelta(minutes=7))[cid] == store.consent_events(
+            cid, at=T + timedelta(minutes=7)
+        )
+
+
+def test_a_bulk_read_over_more_customers_than_one_query_chunk(store: GraphStore) -> None:
+    n = 950  # the embedded backend reads 900 ids per query
+    ids = [f"K{i:04d}" for i in range(n)]
+    store.apply(ChangeSet(new_customers=[Customer(cid, T) for cid in ids], records=[write(cid, cid) for cid in ids]))
+    events = {
+        cid: event(f"ev-{cid}", f"crm|{cid}", i % 50, "granted" if i % 3 else "denied") for i, cid in enumerate(ids)
+    }
+    for start in range(0, n, 500):
+        part = ids[start : start + 500]
+        store.append_consent([entry(store, events[cid], cid) for cid in part])
+    got = store.consent_events_of([*ids, "nobody"])
+    assert len(got) == n and all(got[cid] == [events[cid]] for cid in ids)
+    with pytest.raises(InvalidInputError, match="at most 1000"):
+        store.consent_events_of([f"X{i}" for i in range(1001)])
+    with pytest.raises(InvalidInputError):
+        store.consent_events_of("K0001")
+    with pytest.raises(InvalidInputError):
+        store.consent_events_of(["K0001"], at=T.replace(tzinfo=None))
+    assert store.consent_events_of([]) == {}

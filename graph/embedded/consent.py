@@ -48,14 +48,20 @@ class EmbeddedConsent(EmbeddedBase):
             )
         return [e.event.id for e in fresh]
 
-    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
-        sql = "SELECT c.event FROM records r JOIN consents c ON c.record_uid = r.uid WHERE r.customer_id = ?"
-        params: tuple[str, ...] = (customer_id,)
-        if topic is not None:  # decoding is the cost: filter in SQL
-            sql += " AND json_extract(c.event, '$.purpose') = ? AND json_extract(c.event, '$.channel') = ?"
-            params += topic
-        rows = self._all(sql + " ORDER BY c.seq", params)
-        return [consent_from_json(r[0]) for r in rows]
+    def _consents_of(self, customer_ids: list[str], topic: tuple[str, str] | None) -> dict[str, list[ConsentEvent]]:
+        out: dict[str, list[ConsentEvent]] = {}
+        for chunk in chunks(customer_ids):
+            sql = (
+                "SELECT r.customer_id, c.event FROM records r JOIN consents c ON c.record_uid = r.uid "
+                f"WHERE r.customer_id IN ({marks(len(chunk))})"
+            )
+            params: tuple[str, ...] = tuple(chunk)
+            if topic is not None:  # decoding is the cost: filter in SQL
+                sql += " AND json_extract(c.event, '$.purpose') = ? AND json_extract(c.event, '$.channel') = ?"
+                params += topic
+            for cid, event in self._all(sql + " ORDER BY c.seq", params):
+                out.setdefault(cid, []).append(consent_from_json(event))
+        return out
 
     def _consent_chain(self, chain_id: str) -> list[tuple[str, str]]:
         rows = self._all("SELECT event_id, receipt FROM consents WHERE chain_id = ? ORDER BY seq", (chain_id,))

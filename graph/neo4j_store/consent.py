@@ -79,14 +79,17 @@ class Neo4jConsent(Neo4jBase):
         with self._session() as s:
             return s.execute_write(work)
 
-    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
+    def _consents_of(self, customer_ids: list[str], topic: tuple[str, str] | None) -> dict[str, list[ConsentEvent]]:
         rows = self._read(
-            "MATCH (:Customer {id: $cid})<-[:BELONGS_TO]-(:Record)-[:GAVE]->(c:Consent) "
-            "WHERE $topic IS NULL OR c.topic = $topic RETURN c.event AS event ORDER BY c.seq",
-            cid=customer_id,
+            "UNWIND $ids AS cid MATCH (:Customer {id: cid})<-[:BELONGS_TO]-(:Record)-[:GAVE]->(c:Consent) "
+            "WHERE $topic IS NULL OR c.topic = $topic RETURN cid, c.event AS event ORDER BY c.seq",
+            ids=customer_ids,
             topic=None if topic is None else "|".join(topic),
         )
-        return [consent_from_json(r["event"]) for r in rows]
+        out: dict[str, list[ConsentEvent]] = {}
+        for r in rows:
+            out.setdefault(r["cid"], []).append(consent_from_json(r["event"]))
+        return out
 
     def _consent_chain(self, chain_id: str) -> list[tuple[str, str]]:
         rows = self._read(

@@ -19,7 +19,7 @@ from typing import final
 from ..consent import ConsentEvent
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from .base import MAX_BATCH
-from .identity import IdentityPort
+from .identity import IdentityPort, _ids
 
 _JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _MAX_CHAIN_ID = 200
@@ -74,6 +74,15 @@ def _check(entry: object) -> ConsentEntry:
     return entry
 
 
+def _check_at(at: object) -> None:
+    if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
+        raise InvalidInputError("at must be an aware datetime")
+
+
+def _until(events: list[ConsentEvent], at: datetime | None) -> list[ConsentEvent]:
+    return events if at is None else [e for e in events if e.captured_at <= at]
+
+
 class ConsentPort(IdentityPort):
     """Append consent events with their receipts; read a customer's events, a chain, one entry."""
 
@@ -112,15 +121,36 @@ class ConsentPort(IdentityPort):
         ``topic`` (purpose, channel), only that pair's (filtered by the backend, so that the one question
         reads few). :class:`NotFoundError` if the customer is unknown.
         """
-        if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
-            raise InvalidInputError("at must be an aware datetime")
+        _check_at(at)
         if topic is not None and not (len(topic) == 2 and all(isinstance(t, str) and t for t in topic)):
             raise InvalidInputError(f"topic is a (purpose, channel) pair, not {topic!r}")
         active = self.resolve(customer_id)
         if active is None:
             raise NotFoundError(f"no customer {customer_id}")
-        events = self._call("consent_events", lambda: self._consent_events(active, topic))
-        return events if at is None else [e for e in events if e.captured_at <= at]
+        events = self._call("consent_events", lambda: self._consents_of([active], topic)).get(active, [])
+        return _until(events, at)
+
+    @final
+    def consent_events_of(
+        self, customer_ids: Collection[str], at: datetime | None = None
+    ) -> dict[str, list[ConsentEvent]]:
+        """The consent events of many customers at once: :meth:`consent_events` for each, in bulk.
+
+        Keyed by the id as requested (a merged-away id reads its survivor's events, two ids of one survivor
+        get a list each); a known customer without events maps to an empty list; unknown ids are absent.
+        Each list is in append order; with ``at``, only events captured at or before it. At most
+        ``MAX_BATCH`` (1000) ids; the batch costs a fixed number of store reads, however many ids it holds.
+        """
+        _check_at(at)
+        ids = _ids("consent_events_of", customer_ids)
+        if len(ids) > MAX_BATCH:
+            raise InvalidInputError(f"consent_events_of takes at most {MAX_BATCH} ids, not {len(ids)}")
+        if not ids:
+            return {}
+        targets = self._call("consent_events_of", lambda: self._resolve_many(ids))
+        actives = sorted(set(targets.values()))
+        found = self._call("consent_events_of", lambda: self._consents_of(actives, None)) if actives else {}
+        return {rid: _until(found.get(targets[rid], []), at) for rid in ids if rid in targets}
 
     @final
     def consent_chain(self, chain_id: str) -> list[tuple[str, str]]:
@@ -153,8 +183,11 @@ class ConsentPort(IdentityPort):
         """
 
     @abstractmethod
-    def _consent_events(self, customer_id: str, topic: tuple[str, str] | None) -> list[ConsentEvent]:
-        """The events of the active customer's records (of ``topic`` only, if given), in append order."""
+    def _consents_of(self, customer_ids: list[str], topic: tuple[str, str] | None) -> dict[str, list[ConsentEvent]]:
+        """The events of each active customer's records (of ``topic`` only, if given), in append order.
+
+        Keyed by customer id (one without events may be absent); one read per chunk of ids, not per customer.
+        """
 
     @abstractmethod
     def _consent_chain(self, chain_id: str) -> list[tuple[str, str]]: ...
