@@ -2,7 +2,7 @@
 
 The port is the union of the domain ports in :mod:`c360.graph.ports` (identity, review, journey, dead
 letters, blocking keys, consent, outbox, cases,
-applicants, kyc). Their public methods are ``@final``: they check arguments, call one
+applicants, kyc, insights). Their public methods are ``@final``: they check arguments, call one
 small abstract hook of the backend and re-raise the backend's own errors as :class:`StoreError`.
 """
 
@@ -21,6 +21,7 @@ from .ports.blocking import BlockingPort
 from .ports.cases import CasesPort
 from .ports.consent import ConsentPort
 from .ports.dead_letters import DeadLetterPort
+from .ports.insights import InsightsPort
 from .ports.journey import JourneyPort
 from .ports.kyc import KycPort
 from .ports.outbox import OutboxPort
@@ -48,6 +49,7 @@ class GraphStore(
     VaultPort,
     ApplicantsPort,
     KycPort,
+    InsightsPort,
 ):
     """The identity graph. Backends implement the ``_hooks`` of every port; callers use the public methods."""
 

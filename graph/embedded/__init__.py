@@ -1,7 +1,7 @@
 """The embedded backend: one SQLite file (WAL), in-process, transactional. The default store.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``),
+``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``, ``insights``),
 each a mixin over the shared connection (``connection``); :class:`EmbeddedStore`
 lists them, once.
 """
@@ -15,6 +15,7 @@ from .connection import SCHEMA_VERSION, EmbeddedConfig
 from .consent import EmbeddedConsent
 from .dead_letters import EmbeddedDeadLetters
 from .identity import EmbeddedIdentity
+from .insights import EmbeddedInsights
 from .journey import EmbeddedJourney
 from .kyc import EmbeddedKyc
 from .outbox import EmbeddedOutbox
@@ -37,5 +38,6 @@ class EmbeddedStore(
     EmbeddedVault,
     EmbeddedApplicants,
     EmbeddedKyc,
+    EmbeddedInsights,
 ):
     """The identity graph in one SQLite file. Safe to share between threads (one lock)."""

@@ -1,7 +1,7 @@
 """The neo4j backend: Cypher through the official driver. The only package where Cypher lives.
 
 One module per domain (``identity``, ``review``, ``journey``, ``dead_letters``, ``blocking``,
-``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``),
+``consent``, ``outbox``, ``cases``, ``applicants``, ``kyc``, ``insights``),
 each a mixin over the shared driver (``connection``); :class:`Neo4jStore`
 lists them, once.
 
@@ -20,6 +20,7 @@ from .cases import Neo4jCases
 from .consent import Neo4jConsent
 from .dead_letters import Neo4jDeadLetters
 from .identity import Neo4jIdentity
+from .insights import Neo4jInsights
 from .journey import Neo4jJourney
 from .kyc import Neo4jKyc
 from .outbox import Neo4jOutbox
@@ -42,6 +43,7 @@ class Neo4jStore(
     Neo4jVault,
     Neo4jApplicants,
     Neo4jKyc,
+    Neo4jInsights,
 ):
     """The identity graph in Neo4j 5."""
 
