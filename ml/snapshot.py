@@ -14,10 +14,10 @@ time budget (or killed) keeps exactly what it finished.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,18 @@ from c360.graph.ports.identity import ChangedCustomer
 from c360.graph.ports.journey import ChangedEvent
 from c360.graph.store import GraphStore
 
-from .snapshot_sql import ARROW, GOLDEN_FIELDS, KEYS, SCHEMA, TABLES, newer_than_stored
+from .snapshot_sql import (
+    ARROW,
+    EVENT_TYPE,
+    EVENTS,
+    GOLDEN_FIELDS,
+    KEYS,
+    SCHEMA,
+    TABLES,
+    newer_than_stored,
+    staged,
+    staged_lines,
+)
 
 #: the event types the snapshot reads from the journey feed
 EVENT_TYPES = ("order", "product", "transaction", "web_activity")
@@ -209,7 +220,7 @@ def _apply_customers(run: _Run, page: list[ChangedCustomer], cursor: tuple[int, 
     con.execute("BEGIN")
     try:
         if active:
-            con.register("stage_customers", _table("customers", [_customer_row(c) for c in active]))
+            con.register("stage_customers", _customers_table(active))
             known = _count(con, "SELECT count(*) FROM stage_customers s JOIN customers t USING (customer_id)")
             con.execute("INSERT OR REPLACE INTO customers SELECT * FROM stage_customers")
             con.unregister("stage_customers")
@@ -235,18 +246,22 @@ def _apply_customers(run: _Run, page: list[ChangedCustomer], cursor: tuple[int, 
         raise
 
 
-def _customer_row(change: ChangedCustomer) -> dict[str, Any]:
-    c: Customer = change.customer
-    row: dict[str, Any] = {"customer_id": c.id}
+def _customers_table(changes: list[ChangedCustomer]) -> pa.Table:
+    """The customers' rows (golden fields, times) as an Arrow table, built column by column."""
+    customers: list[Customer] = [c.customer for c in changes]
+    goldens = [c.golden for c in customers]
+    columns: dict[str, list[Any]] = {"customer_id": [c.id for c in customers]}
     for name in GOLDEN_FIELDS:
-        value = c.golden[name].value if name in c.golden else None
+        values = [g[name].value if name in g else None for g in goldens]
         if name == "date_of_birth":
-            row[name] = value if isinstance(value, date) else None
+            columns[name] = [v if isinstance(v, date) else None for v in values]
         else:
-            row[name] = None if value is None else str(value)
-    row["created_at"] = c.created_at
-    row["updated_at"] = change.changed_at or c.created_at
-    return row
+            columns[name] = [None if v is None else str(v) for v in values]
+    schema = ARROW["customers"]
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema if f.name in columns]
+    arrays.append(_times([c.created_at for c in customers]))
+    arrays.append(_times([ch.changed_at or ch.customer.created_at for ch in changes]))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 # -- journey events ----------------------------------------------------------------------------------------
@@ -272,19 +287,18 @@ def _follow_events(
 
 
 def _apply_events(run: _Run, page: list[ChangedEvent], cursor: tuple[int, str]) -> None:
-    rows = _event_rows(page)
-    for change in page:
-        table = _TABLE_OF[change.event.type]
-        run.counts[table].read += 1
+    kinds = Counter(change.event.type for change in page)
+    for kind, n in kinds.items():
+        run.counts[_TABLE_OF[kind]].read += n
     con = run.con
     con.execute("BEGIN")
     try:
-        for table, by_key in rows.items():
-            if table == "line_items" or not by_key:
+        con.register("stage_events", _events_table(page))
+        for table, kind in EVENT_TYPE.items():
+            if not kinds[kind]:
                 continue
-            stage = f"stage_{table}"
-            con.register(stage, _table(table, [r for _, r in by_key.values()]))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE win AS {newer_than_stored(table, stage)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {staged(table, 'stage_events')}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE win AS {newer_than_stored(table, 'stage')}")
             keys = KEYS[table]
             on = " AND ".join(f"t.{k} = w.{k}" for k in keys)
             won = _count(con, "SELECT count(*) FROM win")
@@ -297,17 +311,16 @@ def _apply_events(run: _Run, page: list[ChangedEvent], cursor: tuple[int, str]) 
                 con.execute(
                     "DELETE FROM line_items t USING win w WHERE t.source = w.source AND t.order_id = w.order_id"
                 )
-                lines = [line for _rank, items in rows["line_items"].values() for line in items]
-                con.register("stage_lines", _table("line_items", lines))
-                n = _count(con, "SELECT count(*) FROM stage_lines JOIN win USING (source, order_id)")
-                con.execute("INSERT INTO line_items SELECT l.* FROM stage_lines l JOIN win USING (source, order_id)")
-                con.unregister("stage_lines")
-                run.counts["line_items"].inserted += n
-            con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM win")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {staged_lines('win', 'stage_events')}")
+                run.counts["line_items"].inserted += _count(con, "SELECT count(*) FROM lines")
+                con.execute("INSERT INTO line_items SELECT * FROM lines")
+                con.execute("DROP TABLE lines")
+            con.execute(f"INSERT OR REPLACE INTO {table} SELECT * EXCLUDE (_pos) FROM win")
             con.execute("DROP TABLE win")
-            con.unregister(stage)
+            con.execute("DROP TABLE stage")
             run.counts[table].inserted += won - known
             run.counts[table].updated += known
+        con.unregister("stage_events")
         _save(con, "event_cursor", cursor)
         con.execute("COMMIT")
     except BaseException:
@@ -315,79 +328,34 @@ def _apply_events(run: _Run, page: list[ChangedEvent], cursor: tuple[int, str]) 
         raise
 
 
-_TABLE_OF = {"order": "orders", "transaction": "transactions", "web_activity": "web_events", "product": "products"}
+_TABLE_OF = {kind: table for table, kind in EVENT_TYPE.items()}
 
 
-def _event_rows(page: Iterable[ChangedEvent]) -> dict[str, dict[tuple[str, ...], tuple[tuple[datetime, str], Any]]]:
-    """The page's rows by table and key; of two events of one key, the later (time, id) wins."""
-    out: dict[str, dict[tuple[str, ...], tuple[tuple[datetime, str], Any]]] = {
-        t: {} for t in ("orders", "transactions", "web_events", "products", "line_items")
-    }
-    for change in page:
-        e = change.event
-        data = orjson.loads(e.data)
-        rank = (e.occurred_at, e.id)
-        table = _TABLE_OF[e.type]
-        row = _ROW[e.type](data, e.id, change.customer_id, e.occurred_at)
-        key = tuple(str(row[k]) for k in KEYS[table])
-        if key in out[table] and out[table][key][0] > rank:
-            continue
-        out[table][key] = (rank, row)
-        if e.type == "order":
-            items = [
-                {
-                    "source": data["source"],
-                    "order_id": data["order_id"],
-                    "line_id": li["line_id"],
-                    "product_id": li["product_id"],
-                    "quantity": int(li["quantity"]),
-                    "unit_price": _money(li["unit_price"]),
-                    "discount": _money(li.get("discount", "0")),
-                }
-                for li in data["line_items"]
-            ]
-            out["line_items"][key] = (rank, items)
-    return out
+def _events_table(page: list[ChangedEvent]) -> pa.Table:
+    """The page as an Arrow table of :data:`EVENTS`, built column by column (payloads stay JSON text)."""
+    events = [c.event for c in page]
+    arrays = [
+        pa.array(range(len(page)), type=pa.int64()),
+        pa.array([e.id for e in events], type=pa.string()),
+        pa.array([e.type for e in events], type=pa.string()),
+        _times([e.occurred_at for e in events]),
+        pa.array([c.customer_id for c in page], type=pa.string()),
+        pa.array([e.data for e in events], type=pa.string()),
+    ]
+    return pa.Table.from_arrays(arrays, schema=EVENTS)
 
 
-def _money(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _order(d: dict[str, Any], _eid: str, cid: str | None, at: datetime) -> dict[str, Any]:
-    keys = ("order_id", "source", "status", "channel", "currency")
-    return {**{k: d.get(k) for k in keys}, "customer_id": cid, "occurred_at": at, "total": _money(d.get("total"))}
-
-
-def _transaction(d: dict[str, Any], _eid: str, cid: str | None, at: datetime) -> dict[str, Any]:
-    keys = ("transaction_id", "source", "order_id", "kind", "currency", "payment_method", "status")
-    return {**{k: d.get(k) for k in keys}, "customer_id": cid, "occurred_at": at, "amount": _money(d.get("amount"))}
-
-
-def _web(d: dict[str, Any], eid: str, cid: str | None, at: datetime) -> dict[str, Any]:
-    keys = ("action", "session_id", "product_id", "order_id", "channel", "traffic_source")
-    return {**{k: d.get(k) for k in keys}, "event_id": eid, "customer_id": cid, "occurred_at": at}
-
-
-def _product(d: dict[str, Any], _eid: str, _cid: str | None, _at: datetime) -> dict[str, Any]:
-    keys = ("product_id", "name", "brand_id", "category")
-    return {**{k: d.get(k) for k in keys}, "price": _money(d.get("price"))}
-
-
-_ROW: dict[str, Callable[[dict[str, Any], str, str | None, datetime], dict[str, Any]]] = {
-    "order": _order,
-    "transaction": _transaction,
-    "web_activity": _web,
-    "product": _product,
-}
+def _times(values: list[datetime]) -> pa.Array:
+    """Aware datetimes as a UTC microsecond timestamp array (integers first: no pandas on the way)."""
+    micros = pa.array([(v - _EPOCH) // _MICROSECOND for v in values], type=pa.int64())
+    return micros.cast(pa.timestamp("us", tz="UTC"))
 
 
 # -- DuckDB and Parquet ------------------------------------------------------------------------------------
-
-
-def _table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
-    schema = ARROW[name]
-    return pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema=schema)
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:

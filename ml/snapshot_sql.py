@@ -1,4 +1,4 @@
-"""The snapshot's DuckDB schema and the Arrow types of the rows the snapshot writes into it."""
+"""The snapshot's DuckDB schema, the Arrow types of what it stages, and the SQL that makes rows of staged events."""
 
 from __future__ import annotations
 
@@ -115,6 +115,18 @@ ARROW = {
     ),
 }
 
+#: the staged page of the event feed: one row per entry, the payload still JSON (DuckDB decodes it)
+EVENTS = pa.schema(
+    [
+        ("_pos", pa.int64()),  #: the entry's place in the feed (a later entry wins a tie)
+        ("id", _TEXT),
+        ("type", _TEXT),
+        ("occurred_at", _AT),
+        ("customer_id", _TEXT),
+        ("data", _TEXT),
+    ]
+)
+
 #: the golden fields copied into ``customers``, in column order
 GOLDEN_FIELDS = (
     "first_name",
@@ -144,4 +156,61 @@ def newer_than_stored(table: str, stage: str) -> str:
     return (
         f"SELECT s.* FROM {stage} s LEFT JOIN {table} t ON {on} "
         f"WHERE t.{keys[-1]} IS NULL OR t.occurred_at <= s.occurred_at"
+    )
+
+
+#: the event type that fills each table
+EVENT_TYPE = {"orders": "order", "transactions": "transaction", "web_events": "web_activity", "products": "product"}
+#: columns taken from the feed entry, not from the payload
+_FROM_ENTRY = {"customer_id": "e.customer_id", "occurred_at": "e.occurred_at", "event_id": "e.id"}
+
+
+def _money(expr: str) -> str:
+    # Decimal.quantize's rounding (half to even), as the row-by-row reader had it
+    return f"CAST(round_even(CAST({expr} AS DECIMAL(38, 10)), 2) AS DECIMAL(18, 2))"
+
+
+def _payload_type(fields: list[str]) -> str:
+    return "{" + ", ".join(f'"{f}": "VARCHAR"' for f in fields) + "}"
+
+
+def staged(table: str, events: str) -> str:
+    """SQL: the rows of ``table`` from the staged events ``events`` (schema :data:`EVENTS`), one per key.
+
+    Of two events of one key, the later (occurred_at, id) wins, then the later feed entry. The row keeps
+    its entry's ``_pos`` (for its line items); the table's columns follow in its own order.
+    """
+    schema = ARROW[table]
+    payload = [n for n in schema.names if n not in _FROM_ENTRY]
+    columns = []
+    for name in schema.names:
+        if name in _FROM_ENTRY:
+            columns.append(f"{_FROM_ENTRY[name]} AS {name}")
+        elif pa.types.is_decimal(schema.field(name).type):
+            columns.append(f"{_money(f'd.{name}')} AS {name}")
+        else:
+            columns.append(f"d.{name} AS {name}")
+    keys = ", ".join(_FROM_ENTRY.get(k, f"d.{k}") for k in KEYS[table])
+    return (
+        f"SELECT e._pos, {', '.join(columns)} FROM "
+        f"(SELECT *, from_json(data, '{_payload_type(payload)}') AS d FROM {events} "
+        f"WHERE type = '{EVENT_TYPE[table]}') e "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY e.occurred_at DESC, e.id DESC, e._pos DESC) = 1"
+    )
+
+
+_LINE = "[" + _payload_type(["line_id", "product_id", "quantity", "unit_price", "discount"]) + "]"
+
+
+def staged_lines(orders: str, events: str) -> str:
+    """SQL: the line items of the order rows ``orders`` (from :func:`staged`), out of their events' payloads.
+
+    A line without a discount has none (0).
+    """
+    discount = _money("coalesce(x.l.discount, '0')")
+    return (
+        f"SELECT o.source, o.order_id, x.l.line_id, x.l.product_id, CAST(x.l.quantity AS INTEGER) AS quantity, "
+        f"{_money('x.l.unit_price')} AS unit_price, {discount} AS discount FROM {orders} o "
+        f"JOIN (SELECT _pos, unnest(from_json(json_extract(data, '$.line_items'), '{_LINE}')) AS l FROM {events} "
+        "WHERE type = 'order') x ON x._pos = o._pos"
     )

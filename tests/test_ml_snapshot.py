@@ -252,3 +252,51 @@ def test_the_command_prints_the_report_audits_it_and_fails_clearly(tmp_path: Pat
     assert bad.exit_code == 1 and "error: snapshot failed" in bad.stderr
     entries = [json.loads(line) for line in (tmp_path / "broken" / "audit.log").read_text().splitlines()]
     assert [e["outcome"] for e in entries if e["action"] == "ml_snapshot"] == ["refused"]
+
+
+def test_payloads_are_decoded_in_the_database_as_the_row_reader_had_them(store: GraphStore, tmp_path: Path) -> None:
+    # Money rounds half to even to cents (Decimal.quantize), a line without a discount has 0, the later
+    # of two events of one order in one page wins with its own line items, a missing field is NULL.
+    pipeline = Pipeline(store, Linker(store))
+    assert not pipeline.process(_profiles()).rejected
+    source, key = KEYS[1]
+
+    def order(eid: str, minute: int, status: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "event_id": eid,
+            "type": "order",
+            "source": source,
+            "occurred_at": f"2026-06-01T12:{minute:02d}:00Z",
+            "customer_key": key,
+            "order_id": "O-1",
+            "status": status,
+            "currency": "EUR",
+            "total": "10.005",
+            "line_items": lines,
+        }
+
+    events = [
+        order("o2", 5, "shipped", [{"line_id": "L1", "product_id": "P-1", "quantity": 2, "unit_price": "3.335"}]),
+        order("o1", 1, "placed", [{"line_id": "L9", "product_id": "P-9", "quantity": 1, "unit_price": "1"}]),
+        {
+            "event_id": "t1",
+            "type": "transaction",
+            "source": source,
+            "occurred_at": "2026-06-01T12:06:00Z",
+            "customer_key": key,
+            "transaction_id": "T-1",
+            "kind": "refund",
+            "amount": "-1.015",
+            "currency": "EUR",
+        },
+    ]
+    assert not pipeline.process(events).rejected
+    report = snapshot(store, tmp_path)
+    assert report.tables["orders"].read == 2 and report.tables["orders"].inserted == 1
+    assert _rows(tmp_path, "SELECT status, total, channel FROM orders") == [("shipped", Decimal("10.00"), "web")]
+    assert _rows(tmp_path, "SELECT line_id, product_id, quantity, unit_price, discount FROM line_items") == [
+        ("L1", "P-1", 2, Decimal("3.34"), Decimal("0.00"))
+    ]
+    assert _rows(tmp_path, "SELECT amount, order_id, payment_method FROM transactions") == [
+        (Decimal("-1.02"), None, "card")
+    ]
