@@ -16,8 +16,10 @@ from c360.graph.errors import C360Error
 from c360.ml.snapshot import SnapshotReport, snapshot
 
 from .common import audited, err, fail, out, print_json, store_of
+from .ml_segments import segments_app
 
 ml_app = typer.Typer(help="Marketers' ML: the DuckDB snapshot of the store.", no_args_is_help=True)
+ml_app.add_typer(segments_app, name="segments")
 
 
 @ml_app.callback()
