@@ -11,6 +11,8 @@
   (:mod:`~c360.graphql.routes_consent`);
 - ``/v1/cases`` (open, views), ``/v1/cases/{id}`` (read, change), ``.../assignment|comments|status|links``:
   service cases with their SLA clocks (:mod:`~c360.graphql.routes_cases`);
+- ``POST /v1/lens/query``, ``GET /v1/segments``, ``GET /v1/customers/{id}/insights``: lens queries over the ML
+  snapshot, segment counts, a customer's insights and segments (:mod:`~c360.graphql.routes_ml`);
 - ``POST /v1/events``: partner events, the in-process pipeline or Kafka (:mod:`~c360.graphql.routes_events`);
 - ``/healthz``, ``/readyz`` (the store answers, and Kafka when configured), ``/metrics`` (Prometheus),
   ``/.well-known/jwks.json`` (the public keys of consent receipts, no auth)
@@ -55,6 +57,7 @@ from .routes_consent import consent_router
 from .routes_customers import customers_router
 from .routes_events import events_router
 from .routes_kyc import kyc_router
+from .routes_ml import ml_router
 from .routes_ops import Metrics, MetricsMiddleware, ops_router
 from .schema import ApiContext, build_schema
 from .service import ProfileService
@@ -162,6 +165,7 @@ def create_app(*, store: GraphStore, sink: EventSink, partners: PartnerKeys, opt
     app.include_router(consent_router(service=service, authenticate=authenticate))
     app.include_router(cases_router(service=service, authenticate=authenticate))
     app.include_router(kyc_router(service=service, authenticate=authenticate))
+    app.include_router(ml_router(service=service, authenticate=authenticate))
     if opts.applicants is not None:
         app.include_router(applicant_router(opts.applicants, opts.audit))
     app.include_router(events_router(service=service, sink=sink, authenticate=authenticate))

@@ -35,6 +35,12 @@ class PayloadTooLarge(C360Error):
     """A request body over the limit (HTTP 413); it is refused before it is read through."""
 
 
+class QueryTimeout(C360Error):
+    """A query ran over its time budget and was stopped (HTTP 503 with Retry-After; GraphQL ``TIMEOUT``)."""
+
+    retry_after: float = 5.0
+
+
 class IntrospectionDisabled(InvalidInputError):
     """An introspection query (``__schema``, ``__type``) outside dev mode."""
 
@@ -58,6 +64,7 @@ ERRORS: tuple[tuple[type[BaseException], ErrorAnswer], ...] = (
     (InvalidInputError, ErrorAnswer(400, "BAD_USER_INPUT")),
     (RateLimited, ErrorAnswer(429, "TOO_MANY_REQUESTS")),
     (PayloadTooLarge, ErrorAnswer(413, "PAYLOAD_TOO_LARGE")),
+    (QueryTimeout, ErrorAnswer(503, "TIMEOUT")),
     (StoreUnavailableError, ErrorAnswer(503, "INTERNAL_SERVER_ERROR")),
     (BrokerUnavailableError, ErrorAnswer(503, "INTERNAL_SERVER_ERROR")),
 )

@@ -1,7 +1,8 @@
-"""The GraphQL schema (strawberry), assembled from its domains: profiles, review, consent, cases and KYC.
+"""The GraphQL schema (strawberry), assembled from its domains: profiles, review, consent, cases, KYC and ML.
 
 Each domain module (:mod:`~c360.graphql.schema_profiles`, :mod:`~c360.graphql.schema_review`,
-:mod:`~c360.graphql.schema_consent`, :mod:`~c360.graphql.schema_cases`, :mod:`~c360.graphql.schema_kyc`) holds
+:mod:`~c360.graphql.schema_consent`, :mod:`~c360.graphql.schema_cases`, :mod:`~c360.graphql.schema_kyc`,
+:mod:`~c360.graphql.schema_ml`) holds
 its types and a query and a mutation part; this module joins them. Every resolver calls the domain's
 service functions, which check the caller's role against the policy, mask personal data as the policy
 says and audit reads and changes. Profiles are loaded through a DataLoader, so a page of customers
@@ -27,6 +28,7 @@ from .schema_common import ApiContext, Info
 from .schema_consent import ConsentMutation, ConsentQuery
 from .schema_kyc import KycMutation, KycQuery
 from .schema_limits import LIMITS, MAX_TOKENS, QueryGuard, Schema, ValidationResults
+from .schema_ml import MlQuery
 from .schema_profiles import ProfilesMutation, ProfilesQuery
 from .schema_review import ReviewMutation, ReviewQuery
 
@@ -34,7 +36,7 @@ __all__ = ["ApiContext", "Info", "Limits", "Mutation", "Query", "build_schema", 
 
 
 @strawberry.type
-class Query(ProfilesQuery, ReviewQuery, ConsentQuery, CasesQuery, KycQuery):
+class Query(ProfilesQuery, ReviewQuery, ConsentQuery, CasesQuery, KycQuery, MlQuery):
     """Every domain's queries."""
 
 

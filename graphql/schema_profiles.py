@@ -17,9 +17,10 @@ from c360.graph.models import Profile
 from c360.streams.events import JOURNEY_TYPES
 from strawberry.scalars import JSON
 
-from . import profiles_service, review_service
+from . import profiles_service, review_service, schema_ml
 from .principal import ForbiddenError
 from .schema_common import Info, PageInfo, page_info, text
+from .schema_ml import InsightNode, SegmentMembershipNode
 from .schema_review import ReviewItemNode
 from .service import ProfileService
 
@@ -292,6 +293,16 @@ class Customer:
                 )
             )
         return TransactionPage(transactions=out, page_info=page_info(page.next_cursor))
+
+    @strawberry.field(
+        description="ML insights (scores, labels, recommendations) with their model versions (read_insights)."
+    )
+    async def insights(self, info: Info) -> list[InsightNode] | None:
+        return await schema_ml.insights_of(info, str(self.id))
+
+    @strawberry.field(description="The segments the customer is in, since when and why (read_insights).")
+    async def segments(self, info: Info) -> list[SegmentMembershipNode] | None:
+        return await schema_ml.segments_of(info, str(self.id))
 
     @strawberry.field(description="Open review items that involve this customer's records.")
     async def review_items(self, info: Info) -> list[ReviewItemNode]:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from c360.graph.consent_ledger import ReceiptIssuer
     from c360.streams.kyc_desk import KycDesk
 
+    from .ml_service import LensSource
+
 T = TypeVar("T")
 
 #: which field's rule masks an identifier of each kind
@@ -104,6 +106,8 @@ class ProfileService:
     cases: CaseDesk | None = None
     #: loan applications' KYC workflow (None: the API serves no KYC)
     kyc: KycDesk | None = None
+    #: where lens queries read, with which model (None: the API serves no lens)
+    lens: LensSource | None = None
 
     # -- plumbing -----------------------------------------------------------------------------------
 

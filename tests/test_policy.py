@@ -56,12 +56,15 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "data_steward": {
         "read_profile", "search_customers", "read_timeline", "read_orders", "read_transactions", "read_history",
         "read_review_queue", "approve_review", "reject_review", "merge", "split", "explain", "read_consent",
-        "check_consent",
+        "check_consent", "read_insights",
     },
     "marketer": {
         "read_profile", "search_customers", "read_timeline", "read_orders", "read_transactions", "check_consent",
+        "query_lens", "read_insights",
     },
-    "data_consumer": {"read_profile", "search_customers", "read_timeline", "check_consent"},
+    "data_consumer": {
+        "read_profile", "search_customers", "read_timeline", "check_consent", "query_lens", "read_insights",
+    },
     "partner": {"post_events"},
     "kyc_officer": {
         "read_profile", "search_customers", "read_history", "explain", "read_cases", "comment_case",
@@ -75,7 +78,7 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "compliance_officer": {
         "read_profile", "search_customers", "read_history", "read_audit", "read_review_queue", "read_timeline",
         "read_consent", "check_consent", "read_consent_receipts", "read_cases", "read_kyc_applications",
-        "read_kyc_documents", "review_kyc_screening", "read_kyc_report", "assign_kyc_task",
+        "read_kyc_documents", "review_kyc_screening", "read_kyc_report", "assign_kyc_task", "read_insights",
     },
     "applicant": {"apply_kyc", "read_own_application"},
     "service_agent": {
@@ -109,7 +112,7 @@ def normalised(value: Any) -> str:
 def test_the_bundled_policy_names_the_roles_actions_and_fields() -> None:
     assert set(POLICY.roles) == set(EXPECTED_GRANTS)
     assert set(POLICY.actions) == set().union(*EXPECTED_GRANTS.values())
-    assert len(POLICY.actions) == 34
+    assert len(POLICY.actions) == 36
     assert POLICY.fields == FIELDS and len(FIELDS) == 17
     assert POLICY.source == BUNDLED_POLICY and BUNDLED_POLICY.name == "policy.yaml"
 

@@ -341,6 +341,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
     from c360.graphql.app import ApiOptions, EventSink, create_app
     from c360.graphql.auth import TokenVerifier
+    from c360.graphql.ml_service import lens_source
     from c360.graphql.ratelimit import RateLimiter
     from c360.graphql.service import ProfileService
 
@@ -372,6 +373,7 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
         consent_purposes=tuple(settings.consent.purposes),
         cases=case_desk(settings, store),
         kyc=kyc_desk(settings, store, pipeline),
+        lens=lens_source(settings.data_dir / "ml", timeout=api.lens_timeout),
     )
     options = ApiOptions(
         policy=role_policy,

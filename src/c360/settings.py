@@ -111,6 +111,9 @@ class ApiSettings(BaseModel):
     graphql_max_body: int = Field(
         default=64 * 1024, ge=1024, le=8 * 1024 * 1024, description="Most bytes of a /graphql request body (413 over)."
     )
+    lens_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds one lens query may run (over it: 503, and DuckDB is stopped)."
+    )
 
 
 class AuditSettings(BaseModel):
