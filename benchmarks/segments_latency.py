@@ -216,10 +216,7 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
     try:
         asyncio.run(_topics(bootstrap))
         worker = _start(["worker"], work, bootstrap, work / "worker.log")
-        follower = _start(
-            ["ml", "segments", "follow", "--kafka-topic", TOPIC, "--tick-every", "3600"], work, bootstrap,
-            work / "follower.log",
-        )  # fmt: skip
+        follower = _start(["ml", "segments", "follow", "--kafka-topic", TOPIC], work, bootstrap, work / "follower.log")
         consumer.start()
         consumer.ready.wait(60)
         producer = Producer(bootstrap)

@@ -12,8 +12,10 @@ so nothing written between the snapshot and the follower's start is missed. Each
 
 and writes the resulting changes with ``store.apply_segment_changes`` (source ``realtime``). A change's id
 holds the feed position that caused it, so reading the feed again (a restart replays it from the
-snapshot's cursors to rebuild the engine) is a no-op in the store. ``engine.tick`` runs on the first
-poll and then every ``tick_every`` seconds, as windows expire by time alone. After the first catch-up the store's
+snapshot's cursors to rebuild the engine) is a no-op in the store. Windows expire by time alone: every
+``tick_every`` seconds (and on the first poll) the customers whose evaluation the clock alone may have
+changed since (an event entered or left a window: :class:`_Expiries`) are evaluated again, not every
+customer as ``engine.tick`` would. After the first catch-up the store's
 memberships are reconciled with the engine's (what a gap between runs may have left behind).
 
 The follower's own cursor is a small JSON file (``DATA_DIR/ml/segment_follower[-i-of-n].json``), written
@@ -31,12 +33,13 @@ facts change with consent events and customer changes, not with the expiry of a 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +52,7 @@ from c360.graph.ports.journey import ChangedEvent
 from c360.graph.store import GraphStore
 
 from .consent_facts import consent_facts, permitted_pairs
+from .segment_rules import CountCondition, CustomerState, SumCondition, leaves
 from .segment_store import to_segment_change, write_changes
 from .segments import MembershipChange, Reason, Segment, SegmentEngine, activity_of
 from .snapshot import _cursors, _customers_table, database_path
@@ -200,7 +204,7 @@ class SegmentFollower:
         consent_of: ConsentOf | None = None,
         shard: tuple[int, int] = (0, 1),
         poll_interval: float = 0.1,
-        tick_every: float = 60.0,
+        tick_every: float = 5.0,
         publish: Publish | None = None,
         progress: Progress | None = None,
         clock: Clock | None = None,
@@ -218,7 +222,10 @@ class SegmentFollower:
         self._reconcile_pending = reconcile
         self._stop = threading.Event()
         self._tally = _Tally()
-        self._engine, self._categories, cursors, self._started_at = self._start(as_of)
+        self._engine, self._categories, cursors, self._started_at, mine = self._start(as_of)
+        self._expiries = _Expiries(self._segments)
+        for cid in mine:
+            self._expiries.note(cid, self._engine.state(cid), self._started_at)
         self._customer_cursor = cursors.get("customer_cursor")
         self._event_cursor = cursors.get("event_cursor")
         self._snapshot_cursors = dict(cursors)
@@ -235,7 +242,7 @@ class SegmentFollower:
 
     def _start(
         self, as_of: datetime | None
-    ) -> tuple[SegmentEngine, dict[str, str | None], dict[str, tuple[int, str]], datetime]:
+    ) -> tuple[SegmentEngine, dict[str, str | None], dict[str, tuple[int, str]], datetime, list[str]]:
         path = database_path(self._folder)
         if not path.exists():
             raise NotFoundError(f"no snapshot at {path}: run c360 ml snapshot first")
@@ -253,7 +260,7 @@ class SegmentFollower:
             categories = dict(con.execute("SELECT product_id, category FROM products").fetchall())
         finally:
             con.close()
-        return engine, categories, cursors, at
+        return engine, categories, cursors, at, mine
 
     # -- polling -----------------------------------------------------------------------------------------
 
@@ -286,7 +293,11 @@ class SegmentFollower:
             self._last_tick = time.monotonic()
             self._tally.ticks += 1
             key = "t" + now.isoformat()
-            pending.add([c for c in self._engine.tick(now) if self._owns(c.customer_id)], key)
+            for cid in self._expiries.due(now):
+                state = self._engine.state(cid)
+                if state is not None:
+                    pending.add(self._engine.update(cid, at=now), key)
+                    self._expiries.note(cid, self._engine.state(cid), now)
         if read == 0 and self._reconcile_pending:
             self._reconcile_pending = False
             self._reconcile(now, pending)
@@ -307,6 +318,7 @@ class SegmentFollower:
             cid = str(golden.pop("customer_id"))
             found = self._engine.update(cid, at=now, golden=golden, consent=consent.get(cid, ()))
             pending.add(found, f"c{change.seq}:{cid}")
+            self._expiries.note(cid, self._engine.state(cid), now)
 
     def _on_events(self, page: list[ChangedEvent], now: datetime, pending: _Pending) -> None:
         consenting = {c.customer_id for c in page if c.event.type == "consent_change" and c.customer_id}
@@ -326,6 +338,7 @@ class SegmentFollower:
             activity = activity_of(event, self._categories)
             if activity is not None:
                 pending.add(self._engine.on_activity(cid, activity, at=now), key)
+                self._expiries.note(cid, self._engine.state(cid), now)
 
     def _on_product(self, data: str) -> None:
         try:
@@ -438,6 +451,56 @@ class SegmentFollower:
             f"(entered {t.entered - before.entered:,}, exited {t.exited - before.exited:,}), "
             f"event cursor {self._event_cursor}"
         )
+
+
+class _Expiries:
+    """When each customer's evaluation may next change by the clock alone, in a heap.
+
+    Windows are closed (``at - days <= occurred_at <= at``): an event enters them at its ``occurred_at``
+    (one in the future) and leaves a window of ``days`` one microsecond after ``occurred_at + days``.
+    Golden fields, RFM rows and consent facts change only with the feeds, so nothing else moves with time.
+    Each customer has one live entry, its earliest such instant after the last evaluation; older entries
+    are skipped when they come up.
+    """
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        days = {
+            leaf.within_days
+            for s in segments
+            for leaf in leaves(s.rule)
+            if isinstance(leaf, CountCondition | SumCondition)
+        }
+        self._windows = sorted(timedelta(days=d) + _INSTANT for d in days)
+        self._heap: list[tuple[datetime, str]] = []
+        self._next: dict[str, datetime] = {}
+
+    def note(self, customer_id: str, state: CustomerState | None, at: datetime) -> None:
+        """Schedule the customer's next instant after ``at`` (its state as evaluated at ``at``)."""
+        if state is None or not self._windows:
+            return
+        times = [e.occurred_at for e in state.events if e.occurred_at > at]
+        for event in state.events:  # the earliest window the event leaves after `at`
+            times += [event.occurred_at + w for w in self._windows if event.occurred_at + w > at][:1]
+        if not times:
+            return
+        first = min(times)
+        known = self._next.get(customer_id)
+        if known is None or first < known or known <= at:
+            self._next[customer_id] = first
+            heapq.heappush(self._heap, (first, customer_id))
+
+    def due(self, now: datetime) -> list[str]:
+        """The customers whose instant has come (at or before ``now``), each once; they need evaluating."""
+        out: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            at, cid = heapq.heappop(self._heap)
+            if self._next.get(cid) == at:
+                del self._next[cid]
+                out.append(cid)
+        return out
+
+
+_INSTANT = timedelta(microseconds=1)
 
 
 def _change(segment: str, customer_id: str, kind: Literal["entered", "exited"], at: datetime) -> MembershipChange:

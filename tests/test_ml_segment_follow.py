@@ -200,9 +200,15 @@ def test_a_window_expiring_exits_the_member_on_the_tick(world: World) -> None:
     follower = w.follower(tick_every=1e-6)
     follower.run(until_idle=True)
     assert w.members(ABANDONER) == {w.cid("K0")}
+    # a cart dated an hour ahead counts once the clock reaches it: the tick enters K1 then
+    w.send(cart("K1", 2, NOW + timedelta(hours=1)))
+    assert follower.run(until_idle=True).applied == 0
+    w.now[0] = NOW + timedelta(hours=2)
+    assert follower.run(until_idle=True).entered == 1
+    assert w.members(ABANDONER) == {w.cid("K0"), w.cid("K1")}
     w.now[0] = NOW + timedelta(days=29)  # K0's first cart (NOW - 3 days) leaves the 30-day window
     report = follower.run(until_idle=True)
-    assert report.ticks >= 1 and report.exited == 1
+    assert report.ticks >= 1 and report.exited == 2
     assert w.members(ABANDONER) == set()
     kind, data = w.timeline("K0")[0]
     assert kind == "segment_exited" and data["reason"] == "rule.all[0]: count(action=add_to_cart) in 30 days gte 3"

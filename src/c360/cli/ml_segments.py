@@ -197,7 +197,9 @@ def segments_follow(
         str | None, typer.Option(help="Publish each applied change to this Kafka topic (keyed by customer id).")
     ] = None,
     poll_interval: Annotated[float, typer.Option(min=0.001, help="Seconds between polls of idle feeds.")] = 0.1,
-    tick_every: Annotated[float, typer.Option(min=0.001, help="Seconds between re-evaluations (windows).")] = 60.0,
+    tick_every: Annotated[
+        float, typer.Option(min=0.001, help="Seconds between checks of windows expiring by time alone.")
+    ] = 5.0,
     segments: SegmentsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
