@@ -2,6 +2,7 @@
 
 ``c360 ml snapshot`` writes the store's active customers and journeys into ``DATA_DIR/ml/snapshot.duckdb``
 with a Parquet file per table under ``DATA_DIR/ml/parquet/``; a second run reads only what changed.
+``rfm``, ``train``, ``score`` and ``models`` are in :mod:`.ml_models`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from c360.graph.errors import C360Error
 from c360.ml.snapshot import SnapshotReport, snapshot
 
 from .common import audited, err, fail, out, print_json, store_of
+from .ml_models import ml_models, ml_rfm, ml_score, ml_train
 from .ml_segments import segments_app
 
 ml_app = typer.Typer(help="Marketers' ML: the DuckDB snapshot of the store.", no_args_is_help=True)
 ml_app.add_typer(segments_app, name="segments")
+ml_app.command("rfm")(ml_rfm)
+ml_app.command("train")(ml_train)
+ml_app.command("score")(ml_score)
+ml_app.command("models")(ml_models)
 
 
 @ml_app.callback()
