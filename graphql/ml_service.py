@@ -8,10 +8,15 @@ these, never the store or DuckDB.
 each run, a Parquet file per table under ``DATA_DIR/ml/parquet/`` (each replaced by a rename: a reader sees
 the old file or the new one, never half of one). DuckDB locks a database file per process: a read-only
 connection in the API would make a concurrent ``c360 ml snapshot`` fail to open the file ("Conflicting
-lock is held"), and a snapshot running would fail every query (both measured here with DuckDB 2.0). So a
-query never opens the snapshot file: it runs on a fresh in-memory DuckDB with a view per table it needs
-over that table's Parquet file (``CREATE VIEW orders AS SELECT * FROM read_parquet(...)``), created in
-about a millisecond; the lens compiles to the same SQL on views as on tables. Segment memberships are the
+lock is held"), and a snapshot running would fail every query (both seen here with DuckDB 2.0). So a
+query never opens the snapshot file: it runs on an in-memory DuckDB with a view per table over that
+table's Parquet file (``CREATE VIEW orders AS SELECT * FROM read_parquet(...)``); a view reads the file
+that is there when the query runs, so a new snapshot is seen by the next query. The lens compiles to the
+same SQL on views as on tables. Measured on 10,000 customers (150k orders, 320k web events) on this
+loaded 2-core machine, median of 7, views on one in-memory database (a cursor per query) vs the snapshot
+file opened read-only per query: customers by country 13 vs 161 ms; monetary by channel 208 vs 399 ms;
+carts by month 299 vs 500 ms; session engagement 670 vs 838 ms (opening a DuckDB costs ~65-150 ms
+here: the views' database is made once). And no query ever stops a snapshot. Segment memberships are the
 store's (``store.segment_members``, kept up to date in real time by the segment follower), read only when
 the query names a segment member and registered as the ``segment_members`` table; a customer that is
 newer than the snapshot counts in no segment group until the next snapshot.
@@ -41,14 +46,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from c360.graph.errors import C360Error, NotFoundError
+from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
 from c360.graph.insights import Insight, Membership
 from c360.graph.store import GraphStore
 from c360.ml.lens import LensModel, LensQuery, LensResult, load_model, parse_query, run_query, with_labels
@@ -75,13 +81,22 @@ _MEMBERS_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LensSource:
-    """Where lens queries read (``folder``: ``DATA_DIR/ml``), with which model, in how much time."""
+    """Where lens queries read (``folder``: ``DATA_DIR/ml``), with which model, in how much time.
+
+    One in-memory DuckDB database holds a view per snapshot table over its Parquet file (made when the
+    file is first there); each query runs on a cursor of its own (a connection: its registered
+    memberships and its interrupt are its own). A new DuckDB connection costs about 65 ms here, a cursor
+    under 5 ms.
+    """
 
     folder: Path
     model: LensModel
     timeout: float = DEFAULT_TIMEOUT
+    _db: duckdb.DuckDBPyConnection | None = field(default=None, init=False, repr=False)
+    _views: set[str] = field(default_factory=set, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def parquet(self) -> Path:
@@ -97,19 +112,48 @@ class LensSource:
         compiled = compile_query(self.model, query, as_of=query.as_of or datetime.now(UTC))
         if not (self.parquet / "customers.parquet").is_file():
             raise NotFoundError(_NO_SNAPSHOT)
-        con = duckdb.connect(":memory:")
-        try:
-            for table in compiled.tables:
-                if table == MEMBERS_TABLE:
-                    con.register(MEMBERS_TABLE, memberships_table(store, deadline, self.timeout))
-                    continue
+        tables = set(compiled.tables) - {MEMBERS_TABLE}
+        members = memberships_table(store, deadline, self.timeout) if MEMBERS_TABLE in compiled.tables else None
+        for attempt in (1, 2):
+            con = self._cursor(tables)
+            try:
+                if members is not None:
+                    con.register(MEMBERS_TABLE, members)
+                return _interruptible(con, deadline, self.timeout, partial(run_query, con, self.model, query))
+            except InvalidInputError as exc:
+                # a view bound to an older file's columns (a snapshot of a newer schema): views anew, once
+                if attempt == 2 or not isinstance(exc.__cause__, duckdb.Error):
+                    raise
+                self.close()
+            finally:
+                con.close()
+        raise AssertionError("unreachable")
+
+    def _cursor(self, tables: set[str]) -> duckdb.DuckDBPyConnection:
+        """A cursor on the views' database, with a view for each of ``tables`` whose Parquet file is there."""
+        with self._lock:
+            if self._db is None:
+                self._db = duckdb.connect(":memory:")
+                self._views = set()
+            for table in sorted(tables - self._views):
                 path = self.parquet / f"{table}.parquet"
                 if path.is_file():  # a missing table is run_query's NotFoundError, naming it
                     # the path is ours (the table names come from the model), never a caller's string
-                    con.execute(f"CREATE VIEW \"{table}\" AS SELECT * FROM read_parquet('{_sql_text(path)}')")
-            return _interruptible(con, deadline, self.timeout, lambda: run_query(con, self.model, query))
-        finally:
-            con.close()
+                    try:
+                        self._db.execute(f"CREATE VIEW \"{table}\" AS SELECT * FROM read_parquet('{_sql_text(path)}')")
+                    except duckdb.Error as exc:
+                        raise ConflictError(
+                            f"the snapshot's {path.name} cannot be read: run `c360 ml snapshot` again"
+                        ) from exc
+                    self._views.add(table)
+            return self._db.cursor()
+
+    def close(self) -> None:
+        """Drop the views' database (the next query makes it again)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+            self._db, self._views = None, set()
 
 
 def _sql_text(path: Path) -> str:

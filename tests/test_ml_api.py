@@ -18,13 +18,14 @@ from typing import Any
 
 import duckdb
 import pytest
+from c360.graph.errors import ConflictError
 from c360.graph.insights import Insight, SegmentChange
 from c360.graph.store import GraphStore
 from c360.graphql.auth import issue_dev_token
 from c360.graphql.errors import QueryTimeout
-from c360.graphql.ml_service import _interruptible
+from c360.graphql.ml_service import LensSource, _interruptible, labelled_model
 from c360.graphql.policy import load_policy
-from c360.ml.lens import LensResult
+from c360.ml.lens import LensResult, parse_query
 from c360.ml.snapshot import snapshot
 from fastapi.testclient import TestClient
 from payloads import profile_event
@@ -398,3 +399,23 @@ def test_segment_counts_over_rest_and_graphql(api: Api) -> None:
     assert body["data"]["segmentCounts"] == expected
     assert api.client.get("/v1/segments", headers=api.headers("service_agent")).status_code == 403
     assert _codes(api.gql("{ segmentCounts { id } }", "service_agent")) == ["FORBIDDEN"]
+
+
+def test_a_new_snapshot_is_read_by_the_next_query(api: Api, tmp_path: Path) -> None:
+    source = LensSource(tmp_path, labelled_model())
+    parquet = tmp_path / "parquet"
+    shutil.copytree(api.settings.data_dir / "ml" / "parquet", parquet)
+    by_state = parse_query({"measures": ["customer.count"], "dimensions": ["customer.state"]})
+    first = {r["customer.state"]: r["customer.count"] for r in source.run(by_state, api.store).records()}
+    assert first == {"CA": 4, "NY": 1, "TX": 1}
+    with duckdb.connect() as writer:  # as the snapshot writes: a new file renamed over the old one
+        customers = str(parquet / "customers.parquet")
+        fewer = f"SELECT * FROM read_parquet('{customers}') WHERE state <> 'CA'"
+        writer.execute(f"COPY ({fewer}) TO '{parquet}/.c.tmp' (FORMAT parquet)")
+    (parquet / ".c.tmp").replace(parquet / "customers.parquet")
+    again = {r["customer.state"]: r["customer.count"] for r in source.run(by_state, api.store).records()}
+    assert again == {"NY": 1, "TX": 1}
+    source.close()
+    (parquet / "orders.parquet").write_bytes(b"not parquet")  # a damaged snapshot is a clear conflict, not a 500
+    with pytest.raises(ConflictError, match=r"orders\.parquet cannot be read: run `c360 ml snapshot` again"):
+        source.run(parse_query({"measures": ["order.count"]}), api.store)
