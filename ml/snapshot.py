@@ -6,9 +6,11 @@ exclusive on both backends) and is seen whole or not at all, so a keyset cursor 
 ``snapshot_meta`` misses nothing and reads nothing twice: no clock, no overlap window. An event comes
 again in the feed when its record changes customer (new, moved, split off, brought by a merge), and a
 merged customer comes with its survivor, whose id replaces it in every table. Rows are upserted by key,
-so reading an entry again is harmless. Store pages (1,000 entries) are gathered up to 20,000 entries
+so reading an entry again is harmless. Store pages (1,000 entries) are gathered up to 50,000 entries
 (bounded memory), written as one DuckDB transaction together with their cursor: a run stopped by its
-time budget (or killed) keeps exactly what it finished.
+time budget (or killed) keeps exactly what it finished. A page of events goes to DuckDB as it came, one
+Arrow table with the payloads still JSON text; DuckDB decodes them, keeps the latest event of each key
+and upserts (``snapshot_sql.staged``): no Python object per row.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ EVENT_TYPES = ("order", "product", "transaction", "web_activity")
 _CUSTOMER_TABLES = ("orders", "transactions", "web_events")
 _PAGE = 1000
 #: store pages are gathered up to this many entries, then written to DuckDB in one transaction
-_FLUSH = 20_000
+_FLUSH = 50_000
 
 Progress = Callable[[str], None]
 
