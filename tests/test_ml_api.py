@@ -419,3 +419,26 @@ def test_a_new_snapshot_is_read_by_the_next_query(api: Api, tmp_path: Path) -> N
     (parquet / "orders.parquet").write_bytes(b"not parquet")  # a damaged snapshot is a clear conflict, not a 500
     with pytest.raises(ConflictError, match=r"orders\.parquet cannot be read: run `c360 ml snapshot` again"):
         source.run(parse_query({"measures": ["order.count"]}), api.store)
+
+
+def test_memberships_are_read_again_after_their_time_to_live(api: Api, tmp_path: Path) -> None:
+    shutil.copytree(api.settings.data_dir / "ml" / "parquet", tmp_path / "parquet")
+    kept, fresh = (
+        LensSource(tmp_path, labelled_model(), members_ttl=3600),
+        LensSource(tmp_path, labelled_model(), members_ttl=0),
+    )
+    buyers = parse_query({"measures": ["segment.members"], "filters": [{"member": "segment.id", "op": "equals",
+                                                                         "values": ["frequent_buyers"]}]})  # fmt: skip
+    assert kept.run(buyers, api.store).records() == [{"segment.members": 3}]
+    fay, at = api.ids["C6"], datetime(2026, 6, 2, tzinfo=UTC)
+    api.store.apply_segment_changes([SegmentChange("ttl|in", "frequent_buyers", fay, "entered", at, "test", "test")])
+    try:
+        assert kept.run(buyers, api.store).records() == [{"segment.members": 3}]  # within its time to live
+        assert fresh.run(buyers, api.store).records() == [{"segment.members": 4}]
+    finally:
+        api.store.apply_segment_changes(
+            [SegmentChange("ttl|out", "frequent_buyers", fay, "exited", at, "test", "test")]
+        )
+    assert fresh.run(buyers, api.store).records() == [{"segment.members": 3}]
+    kept.close()
+    fresh.close()
