@@ -188,6 +188,19 @@ def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(store: GraphStore,
         )
     assert os.listdir(folder) == ["audience.csv"]  # no temporary file, no manifest
     assert path.read_text() == "the previous export\n"
+    with pytest.raises(ExportIncompleteError, match=r"time budget was spent after [01] members") as caught:
+        export_segment(
+            store,
+            SEGMENT,
+            purpose="marketing",
+            channel="email",
+            fmt="parquet",
+            destination=folder / "slow.parquet",
+            at=LATER,
+            page_size=1,
+            budget_seconds=1e-6,  # spent by the time the first or second page is asked for
+        )
+    assert not caught.value.manifest.complete and os.listdir(folder) == ["audience.csv"]
     with pytest.raises(ConflictError, match="exists already"):  # without overwrite: refused, untouched
         export_segment(store, SEGMENT, purpose="marketing", channel="email", fmt="parquet", destination=path)
     assert path.read_text() == "the previous export\n"
