@@ -17,6 +17,7 @@ from c360.graph.errors import C360Error
 from c360.ml.snapshot import SnapshotReport, snapshot
 
 from .common import audited, err, fail, out, print_json, store_of
+from .ml_export import ml_export
 from .ml_models import ml_models, ml_rfm, ml_score, ml_train
 from .ml_segments import segments_app
 
@@ -26,6 +27,7 @@ ml_app.command("rfm")(ml_rfm)
 ml_app.command("train")(ml_train)
 ml_app.command("score")(ml_score)
 ml_app.command("models")(ml_models)
+ml_app.command("export")(ml_export)
 
 
 @ml_app.callback()
