@@ -298,7 +298,7 @@ class SegmentFollower:
                 if state is not None:
                     pending.add(self._engine.update(cid, at=now), key)
                     self._expiries.note(cid, self._engine.state(cid), now)
-        if read == 0 and self._reconcile_pending:
+        if read < _POLL_ENTRIES and self._reconcile_pending:  # both feeds read to their end
             self._reconcile_pending = False
             self._reconcile(now, pending)
         self._apply(pending)
