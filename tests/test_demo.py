@@ -25,6 +25,8 @@ def test_demo_streams_trains_resolves_and_shows_profiles_with_timelines(tmp_path
     assert found is not None and float(found.group(1)) > 0.95 and float(found.group(2)) > 0.9
     assert re.search(r"journey: [\d,]+ events \(.*order.*transaction.*web_activity\): [\d,]+ applied, 0 seen", text)
     assert ", 0 rejected" in text
+    consent = re.search(r"consent: ([\d,]+) events \(signed receipts in the ledger\): ([\d,]+) applied, 0 seen", text)
+    assert consent is not None and consent.group(1) == consent.group(2) != "0"
     assert len(re.findall(r"^─+ C\w+ ", text, flags=re.M)) == 2  # two profiles, each with its timeline
     assert re.search(r"(order|payment|product_view|add_to_cart) ", text)
     # The graph holds what the report says: links, a timeline per customer, a trained model.

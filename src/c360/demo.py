@@ -5,7 +5,9 @@
 2. Every source row becomes a ``profile_update`` event and goes through the stream pipeline, which links
    it in real time (deterministic rules, and the trained model once there is one).
 3. A retail journey for those customers: brands, products, orders with line items, payments and refunds,
-   clickstream (``connectors.synthetic.retail``), through the same pipeline.
+   clickstream (``connectors.synthetic.retail``), and their consent as a web shop captures it (e-mail,
+   SMS and push marketing, web personalisation: ``connectors.synthetic.consent``), through the same
+   pipeline; each consent is signed into the ledger with its receipt.
 4. Splink is trained on the stored records, then batch resolution merges what the real-time rules could
    not decide and queues uncertain pairs for the data stewards.
 5. A report: records, customers, merges, review items, accuracy against the ground truth, and a few
@@ -26,6 +28,7 @@ from typing import Any
 
 from c360.connectors.files import FileSource
 from c360.connectors.synthetic import Dataset, generate
+from c360.connectors.synthetic.consent import generate_consent
 from c360.connectors.synthetic.retail import RetailSet, generate_retail, shoppers_from_keys
 from c360.graph.models import SourceRecord
 from c360.graph.store import GraphStore
@@ -53,6 +56,7 @@ class DemoReport:
     profiles: Totals
     retail: Totals
     retail_counts: dict[str, int]
+    consent: Totals
     model_version: int
     batch: BatchSummary
     records: int = 0
@@ -102,8 +106,10 @@ def run_demo(
     dataset = generate(customers, settings.data_dir / "demo-data", seed=seed)
     people = profile_events(dataset)
     keys = [(p["source"], p["profile"]["customer_key"]) for p in people if isinstance(p, dict)]
-    retail: RetailSet = generate_retail(shoppers_from_keys(keys, start=DEMO_NOW, seed=seed), seed=seed, until=DEMO_NOW)
+    shoppers = shoppers_from_keys(keys, start=DEMO_NOW, seed=seed)
+    retail: RetailSet = generate_retail(shoppers, seed=seed, until=DEMO_NOW)
     journey = retail.events()
+    consents = generate_consent(shoppers, seed=seed, until=DEMO_NOW)
     stages["generate"] = time.perf_counter() - t
 
     pipeline = build_pipeline(settings, store)
@@ -112,6 +118,8 @@ def run_demo(
     accuracy_realtime = _accuracy(store, dataset)
     applied_retail = _apply(pipeline, journey, "journey", progress)
     stages["journey"] = applied_retail.seconds
+    applied_consent = _apply(pipeline, consents, "consent", progress)
+    stages["consent"] = applied_consent.seconds
 
     t = time.perf_counter()
     progress("training the Splink model")
@@ -139,6 +147,7 @@ def run_demo(
         profiles=applied_people,
         retail=applied_retail,
         retail_counts=retail.counts(),
+        consent=applied_consent,
         model_version=artifact.version,
         batch=batch,
         records=stats.records,

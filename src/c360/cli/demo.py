@@ -66,6 +66,12 @@ def demo(
             f"{len(r.rejected):,} rejected ({r.rate:,.0f} events/s)",
             highlight=False,
         )
+        c = report.consent
+        out.print(
+            f"consent: {c.events:,} events (signed receipts in the ledger): {c.accepted:,} applied, "
+            f"{c.duplicates:,} seen before, {len(c.rejected):,} rejected",
+            highlight=False,
+        )
         out.print(
             f"model v{report.model_version} trained; batch resolution: {b.merges:,} merges, {b.splits:,} splits, "
             f"{b.review_items:,} new review items",
