@@ -88,7 +88,6 @@ class EmbeddedInsights(EmbeddedBase):
             customers = sorted(set(active.values()))
             segments = {c.segment_id for c in changes}
             members: set[tuple[str, str]] = set()
-            anchors: list[tuple[str, str, str]] = []
             for chunk in chunks(customers):
                 for seg, cid in db.execute(
                     f"SELECT segment_id, customer_id FROM segment_members WHERE customer_id IN ({marks(len(chunk))})",
@@ -96,6 +95,9 @@ class EmbeddedInsights(EmbeddedBase):
                 ):
                     if seg in segments:
                         members.add((seg, cid))
+            plan = plan_segment_changes(changes, done, active, members)
+            anchors: list[tuple[str, str, str]] = []
+            for chunk in chunks(sorted({c.customer_id for c in plan.applied})):
                 anchors.extend(
                     db.execute(
                         "SELECT customer_id, uid, json_extract(data, '$.observed_at') FROM records "
@@ -103,7 +105,6 @@ class EmbeddedInsights(EmbeddedBase):
                         chunk,
                     )
                 )
-            plan = plan_segment_changes(changes, done, active, members, anchor_records(anchors))
             db.executemany("DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?", plan.removed)
             db.executemany(
                 "INSERT INTO segment_members (segment_id, customer_id, since, reason) VALUES (?, ?, ?, ?)",
@@ -116,7 +117,8 @@ class EmbeddedInsights(EmbeddedBase):
                     for c, effect in plan.seen
                 ],
             )
-            self._write(db, ChangeSet(events=plan.journey))  # the journey domain writes the timeline rows
+            # the journey domain writes the timeline rows
+            self._write(db, ChangeSet(events=plan.journey(anchor_records(anchors))))
         return plan.applied
 
     def _segments_of(self, customer_ids: list[str]) -> dict[str, list[Membership]]:

@@ -123,14 +123,13 @@ class Neo4jInsights(Neo4jBase):
                 ids=customers,
                 segments=sorted({c.segment_id for c in changes}),
             )
-            keys = {(r["seg"], r["cid"]) for r in members}
+            plan = plan_segment_changes(changes, done_ids, active, {(r["seg"], r["cid"]) for r in members})
             records = tx.run(
                 "UNWIND $ids AS cid MATCH (:Customer {id: cid})<-[:BELONGS_TO]-(r:Record) "
                 "RETURN cid, r.uid AS uid, r.data AS data",
-                ids=customers,
+                ids=sorted({c.customer_id for c in plan.applied}),
             )
             anchors = anchor_records((r["cid"], r["uid"], loads(r["data"])["observed_at"]) for r in records)
-            plan = plan_segment_changes(changes, done_ids, active, keys, anchors)
             unwind(
                 tx,
                 "UNWIND $rows AS row MATCH (:Customer {id: row.customer_id})-[m:IN_SEGMENT]->"
@@ -164,7 +163,7 @@ class Neo4jInsights(Neo4jBase):
                     for c, effect in plan.seen
                 ],
             )
-            self._write(tx, ChangeSet(events=plan.journey))  # the journey domain writes the timeline rows
+            self._write(tx, ChangeSet(events=plan.journey(anchors)))  # the journey domain writes the timeline rows
             return plan.applied
 
         with self._session() as s:

@@ -35,14 +35,17 @@ class SegmentPlan:
     ``applied``: the changes that took effect, in order, each with its active customer id; ``seen``:
     every change of a known customer processed (effect or no-op) with whether it took effect, kept for
     replays; ``removed``: the memberships to delete; ``added``: those to write after (a customer leaving
-    and entering again in one batch is both); ``journey``: the timeline rows.
+    and entering again in one batch is both).
     """
 
     applied: list[SegmentChange]
     seen: list[tuple[SegmentChange, bool]]
     removed: list[Key]
     added: list[Membership]
-    journey: list[StoredEvent]
+
+    def journey(self, anchors: Mapping[str, str]) -> list[StoredEvent]:
+        """The timeline rows of the applied changes, through each customer's oldest record in ``anchors``."""
+        return [timeline_event(c, anchors.get(c.customer_id)) for c in self.applied]
 
 
 def plan_segment_changes(
@@ -50,13 +53,12 @@ def plan_segment_changes(
     applied_ids: Collection[str],
     active: Mapping[str, str],
     members: Collection[Key],
-    anchors: Mapping[str, str],
 ) -> SegmentPlan:
     """Apply ``changes`` in order to the stored ``members`` (keys of the touched segments and customers).
 
     ``applied_ids``: ids of the given changes processed before (replays: no-ops); ``active``: each known
-    customer id to its active customer (others are skipped); ``anchors``: each active customer's oldest
-    record, which carries the timeline rows.
+    customer id to its active customer (others are skipped). The backend then reads the oldest record of
+    the customers of ``applied`` only, for :meth:`SegmentPlan.journey` (replays read no records).
     """
     state = set(members)
     done = set(applied_ids)
@@ -79,9 +81,8 @@ def plan_segment_changes(
                 touched[key] = None
             applied.append(dataclasses.replace(change, customer_id=cid) if cid != change.customer_id else change)
         seen.append((change, effect))
-    journey = [timeline_event(c, anchors.get(c.customer_id)) for c in applied]
     added = [m for m in touched.values() if m is not None]
-    return SegmentPlan(applied, seen, sorted(touched), added, journey)
+    return SegmentPlan(applied, seen, sorted(touched), added)
 
 
 def _collection(what: str, values: object, kind: type) -> list[object]:
@@ -192,8 +193,8 @@ class InsightsPort(IdentityPort):
     def _apply_segment_changes(self, changes: list[SegmentChange]) -> list[SegmentChange]:
         """Plan and write ``changes`` in one write transaction.
 
-        The processed ids, the survivors, the touched memberships and the anchors read,
-        :func:`plan_segment_changes`, then the plan written (journey rows through ``_write``).
+        The processed ids, the survivors and the touched memberships read, :func:`plan_segment_changes`,
+        the applied customers' oldest records read, then the plan written (journey rows through ``_write``).
         """
 
     @abstractmethod
