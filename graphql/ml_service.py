@@ -65,7 +65,7 @@ from c360.ml.segments import load_segments
 
 from .audit import mark_audited
 from .errors import QueryTimeout
-from .policy import KEY_NAMES, SOURCE_KEY, UID_NAMES
+from .policy import ATTRIBUTES, KEY_NAMES, SOURCE_KEY, UID_NAMES
 from .principal import ForbiddenError, Principal
 from .service import ProfileService
 
@@ -365,6 +365,9 @@ def mask_detail(service: ProfileService, role: str, detail: Any) -> Any:
             elif name in UID_NAMES:
                 if isinstance(value, str):
                     out[name] = policy.mask_uid(role, value)
+            elif name == ATTRIBUTES:  # source columns: as they are, or not at all
+                if policy.rule(role, ATTRIBUTES) == "full":
+                    out[name] = value
             elif name == SOURCE_KEY or name == "note":
                 note = policy.mask_note(role, value if isinstance(value, str) else None)
                 if note is not None:

@@ -132,7 +132,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     ]
     assert len(store.apply_segment_changes(changes)) == len(MEMBERS)
     ann = ids["C1"]
-    detail = {"top_features": ["recency_days", "frequency"], "email": "ann@example.com", "note": "from crm|C1"}
+    detail = {
+        "top_features": ["recency_days", "frequency"],
+        "email": "ann@example.com",
+        "note": "from crm|C1",
+        "nested": [{"first_name": "Ann", "weight": 0.4}],
+        "attributes": {"loyalty_tier": "gold"},
+    }
     written = store.put_insights(
         [
             Insight(ann, "churn", "churn@v3", AT, score=0.82, detail=detail),
@@ -339,6 +345,8 @@ def test_insights_come_back_with_their_model_version_masked_by_role(api: Api) ->
     assert churn["detail"]["top_features"] == ["recency_days", "frequency"]
     assert churn["detail"]["email"].startswith("hmac:")  # the marketer sees email hashed, here too
     assert "note" not in churn["detail"]  # free text: only for roles that see record keys
+    assert churn["detail"]["nested"] == [{"weight": 0.4}]  # the marketer sees no first names, at any depth
+    assert "attributes" not in churn["detail"]
     assert (rfm["label"], rfm["model"], rfm["detail"]) == ("champions", "rfm@2026-06-01", {"r": 5, "f": 4, "m": 5})
     assert [s["segmentId"] for s in customer["segments"]] == ["expecting_parents", "frequent_buyers",
                                                                "high_spending_customers"]  # fmt: skip
@@ -346,6 +354,7 @@ def test_insights_come_back_with_their_model_version_masked_by_role(api: Api) ->
     steward = api.gql(PROFILE, "data_steward", id=ann)["data"]["customer"]
     assert steward["insights"][0]["detail"]["email"] == "ann@example.com"
     assert steward["insights"][0]["detail"]["note"] == "from crm|C1"
+    assert steward["insights"][0]["detail"]["nested"] == [{"first_name": "Ann", "weight": 0.4}]
     entries = [e for e in api.audit("read_insights") if e["target"] == ann]
     assert {(e["role"], e["outcome"], e["detail"]) for e in entries} >= {
         ("marketer", "ok", "insights"),
