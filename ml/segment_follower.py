@@ -27,7 +27,8 @@ reads both feeds whole and skips the others' customers. A merge may move a custo
 survivor of another shard; that shard's follower gets them from the feed, as above.
 
 RFM rows are the snapshot's (recomputed on the snapshot's schedule, then a follower restart); consent
-facts change with consent events and customer changes, not with the expiry of a grant by time alone.
+facts change with consent events and customer changes, and (with the kernel's facts, the default) when a
+grant they rest on expires.
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ class SegmentFollower:
         if not poll_interval > 0 or not tick_every > 0:
             raise InvalidInputError("poll_interval and tick_every must be positive")
         self._store, self._folder, self._segments = store, folder, tuple(segments)
-        self._consent_of = consent_of or (lambda ids, at: permitted_pairs(consent_facts(store, ids, at)))
+        self._consent_of = consent_of or self._kernel_consent
+        #: (expires_at, customer id) of the grants the kernel's facts rest on (default consent_of only)
+        self._grants: list[tuple[datetime, str]] = []
         self._shard = _check_shard(shard)
         self._poll_interval, self._tick_every = poll_interval, tick_every
         self._publish, self._say = publish, progress or (lambda _line: None)
@@ -262,6 +265,15 @@ class SegmentFollower:
             con.close()
         return engine, categories, cursors, at, mine
 
+    def _kernel_consent(self, ids: Collection[str], at: datetime) -> Mapping[str, Collection[tuple[str, str]]]:
+        """The kernel's consent facts; the grants that expire later are scheduled for a re-read then."""
+        facts = consent_facts(self._store, ids, at)
+        for cid, fact in facts.items():
+            for basis in fact.decided.values():
+                if basis.status == "granted" and basis.expires_at is not None and basis.expires_at > at:
+                    heapq.heappush(self._grants, (basis.expires_at, cid))
+        return permitted_pairs(facts)
+
     # -- polling -----------------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -298,6 +310,13 @@ class SegmentFollower:
                 if state is not None:
                     pending.add(self._engine.update(cid, at=now), key)
                     self._expiries.note(cid, self._engine.state(cid), now)
+            lapsed: set[str] = set()
+            while self._grants and self._grants[0][0] <= now:
+                lapsed.add(heapq.heappop(self._grants)[1])
+            mine = sorted(cid for cid in lapsed if self._engine.state(cid) is not None)
+            consent = self._consent_of(mine, now) if mine else {}
+            for cid in mine:  # a grant lapsed: the consent facts again
+                pending.add(self._engine.update(cid, at=now, consent=consent.get(cid, ())), key)
         if read < _POLL_ENTRIES and self._reconcile_pending:  # both feeds read to their end
             self._reconcile_pending = False
             self._reconcile(now, pending)
@@ -364,7 +383,7 @@ class SegmentFollower:
                 *(_change(segment.id, cid, "entered", now) for cid in sorted(engine - stored)),
             ]
             if found:
-                self._say(f"{segment.id}: {len(found):,} memberships reconciled with the engine")
+                self._say(f"{segment.id}: {len(found):,} memberships differ from the engine's: reconciling")
             pending.add(found, key)
 
     def _apply(self, pending: _Pending) -> None:

@@ -69,7 +69,7 @@ def order(key: str, n: int, at: datetime) -> dict[str, Any]:
     }
 
 
-def consent(key: str, n: int, status: str, at: datetime) -> dict[str, Any]:
+def consent(key: str, n: int, status: str, at: datetime, **fields: Any) -> dict[str, Any]:
     return {
         "event_id": f"{key}-consent-{n}",
         "type": "consent_change",
@@ -83,6 +83,7 @@ def consent(key: str, n: int, status: str, at: datetime) -> dict[str, Any]:
         "method": "web_form",
         "notice": NOTICE,
         "jurisdiction": "DE",
+        **fields,
     }
 
 
@@ -138,12 +139,12 @@ def world(store: GraphStore, tmp_path: Path) -> World:
     return w
 
 
-def start(w: World) -> SegmentFollower:
+def start(w: World, **kwargs: Any) -> SegmentFollower:
     """Snapshot, backfill into the store, and a follower caught up with the feeds."""
     snapshot(w.store, w.folder)
     report = publish_backfill(w.store, w.backfill(NOW))
     assert (report.entered, report.exited, report.no_op) == (2, 0, 0)
-    follower = w.follower()
+    follower = w.follower(**kwargs)
     caught_up = follower.run(until_idle=True)
     assert caught_up.applied == 0  # the engine from the snapshot and the backfill agree
     return follower
@@ -214,17 +215,22 @@ def test_a_window_expiring_exits_the_member_on_the_tick(world: World) -> None:
     assert kind == "segment_exited" and data["reason"] == "rule.all[0]: count(action=add_to_cart) in 30 days gte 3"
 
 
-def test_a_consent_withdrawal_exits_the_consent_segment(world: World) -> None:
+def test_a_consent_withdrawal_or_a_lapsed_grant_exits_the_consent_segment(world: World) -> None:
     w = world
-    follower = start(w)
-    w.send(
-        consent("K2", 1, "withdrawn", NOW - timedelta(hours=1)), consent("K3", 0, "granted", NOW - timedelta(hours=1))
-    )
+    follower = start(w, tick_every=1e-6)
+    hour = NOW - timedelta(hours=1)
+    lapses = (NOW + timedelta(hours=1)).isoformat()
+    w.send(consent("K2", 1, "withdrawn", hour), consent("K3", 0, "granted", hour, expires_at=lapses))
     report = follower.run(until_idle=True)
     assert (report.entered, report.exited) == (1, 1)
     assert w.members("email_ok") == {w.cid("K3")}
     kind, data = w.timeline("K2")[0]
     assert kind == "segment_exited" and data["reason"] == "rule: consent to marketing by email"
+    # K3's grant expires by time alone: the tick reads the consent facts again
+    w.now[0] = NOW + timedelta(hours=2)
+    assert follower.run(until_idle=True).exited == 1
+    assert w.members("email_ok") == set()
+    assert w.timeline("K3")[0][0] == "segment_exited"
 
 
 def test_a_merge_moves_the_membership_to_the_survivor(world: World) -> None:
