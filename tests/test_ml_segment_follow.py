@@ -332,3 +332,57 @@ def test_the_command_line(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "unknown segment 'nope'" in unknown.stderr
     bad = c360("ml", "segments", "follow", "--shard", "2/2", cwd=tmp_path, ok=False)
     assert bad.returncode == 1 and "shard" in bad.stderr
+
+
+def test_follow_publishes_each_change_to_a_kafka_topic(kafka_broker: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
+    from test_cli import c360
+
+    topic = f"segments-{tmp_path.name}"[:200]
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    async def read(expected: int) -> list[tuple[str, dict[str, Any]]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest")
+        await consumer.start()
+        got: list[tuple[str, dict[str, Any]]] = []
+        try:
+            for _ in range(30):
+                for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                    got += [(m.key.decode(), json.loads(m.value)) for m in messages]
+                if len(got) >= expected:
+                    break
+        finally:
+            await consumer.stop()
+        return got
+
+    asyncio.run(create())
+    now = datetime.now(UTC)
+    store = EmbeddedStore(EmbeddedConfig(path=tmp_path / ".c360" / "graph.db"))
+    try:
+        pipeline = Pipeline(store, Linker(store))
+        assert not pipeline.process([profile_event("p0", "webshop", "K0", 0, email="k0@x.example")]).rejected
+        c360("ml", "snapshot", "--quiet", cwd=tmp_path)
+        assert not pipeline.process([cart("K0", n, now - timedelta(minutes=n + 1)) for n in range(3)]).rejected
+        cid = {k: c for s, k, c in store.iter_links()}["K0"]
+    finally:
+        store.close()
+    env = {"C360_STREAMS__BROKERS": f"kafka://{kafka_broker}"}
+    args = ("ml", "segments", "follow", "--until-idle", "--json", "--kafka-topic", topic)
+    report = json.loads(c360(*args, cwd=tmp_path, env=env).stdout)
+    assert report["entered"] == 1
+    [(key, body)] = asyncio.run(read(1))
+    assert key == cid and body["type"] == "segment_entered" and body["segment"] == ABANDONER
+    assert body["customer_id"] == cid and body["source"] == "realtime" and body["reason"].startswith("rule.all[0]")
+    refused = c360(*args, cwd=tmp_path, ok=False)  # no brokers configured
+    assert refused.returncode == 1 and "streams.brokers" in refused.stderr
