@@ -17,6 +17,7 @@ from c360.graph.errors import C360Error
 from c360.ml.snapshot import SnapshotReport, snapshot
 
 from .common import audited, err, fail, out, print_json, store_of
+from .ml_audiences import ml_clusters, ml_lookalike
 from .ml_export import ml_export
 from .ml_models import ml_models, ml_rfm, ml_score, ml_train
 from .ml_segments import segments_app
@@ -28,6 +29,8 @@ ml_app.command("train")(ml_train)
 ml_app.command("score")(ml_score)
 ml_app.command("models")(ml_models)
 ml_app.command("export")(ml_export)
+ml_app.command("lookalike")(ml_lookalike)
+ml_app.command("clusters")(ml_clusters)
 
 
 @ml_app.callback()

@@ -6,7 +6,7 @@ now) are exported, with their address on the channel (:mod:`c360.ml.activation`)
 webhook's secret is read from the environment variable ``--secret-env`` names. Every export is audited
 (action ``ml_export``, the segment as target, the counts in the detail). Exit codes: 0 done, 1 refused
 or failed (a webhook export that stopped part-way prints the manifest of what was delivered), 2 bad
-options.
+options or a segment that is neither defined (``segments.yaml``) nor in the store.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ import typer
 
 from c360.graph.consent import parse_instant
 from c360.graph.errors import C360Error, InvalidInputError
+from c360.graph.store import GraphStore
 from c360.ml.activation import FORMATS, ExportIncompleteError, ExportManifest, export_segment, manifest_path
+from c360.ml.segments import load_segments
 
 from .common import audited, err, fail, out, print_json, store_of
 
 #: the environment variable that holds the webhook secret unless --secret-env names another
 SECRET_ENV = "C360_WEBHOOK_SECRET"
+
+
+def known_segment(store: GraphStore, segment_id: str) -> bool:
+    """Whether ``segment_id`` is a rule segment of ``segments.yaml`` or has members in the store."""
+    return any(s.id == segment_id for s in load_segments()) or segment_id in store.segment_counts()
 
 
 def _tally(m: ExportManifest) -> str:
@@ -92,6 +99,8 @@ def ml_export(
     manifest: ExportManifest | None = None
     with store_of(ctx) as store, audited(settings, "ml_export", segment) as note:
         note.detail = f"{fmt} export of {segment} for {purpose} by {channel} to {to}"
+        if not known_segment(store, segment):
+            fail(f"unknown segment {segment!r}: neither a rule segment of segments.yaml nor a segment in the store", 2)
         try:
             manifest = export_segment(
                 store,
