@@ -140,7 +140,10 @@ def test_a_lookalike_audience_is_written_as_a_segment_with_insights_and_a_rerun_
         timeline = store.timeline(gone[0], first=10, types=["segment_entered", "segment_exited"]).events
     assert [(i.score, i.label) for i in left] == [(None, "left the audience")]
     assert sorted(e.type for e in timeline) == ["segment_entered", "segment_exited"]
+    reasons = {e.type: json.loads(e.data)["reason"] for e in timeline}
     assert {json.loads(e.data)["source"] for e in timeline} == {"lookalike"}
+    assert reasons["segment_entered"].startswith("among the 5 customers most like vip (centroid, as of 2026-")
+    assert reasons["segment_exited"].startswith("no longer among the 2 customers most like vip")
     # A third run with the first size lets them enter again (the earlier entries' ids are not replays).
     third = json.loads(c360("ml", "lookalike", SEED, "--top", "5", "--method", "centroid", "--json", cwd=home).stdout)
     assert third["written"]["entered"] == 3 and members(home, AUDIENCE) == first

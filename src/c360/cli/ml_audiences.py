@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -88,10 +88,12 @@ def write_audience(
     previous = members_of(store, segment_id)
     chosen = [m.customer_id for m in audience.members]
     lift = None if audience.lift is None else round(audience.lift.lift, 4)
-    reason = Reason(
-        segment_id, f"among the {len(chosen)} customers most like {seed} ({audience.method}, as of {as_of.date()})"
-    )
-    changes = [to_segment_change(c, source=SOURCE) for c in diff_members(previous, chosen, now, reason)]
+    rule = f"among the {len(chosen)} customers most like {seed} ({audience.method}, as of {as_of.date()})"
+    left = Reason(segment_id, "no longer " + rule)
+    changes = [
+        to_segment_change(c if c.change == "entered" else replace(c, reason=left), source=SOURCE)
+        for c in diff_members(previous, chosen, now, Reason(segment_id, rule))
+    ]
     applied = write_changes(store, changes, progress=progress)
     entered = sum(1 for c in applied if c.kind == "entered")
     detail: dict[str, Any] = {"seed": seed, "seed_size": audience.seed_size, "lift": lift, "segment": segment_id}
