@@ -451,3 +451,20 @@ def test_memberships_are_read_again_after_their_time_to_live(api: Api, tmp_path:
     assert fresh.run(buyers, api.store).records() == [{"segment.members": 3}]
     kept.close()
     fresh.close()
+
+
+def test_a_page_of_customers_with_their_insights_passes_the_cost_analysis(api: Api) -> None:
+    page = """{ customers(first: 100) { nodes { id insights { name model score } segments { segmentId since } } } }"""
+    body = api.gql(page, "marketer")
+    assert not body.get("errors"), body
+    nodes = {n["id"]: n for n in body["data"]["customers"]["nodes"]}
+    assert len(nodes) == len(CUSTOMERS)
+    assert [i["model"] for i in nodes[api.ids["C1"]]["insights"]] == ["churn@v3", "rfm@2026-06-01"]
+    assert [s["segmentId"] for s in nodes[api.ids["C4"]]["segments"]] == ["frequent_cart_abandoner",
+                                                                          "high_spending_customers"]  # fmt: skip
+
+
+def test_without_credentials_the_ml_routes_are_401(api: Api) -> None:
+    assert api.client.post("/v1/lens/query", json=EXAMPLE).status_code == 401
+    assert api.client.get("/v1/segments").status_code == 401
+    assert api.client.get(f"/v1/customers/{api.ids['C1']}/insights").status_code == 401
