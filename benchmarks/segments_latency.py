@@ -11,10 +11,10 @@ are produced at ``--rate`` events/s for ``--seconds``: product views of random s
 (``--flip-share``) of add-to-carts, three per fresh shopper, the third of which flips that shopper into
 "Frequent Cart Abandoner" (three carts in 30 days without an order).
 
-For each flip: the time from just before the third cart is produced to the membership being in the
-store (``segments_of``, polled every 5 ms) and to its "segment_entered" message arriving on the
-follower's topic. Prints the count, p50/p95/p99/max, and stops by itself (the broker, worker and
-follower with it).
+For each flip: the time from just before the third cart is produced to that event being in the store
+(the worker's part), to the membership being in the store (``segments_of``, polled every 5 ms) and to
+its "segment_entered" message arriving on the follower's topic. Prints the count, p50/p95/p99/max, and
+stops by itself (the broker, worker and follower with it).
 """
 
 from __future__ import annotations
@@ -239,6 +239,8 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
         open_carts: dict[str, int] = {}
         sent_at: dict[str, float] = {}  # customer id -> just before its flipping cart was produced
         seen: dict[str, float] = {}
+        flip_event: dict[str, str] = {}  # customer id -> its flipping cart's event id
+        stored: dict[str, float] = {}  # customer id -> when that event was in the store
         started = time.perf_counter()
         for n in range(total):
             at = datetime.now(UTC)
@@ -257,22 +259,24 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
                 if count == 3:
                     del open_carts[key]
                     sent_at[links[key]] = time.perf_counter()
+                    flip_event[links[key]] = f"webshop|c{n}"
                 else:
                     open_carts[key] = count
                 producer.send(web(key, f"c{n}", "add_to_cart", at))
-            _poll(store, sent_at, seen)
+            _poll(store, sent_at, seen, flip_event, stored)
             ahead = started + (n + 1) / rate - time.perf_counter()
             while ahead > 0:
                 time.sleep(min(ahead, 0.005))
-                _poll(store, sent_at, seen)
+                _poll(store, sent_at, seen, flip_event, stored)
                 ahead = started + (n + 1) / rate - time.perf_counter()
         produced_s = time.perf_counter() - started
         deadline = time.monotonic() + 30
         while len(seen) < len(sent_at) and time.monotonic() < deadline:
-            _poll(store, sent_at, seen)
+            _poll(store, sent_at, seen, flip_event, stored)
             time.sleep(0.005)
         time.sleep(1)  # the last messages on the follower's topic
         in_store = [seen[c] - sent_at[c] for c in seen]
+        event_stored = [stored[c] - sent_at[c] for c in stored]
         on_topic = [consumer.arrived[(c, "segment_entered")] - t for c, t in sent_at.items()
                     if (c, "segment_entered") in consumer.arrived]  # fmt: skip
         return {
@@ -280,6 +284,7 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
             "produced_per_s": total / produced_s,
             "flips": len(sent_at),
             "in_store": in_store,
+            "event_stored": event_stored,
             "on_topic": on_topic,
             "missing": len(sent_at) - len(seen),
         }
@@ -293,11 +298,16 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
         broker.stop()
 
 
-def _poll(store: Any, sent_at: dict[str, float], seen: dict[str, float]) -> None:
+def _poll(
+    store: Any, sent_at: dict[str, float], seen: dict[str, float], flip_event: dict[str, str], stored: dict[str, float]
+) -> None:
     wanted = [c for c in sent_at if c not in seen]
     if not wanted:
         return
     now = time.perf_counter()
+    events = {flip_event[c]: c for c in wanted if c not in stored}
+    for eid in store.seen_events(list(events)):
+        stored.setdefault(events[eid], now)
     for cid, memberships in store.segments_of(wanted).items():
         if any(m.segment_id == SEGMENT for m in memberships):
             seen.setdefault(cid, now)
@@ -330,6 +340,7 @@ def main() -> None:
         print(f"  {len(links):,} shoppers ingested, snapshot and backfill in {time.perf_counter() - started:.0f}s")
         r = measure(work, links, args.rate, args.seconds, args.flip_share, args.seed)
     print(f"  {r['events']:,} web events at {r['produced_per_s']:.0f}/s; {r['flips']} flips into {SEGMENT}")
+    print(_line("produce -> the flipping event in the store (the worker)", r["event_stored"]))
     print(_line("produce -> membership in the store", r["in_store"]))
     print(_line("produce -> segment_entered on the follower's topic", r["on_topic"]))
     if r["missing"]:
