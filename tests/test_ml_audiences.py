@@ -231,3 +231,40 @@ def test_clusters_list_the_latest_artifact_with_the_insight_counts(home: Path) -
     assert "clusters@v1" in shown and "silhouette per k tried: k=2" in shown
     assert all(c["description"] in shown for c in after["clusters"])
     assert [e["outcome"] for e in audit(home, "ml_clusters")] == ["ok"] * 3
+
+
+def test_writing_an_audience_replaces_its_members_under_the_write_lock_on_every_backend(store: GraphStore) -> None:
+    from c360.ml.lookalike import LiftReport, Lookalike, LookalikeAudience
+
+    from c360.cli.ml_audiences import members_of, write_audience  # here: the CLI's consoles are made on import
+
+    pipeline = Pipeline(store, Linker(store))
+    assert not pipeline.process(
+        [profile_event(f"p{i}", "crm", f"K{i}", i, first_name=f"F{i}") for i in range(5)]
+    ).rejected
+    c = sorted(cid for _, _, cid in store.iter_links())
+    as_of = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def audience(*picked: tuple[int, float]) -> LookalikeAudience:
+        lift = LiftReport(hidden=1, candidates=4, top_n=len(picked), found=1, expected_at_random=0.5, lift=2.0)
+        return LookalikeAudience("logistic", 2, tuple(Lookalike(c[i], s) for i, s in picked), lift)
+
+    first = write_audience(
+        store, "lookalike_vip", "vip", audience((2, 0.9), (3, 0.8), (4, 0.7)), as_of=as_of, now=as_of
+    )
+    assert first.to_json() == {"entered": 3, "exited": 0, "insights": 3}
+    later = datetime(2026, 11, 2, tzinfo=UTC)
+    second = write_audience(store, "lookalike_vip", "vip", audience((4, 0.95), (0, 0.6)), as_of=later, now=later)
+    assert second.to_json() == {"entered": 1, "exited": 2, "insights": 4}
+    assert members_of(store, "lookalike_vip") == sorted([c[0], c[4]])
+    got = {cid: [(i.score, i.label, i.detail.get("rank")) for i in v] for cid, v in store.insights_of(c[2:]).items()}
+    assert got == {
+        c[2]: [(None, "left the audience", None)],
+        c[3]: [(None, "left the audience", None)],
+        c[4]: [(0.95, "in the audience", 1)],
+    }
+    # The same audience written again changes no membership.
+    assert (
+        write_audience(store, "lookalike_vip", "vip", audience((4, 0.95), (0, 0.6)), as_of=later, now=later).entered
+        == 0
+    )

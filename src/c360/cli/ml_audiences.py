@@ -81,33 +81,31 @@ def write_audience(
     """Make ``segment_id``'s members exactly ``audience``'s, with insight ``lookalike_<seed>`` on each.
 
     Previous members not in the audience exit and get the insight without a score ("left the audience").
+    All of it happens under the store's write lock (``store.exclusive()``), so two runs never interleave.
     The changes happen at ``now`` (ids carry it, so a later run's entries are never taken for a replay);
     the insights are computed as of ``as_of``, the features' date.
     """
     name = check_name("lookalike insight", PREFIX + seed)
-    previous = members_of(store, segment_id)
     chosen = [m.customer_id for m in audience.members]
-    lift = None if audience.lift is None else round(audience.lift.lift, 4)
+    kept = set(chosen)
     rule = f"among the {len(chosen)} customers most like {seed} ({audience.method}, as of {as_of.date()})"
     left = Reason(segment_id, "no longer " + rule)
-    changes = [
-        to_segment_change(c if c.change == "entered" else replace(c, reason=left), source=SOURCE)
-        for c in diff_members(previous, chosen, now, Reason(segment_id, rule))
-    ]
-    applied = write_changes(store, changes, progress=progress)
-    entered = sum(1 for c in applied if c.kind == "entered")
+    lift = None if audience.lift is None else round(audience.lift.lift, 4)
     detail: dict[str, Any] = {"seed": seed, "seed_size": audience.seed_size, "lift": lift, "segment": segment_id}
     model = f"lookalike@{audience.method}"
-    kept = set(chosen)
-    insights = [
-        Insight(m.customer_id, name, model, as_of, score=m.score, label="in the audience", detail={**detail, "rank": r})
-        for r, m in enumerate(audience.members, start=1)
-    ] + [
-        Insight(cid, name, model, as_of, label="left the audience", detail=detail)
-        for cid in previous
-        if cid not in kept
-    ]
-    written = write_insights(store, insights, progress=progress or (lambda _line: None))
+    with store.exclusive():  # the members read and replaced as one unit (one transaction on the embedded store)
+        previous = members_of(store, segment_id)
+        changes = [
+            to_segment_change(c if c.change == "entered" else replace(c, reason=left), source=SOURCE)
+            for c in diff_members(previous, chosen, now, Reason(segment_id, rule))
+        ]
+        applied = write_changes(store, changes, progress=progress)
+        insights = [
+            Insight(m.customer_id, name, model, as_of, m.score, "in the audience", {**detail, "rank": rank})
+            for rank, m in enumerate(audience.members, start=1)
+        ] + [Insight(cid, name, model, as_of, None, "left the audience", detail) for cid in previous if cid not in kept]
+        written = write_insights(store, insights, progress=progress or (lambda _line: None))
+    entered = sum(1 for c in applied if c.kind == "entered")
     return AudienceWrite(entered, len(applied) - entered, written)
 
 
