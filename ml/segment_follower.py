@@ -218,6 +218,7 @@ class SegmentFollower:
         self._consent_of = consent_of or self._kernel_consent
         #: (expires_at, customer id) of the grants the kernel's facts rest on (default consent_of only)
         self._grants: list[tuple[datetime, str]] = []
+        self._granted: set[tuple[datetime, str]] = set()  # what the heap holds, each once
         self._shard = _check_shard(shard)
         self._poll_interval, self._tick_every = poll_interval, tick_every
         self._publish, self._say = publish, progress or (lambda _line: None)
@@ -270,8 +271,12 @@ class SegmentFollower:
         facts = consent_facts(self._store, ids, at)
         for cid, fact in facts.items():
             for basis in fact.decided.values():
-                if basis.status == "granted" and basis.expires_at is not None and basis.expires_at > at:
-                    heapq.heappush(self._grants, (basis.expires_at, cid))
+                if basis.status != "granted" or basis.expires_at is None or basis.expires_at <= at:
+                    continue
+                entry = (basis.expires_at, cid)
+                if entry not in self._granted:
+                    self._granted.add(entry)
+                    heapq.heappush(self._grants, entry)
         return permitted_pairs(facts)
 
     # -- polling -----------------------------------------------------------------------------------------
@@ -312,7 +317,9 @@ class SegmentFollower:
                     self._expiries.note(cid, self._engine.state(cid), now)
             lapsed: set[str] = set()
             while self._grants and self._grants[0][0] <= now:
-                lapsed.add(heapq.heappop(self._grants)[1])
+                entry = heapq.heappop(self._grants)
+                self._granted.discard(entry)
+                lapsed.add(entry[1])
             mine = sorted(cid for cid in lapsed if self._engine.state(cid) is not None)
             consent = self._consent_of(mine, now) if mine else {}
             for cid in mine:  # a grant lapsed: the consent facts again
