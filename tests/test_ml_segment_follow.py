@@ -386,3 +386,23 @@ def test_follow_publishes_each_change_to_a_kafka_topic(kafka_broker: str, tmp_pa
     assert body["customer_id"] == cid and body["source"] == "realtime" and body["reason"].startswith("rule.all[0]")
     refused = c360(*args, cwd=tmp_path, ok=False)  # no brokers configured
     assert refused.returncode == 1 and "streams.brokers" in refused.stderr
+
+
+def test_a_backfill_after_a_merge_keeps_the_survivors_membership(world: World) -> None:
+    w = world
+    w.send(*(cart("K5", n, NOW - timedelta(hours=n + 1)) for n in range(3)))
+    snapshot(w.store, w.folder)
+    publish_backfill(w.store, w.backfill(NOW))
+    assert w.members(ABANDONER) == {w.cid("K0"), w.cid("K5")}
+    k0, k5 = w.cid("K0"), w.cid("K5")
+    same = {"first_name": "Fn0", "last_name": "Ln0", "email": "k0@x.example", "phone": "+14155550198"}
+    w.send(profile_event("m1", "webshop", "K0", 50, **same), profile_event("m2", "webshop", "K5", 51, **same))
+    survivor = w.cid("K0")
+    assert survivor == w.cid("K5") and survivor in (k0, k5)
+    snapshot(w.store, w.folder)
+    changes = w.backfill(NOW)
+    merged = k5 if survivor == k0 else k0
+    assert [(c.change, c.customer_id) for c in changes if c.segment == ABANDONER] == [("exited", merged)]
+    report = publish_backfill(w.store, changes)  # the merged id's exit would read as the survivor's
+    assert (report.entered, report.exited) == (0, 0)
+    assert w.members(ABANDONER) == {survivor}
