@@ -43,12 +43,22 @@ VOID_STATUSES: tuple[str, ...] = ("cancelled", "returned")
 
 _DAY = 86400.0
 
-# One row per customer known at as_of ($1). Windows are in days before as_of. A customer who never
-# ordered has recency equal to tenure (as if their first order were due on the day they arrived).
+# One row per customer known at as_of ($1): one whose first sign (the store's created_at, or an earlier
+# order, web event or payment: history loaded after the fact) is before it. Windows are in days before
+# as_of. A customer who never ordered has recency equal to tenure (as if their first order were due on the
+# day they arrived).
 _FEATURES_SQL = """
-WITH c AS (
-    SELECT customer_id, created_at FROM customers
-    WHERE created_at IS NULL OR created_at < $1::TIMESTAMPTZ
+WITH first_seen AS (
+    SELECT customer_id, min(occurred_at) AS first_at FROM (
+        SELECT customer_id, occurred_at FROM orders
+        UNION ALL SELECT customer_id, occurred_at FROM web_events
+        UNION ALL SELECT customer_id, occurred_at FROM transactions
+    ) GROUP BY customer_id
+),
+c AS (
+    SELECT customer_id, least(created_at, first_at) AS created_at
+    FROM customers LEFT JOIN first_seen USING (customer_id)
+    WHERE least(created_at, first_at) IS NULL OR least(created_at, first_at) < $1::TIMESTAMPTZ
 ),
 o AS (
     SELECT DISTINCT ON (source, order_id) source, order_id, customer_id, occurred_at, total
@@ -184,7 +194,7 @@ def _check_time(name: str, value: datetime) -> None:
 
 
 def compute_features(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> FeatureMatrix:
-    """The features (:data:`FEATURE_NAMES`) of every customer created before ``as_of``, from events before it."""
+    """The features (:data:`FEATURE_NAMES`) of every customer known before ``as_of``, from events before it."""
     _check_time("as_of", as_of)
     try:
         columns = con.execute(_FEATURES_SQL, [as_of]).fetchnumpy()

@@ -4,7 +4,8 @@
 source; the key is the change's time unless the caller names the feed position that caused it), so
 writing the same changes again is a no-op in the store. :func:`write_changes` writes them through
 ``store.apply_segment_changes`` in batches, each its own transaction; :func:`publish_backfill` does it
-for a backfill and counts what took effect.
+for a backfill and counts what took effect. :func:`backfill_into_store` is the whole backfill: RFM when
+the rules need it, the consent facts, the rules over the snapshot and the changes into the store.
 """
 
 from __future__ import annotations
@@ -13,15 +14,29 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import duckdb
 from c360.graph.errors import InvalidInputError
 from c360.graph.insights import SegmentChange
 from c360.graph.store import GraphStore
 
-from .segments import MembershipChange
+from .consent_facts import consent_facts, permitted_pairs
+from .rfm import compute_rfm
+from .segment_rules import FieldCondition, leaves
+from .segments import MembershipChange, Segment, backfill
 
-__all__ = ["PublishReport", "change_id", "publish_backfill", "to_segment_change", "write_changes"]
+__all__ = [
+    "BackfillRun",
+    "PublishReport",
+    "backfill_into_store",
+    "change_id",
+    "needs_rfm",
+    "publish_backfill",
+    "to_segment_change",
+    "write_changes",
+]
 
 #: changes per ``apply_segment_changes`` call (one transaction each)
 BATCH = 1000
@@ -118,3 +133,48 @@ def publish_backfill(
     entered = sum(1 for change in applied if change.kind == "entered")
     exited = len(applied) - entered
     return PublishReport(entered, exited, len(changes) - len(applied), time.monotonic() - started)
+
+
+def needs_rfm(segments: Sequence[Segment]) -> bool:
+    """Whether a rule of ``segments`` reads an RFM column (``rfm.<column>``)."""
+    return any(
+        isinstance(leaf, FieldCondition) and leaf.field.startswith("rfm.") for s in segments for leaf in leaves(s.rule)
+    )
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    """A backfill written to the store: its time, members per segment, what took effect, RFM rows (or None)."""
+
+    as_of: datetime
+    members: dict[str, int]
+    report: PublishReport
+    rfm_customers: int | None
+
+
+def backfill_into_store(
+    store: GraphStore,
+    con: duckdb.DuckDBPyConnection,
+    segments: Sequence[Segment],
+    *,
+    as_of: datetime,
+    rfm: bool | None = None,
+    progress: Progress | None = None,
+) -> BackfillRun:
+    """Recompute ``segments`` over the snapshot at ``as_of`` and write the membership changes to the store.
+
+    RFM is recomputed first when ``rfm`` is true, or when it is None and a rule reads it. The consent
+    facts come from the store's ledger at ``as_of`` (the kernel's rules decide them).
+    """
+    say = progress or (lambda _line: None)
+    rfm_rows = None
+    if rfm or (rfm is None and needs_rfm(segments)):
+        rfm_rows = compute_rfm(con, as_of=as_of)
+        say(f"RFM computed for {rfm_rows:,} customers as of {as_of.isoformat()}")
+    ids = [row[0] for row in con.execute("SELECT customer_id FROM customers").fetchall()]
+    facts = consent_facts(store, ids, as_of, progress=lambda done, total: say(f"consent facts: {done:,} of {total:,}"))
+    changes = backfill(con, segments, as_of=as_of, consent=permitted_pairs(facts))
+    members = dict(con.execute("SELECT segment, count(*) FROM segment_members GROUP BY 1").fetchall())
+    say(f"backfill as of {as_of.isoformat()}: {len(changes):,} membership changes; writing them to the store")
+    report = publish_backfill(store, changes, progress=say)
+    return BackfillRun(as_of, {s.id: int(members.get(s.id, 0)) for s in segments}, report, rfm_rows)

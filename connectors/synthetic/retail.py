@@ -62,6 +62,7 @@ CATEGORIES: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {
     "electronics": ((19, 1400), ("Wireless Earbuds", "Smartwatch", "Bluetooth Speaker", "Power Bank", "E-Reader")),
     "sports": ((8, 320), ("Yoga Mat", "Water Bottle", "Training Shorts", "Cycling Gloves", "Kettlebell", "Backpack")),
     "accessories": ((10, 260), ("Leather Belt", "Wool Scarf", "Tote Bag", "Sunglasses", "Wallet", "Beanie")),
+    "baby": ((8, 320), ("Baby Carrier", "Crib Sheet Set", "Baby Monitor", "Stroller", "Bottle Set", "Play Mat")),
 }
 ADJECTIVES = ("Classic", "Essential", "Everyday", "Premium", "Organic", "Lightweight", "Signature", "Urban", "Pro")
 COLOURS = ("Black", "White", "Navy", "Sand", "Olive", "Grey", "Rust", "Sky")

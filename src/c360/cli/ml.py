@@ -20,6 +20,7 @@ from .common import audited, err, fail, out, print_json, store_of
 from .ml_audiences import ml_clusters, ml_lookalike
 from .ml_export import ml_export
 from .ml_models import ml_models, ml_rfm, ml_score, ml_train
+from .ml_refresh import ml_refresh
 from .ml_segments import segments_app
 
 ml_app = typer.Typer(help="Marketers' ML: the DuckDB snapshot of the store.", no_args_is_help=True)
@@ -28,6 +29,7 @@ ml_app.command("rfm")(ml_rfm)
 ml_app.command("train")(ml_train)
 ml_app.command("score")(ml_score)
 ml_app.command("models")(ml_models)
+ml_app.command("refresh")(ml_refresh)
 ml_app.command("export")(ml_export)
 ml_app.command("lookalike")(ml_lookalike)
 ml_app.command("clusters")(ml_clusters)

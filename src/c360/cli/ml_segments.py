@@ -22,12 +22,9 @@ import typer
 from rich.table import Table
 
 from c360.graph.errors import C360Error, InvalidInputError
-from c360.ml.consent_facts import consent_facts, permitted_pairs
-from c360.ml.rfm import compute_rfm
 from c360.ml.segment_follower import FollowReport, SegmentFollower, parse_shard, snapshot_time
-from c360.ml.segment_rules import FieldCondition, leaves
-from c360.ml.segment_store import PublishReport, publish_backfill
-from c360.ml.segments import Segment, backfill, load_segments
+from c360.ml.segment_store import PublishReport, backfill_into_store
+from c360.ml.segments import load_segments
 from c360.ml.snapshot import database_path
 
 from ..settings import Settings
@@ -42,14 +39,7 @@ SegmentsOption = Annotated[Path | None, typer.Option(help="Segment definitions (
 
 def _aware(at: datetime | None) -> datetime | None:
     """A time given on the command line; one without a zone is read as UTC."""
-    return None if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def needs_rfm(segments: Sequence[Segment]) -> bool:
-    """Whether a rule of ``segments`` reads an RFM column (``rfm.<column>``)."""
-    return any(
-        isinstance(leaf, FieldCondition) and leaf.field.startswith("rfm.") for s in segments for leaf in leaves(s.rule)
-    )
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @segments_app.command("list")
@@ -94,25 +84,14 @@ def segments_backfill(
         try:
             with duckdb.connect(str(path)) as con:
                 at = _aware(as_of) or snapshot_time(con)
-                if needs_rfm(defined):
-                    n = compute_rfm(con, as_of=at)
-                    if say:
-                        say(f"RFM computed for {n:,} customers as of {at.isoformat()}")
-                ids = [row[0] for row in con.execute("SELECT customer_id FROM customers").fetchall()]
-                progress = None if say is None else (lambda done, total: say(f"consent facts: {done:,} of {total:,}"))
-                consent = permitted_pairs(consent_facts(store, ids, at, progress=progress))
-                changes = backfill(con, defined, as_of=at, consent=consent)
-                members = dict(con.execute("SELECT segment, count(*) FROM segment_members GROUP BY 1").fetchall())
-            if say:
-                say(f"backfill as of {at.isoformat()}: {len(changes):,} membership changes; writing them to the store")
-            report = publish_backfill(store, changes, progress=say)
+                run = backfill_into_store(store, con, defined, as_of=at, progress=say)
+            report, members = run.report, run.members
         except (C360Error, duckdb.Error, OSError) as exc:
             note.detail = f"{type(exc).__name__}: {exc}"
             fail(f"segment backfill failed: {exc}")
         note.detail = _summary(report, at)
     if as_json:
-        counts = {s.id: members.get(s.id, 0) for s in defined}
-        print_json({"as_of": at.isoformat(), "members": counts, **report.to_json()})
+        print_json({"as_of": at.isoformat(), "members": members, **report.to_json()})
         return
     table = Table("segment", "members")
     for s in defined:
