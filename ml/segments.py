@@ -405,7 +405,8 @@ def backfill(
             raise InvalidInputError(f"segment {segment.id!r}: the snapshot lacks a table it needs: {error}") from error
         new = {row[0] for row in con.execute("SELECT customer_id FROM _c360_new_members").fetchall()}
         old_rows = con.execute("SELECT customer_id FROM segment_members WHERE segment = ?", [segment.id]).fetchall()
-        reason = Reason(segment.id, f"backfill at {as_of.isoformat()}")
+        # SQL tells who matches, not which condition decided: the reason names the rule by its description.
+        reason = Reason(segment.id, f"backfill at {as_of.isoformat()}: {segment.description or 'the rule'}")
         changes.extend(diff_members({row[0] for row in old_rows}, new, as_of, reason))
         con.execute(
             "DELETE FROM segment_members WHERE segment = ? AND customer_id NOT IN "

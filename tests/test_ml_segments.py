@@ -394,7 +394,7 @@ def test_backfill_keeps_entered_at_and_reports_exits() -> None:
     con = data.con
     for cid, state in (("a", "CA"), ("b", "CA"), ("c", "NY")):
         con.execute("INSERT INTO customers (customer_id, state) VALUES (?, ?)", [cid, state])
-    segment = Segment("ca", "Californians", "", parse_rule({"field": "state", "eq": "CA"}, rule_id="ca"))
+    segment = Segment("ca", "Californians", "Lives in CA.", parse_rule({"field": "state", "eq": "CA"}, rule_id="ca"))
     first = backfill(con, [segment], as_of=AS_OF, consent={})
     assert [(c.change, c.customer_id) for c in first] == [("entered", "a"), ("entered", "b")]
     con.execute("UPDATE customers SET state = 'CA' WHERE customer_id = 'c'")
@@ -402,7 +402,7 @@ def test_backfill_keeps_entered_at_and_reports_exits() -> None:
     later = AS_OF + timedelta(days=1)
     second = backfill(con, [segment], as_of=later, consent={})
     assert [(c.change, c.customer_id, c.at) for c in second] == [("exited", "a", later), ("entered", "c", later)]
-    assert second[0].reason == Reason("ca", f"backfill at {later.isoformat()}")
+    assert second[0].reason == Reason("ca", f"backfill at {later.isoformat()}: Lives in CA.")
     assert con.execute("SELECT customer_id, entered_at FROM segment_members ORDER BY 1").fetchall() == [
         ("b", AS_OF),
         ("c", later),
