@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from test_cli import c360, c360_process
 
 
@@ -15,9 +16,15 @@ def _number(label: str, text: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def test_demo_streams_trains_resolves_and_shows_profiles_with_timelines(tmp_path: Path) -> None:
-    run = c360_process("demo", "--customers", "150", "--show", "2", cwd=tmp_path)  # as a user runs it
-    text = run.stdout
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    home = tmp_path_factory.mktemp("demo")
+    run = c360_process("demo", "--customers", "150", "--show", "2", cwd=home)  # as a user runs it
+    return home, run.stdout
+
+
+def test_demo_streams_trains_resolves_and_shows_profiles_with_timelines(demo: tuple[Path, str]) -> None:
+    tmp_path, text = demo
     records, customers = _number("records", text), _number("customers", text)
     assert 150 <= customers < records  # duplicates were merged, and not everything into one
     assert "merged away" in text and "open review items" in text
@@ -42,3 +49,30 @@ def test_demo_streams_trains_resolves_and_shows_profiles_with_timelines(tmp_path
     # Running it again applies nothing twice.
     again = c360("demo", "--customers", "150", "--show", "0", cwd=tmp_path).stdout
     assert re.search(r"profiles: [\d,]+ events, 0 applied", again) and _number("records", again) == records
+
+
+def test_the_readmes_marketer_session_runs_on_the_demo(demo: tuple[Path, str]) -> None:
+    """README, "ML for marketers": snapshot, refresh, a lens query, a segment, an export, a lookalike."""
+    home, _ = demo
+    snap = json.loads(c360("ml", "snapshot", "--json", cwd=home).stdout)
+    assert snap["complete"] and snap["events_read"] > 1000
+    at = ["--as-of", "2026-11-01T00:00:00"]  # the demo's journeys end on 1 November 2026
+    run = json.loads(c360("ml", "refresh", "--train", "--json", *at, cwd=home).stdout)
+    assert run["ok"] and run["insights"]["written"] > 150, run
+    members = run["segments"]["members"]
+    assert members["high_spending_customers"] > 0 and members["frequent_buyers"] > 0
+    lens = c360("lens", "query", "-m", "customer.count", "-d", "segment.name", "--json", cwd=home).stdout
+    rows = {r["segment.name"]: r["customer.count"] for r in json.loads(lens)["rows"]}
+    assert rows["High Spending Customers"] == members["high_spending_customers"]
+    listed = {s["id"]: s["members"] for s in json.loads(c360("ml", "segments", "list", "--json", cwd=home).stdout)}
+    assert listed["frequent_buyers"] == members["frequent_buyers"]
+    out = home / "frequent_buyers.csv"
+    c360("ml", "export", "frequent_buyers", "--purpose", "marketing", "--channel", "email", "--format", "csv",
+         "--to", str(out), cwd=home)  # fmt: skip
+    manifest = json.loads((home / "frequent_buyers.csv.manifest.json").read_text())
+    exported = out.read_text().splitlines()
+    assert exported[0] == "customer_id,email" and len(exported) - 1 == manifest["counts"]["exported"]
+    assert 0 < manifest["counts"]["exported"] < manifest["counts"]["members"] == members["frequent_buyers"]
+    assert set(manifest["receipts"]) == {line.split(",")[0] for line in exported[1:]}
+    look = json.loads(c360("ml", "lookalike", "high_spending_customers", "--top", "20", "--json", cwd=home).stdout)
+    assert len(look["members"]) == 20 and look["lift"]["lift"] > 1
