@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
+from c360.ml.lens_source import QueryTimeout as QueryTimeout  # the lens's time budget (HTTP 503, Retry-After)
 from c360.streams.config import BrokerUnavailableError
 from graphql.error import GraphQLError
 
@@ -33,12 +34,6 @@ class RateLimited(C360Error):
 
 class PayloadTooLarge(C360Error):
     """A request body over the limit (HTTP 413); it is refused before it is read through."""
-
-
-class QueryTimeout(C360Error):
-    """A query ran over its time budget and was stopped (HTTP 503 with Retry-After; GraphQL ``TIMEOUT``)."""
-
-    retry_after: float = 5.0
 
 
 class IntrospectionDisabled(InvalidInputError):

@@ -4,30 +4,12 @@ Each function authorises the caller against the policy and audits the outcome, a
 GraphQL resolvers (:mod:`~c360.graphql.schema_ml`) and REST routes (:mod:`~c360.graphql.routes_ml`) call
 these, never the store or DuckDB.
 
-**Where lens queries read.** ``c360 ml snapshot`` writes ``DATA_DIR/ml/snapshot.duckdb`` and, at the end of
-each run, a Parquet file per table under ``DATA_DIR/ml/parquet/`` (each replaced by a rename: a reader sees
-the old file or the new one, never half of one). DuckDB locks a database file per process: a read-only
-connection in the API would make a concurrent ``c360 ml snapshot`` fail to open the file ("Conflicting
-lock is held"), and a snapshot running would fail every query (both seen here with DuckDB 2.0). So a
-query never opens the snapshot file: it runs on an in-memory DuckDB with a view per table over that
-table's Parquet file (``CREATE VIEW orders AS SELECT * FROM read_parquet(...)``); a view reads the file
-that is there when the query runs, so a new snapshot is seen by the next query. The lens compiles to the
-same SQL on views as on tables. Measured on 10,000 customers (150k orders, 320k web events) on this
-loaded 2-core machine, median of 7, views on one in-memory database (a cursor per query) vs the snapshot
-file opened read-only per query: customers by country 13 vs 161 ms; monetary by channel 208 vs 399 ms;
-carts by month 299 vs 500 ms; session engagement 670 vs 838 ms (opening a DuckDB costs ~65-150 ms
-here: the views' database is made once). And no query ever stops a snapshot. Segment memberships are the
-store's (``store.segment_members``, kept up to date in real time by the segment follower), read when a
-query names a segment member, kept for :attr:`LensSource.members_ttl` (30 s: 90,000 memberships take
-2.5 s to read from the embedded store here) and registered as the ``segment_members`` table; a customer
-newer than the snapshot counts in no segment group until the next snapshot. The profile's ``segments``
-field reads the store each time.
-
-**Bounds.** A query runs in a worker thread with a time budget (:attr:`LensSource.timeout`): reading the
-memberships stops between pages when it is spent, and DuckDB is interrupted when it runs over
-(:class:`~c360.graphql.errors.QueryTimeout`, HTTP 503 / ``TIMEOUT``). Rows are capped by the model's
-``max_limit``. No snapshot yet is a :class:`~c360.graph.errors.NotFoundError` saying to run ``c360 ml
-snapshot``; a bad query is an :class:`~c360.graph.errors.InvalidInputError` naming the member.
+**Where lens queries read.** In :mod:`c360.ml.lens_source` (:class:`~c360.ml.lens_source.LensSource`), the
+one code path ``c360 lens query`` uses too: an in-memory DuckDB with views over the snapshot's Parquet
+files (never the snapshot file, so a running ``c360 ml snapshot`` is never stopped) and the store's
+segment memberships, within a time budget (over it: :class:`~c360.ml.lens_source.QueryTimeout`, HTTP 503 /
+``TIMEOUT``). Here a query runs in a worker thread (``service.run``). The profile's ``segments`` field
+reads the store each time.
 
 **Personal data in lens answers.** A lens answer shows the values of its dimensions: a dimension or a
 filter (a filter is an oracle: "customers with email x: 1") that reads a profile field is allowed only to
@@ -41,200 +23,38 @@ see on every profile).
 Our scorers put no personal data there, but a key that names a profile field (or a record key) is masked
 by the caller's role like the profile's own value, at any depth (:func:`mask_detail`); everything else
 passes as JSON.
+
+**Segment reasons and segment events.** A membership's reason is built by the rule engine from the
+deciding condition (``ml/segment_rules.describe``: ``rule.all[0]: state equals 'CA'``, ``count(action=...)
+in 30 days gte 3``), or is the backfill's or lookalike's own words: no free text from a source. But a
+condition on a golden field quotes the rule's literal, which the member's value matched (or, on exit, no
+longer matches). So a reason that names a profile field the role does not see in ``full`` is replaced by
+``a condition on <field> (hidden from this role)`` (:func:`segment_reason`), wherever reasons are served:
+``Customer.segments``, ``GET /v1/customers/{id}/insights`` and the timeline's ``segment_entered`` /
+``segment_exited`` events (data: segment, reason, source), which are served only to roles with
+``read_insights`` (:func:`timeline_types`).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
-from functools import partial
-from pathlib import Path
+from functools import cache
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
+from c360.graph.errors import C360Error, InvalidInputError, NotFoundError
 from c360.graph.insights import Insight, Membership
-from c360.graph.store import GraphStore
-from c360.ml.lens import LensModel, LensQuery, LensResult, load_model, parse_query, run_query, with_labels
+from c360.ml.lens import LensModel, LensQuery, LensResult, parse_query
+from c360.ml.lens_source import LensSource as LensSource  # the service's type of its lens
+from c360.ml.lens_source import segment_names
 from c360.ml.lens_sql import compile_query
-from c360.ml.segments import load_segments
 
 from .audit import mark_audited
-from .errors import QueryTimeout
 from .policy import ATTRIBUTES, KEY_NAMES, SOURCE_KEY, UID_NAMES
 from .principal import ForbiddenError, Principal
 from .service import ProfileService
-
-#: the snapshot's tables, as Parquet files under ``DATA_DIR/ml/parquet/``
-PARQUET_FOLDER = "parquet"
-#: the lens table of segment memberships; read from the store, not the snapshot
-MEMBERS_TABLE = "segment_members"
-#: memberships read per store call
-_MEMBER_PAGE = 10_000
-#: the default time budget of one lens query, in seconds
-DEFAULT_TIMEOUT = 10.0
-#: how long the store's memberships, once read, answer lens queries (seconds)
-DEFAULT_MEMBERS_TTL = 30.0
-_NO_SNAPSHOT = "no ML snapshot yet: run `c360 ml snapshot` first"
-_MEMBERS_SCHEMA = pa.schema(
-    [("segment", pa.string()), ("customer_id", pa.string()), ("entered_at", pa.timestamp("us", tz="UTC"))]
-)
-
-
-@dataclass(slots=True)
-class LensSource:
-    """Where lens queries read (``folder``: ``DATA_DIR/ml``), with which model, in how much time.
-
-    One in-memory DuckDB database holds a view per snapshot table over its Parquet file (made when the
-    file is first there); each query runs on a cursor of its own (a connection: its registered
-    memberships and its interrupt are its own). A new DuckDB connection costs about 65 ms here, a cursor
-    under 5 ms.
-    """
-
-    folder: Path
-    model: LensModel
-    timeout: float = DEFAULT_TIMEOUT
-    #: the store's memberships are read again when the last read is older than this (seconds)
-    members_ttl: float = DEFAULT_MEMBERS_TTL
-    _members: tuple[float, pa.Table] | None = field(default=None, init=False, repr=False)
-    _members_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _db: duckdb.DuckDBPyConnection | None = field(default=None, init=False, repr=False)
-    _views: set[str] = field(default_factory=set, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    @property
-    def parquet(self) -> Path:
-        """The folder of the snapshot's Parquet files."""
-        return self.folder / PARQUET_FOLDER
-
-    def run(self, query: LensQuery, store: GraphStore) -> LensResult:
-        """Answer ``query`` (parsed, checked) on the Parquet files and the store's memberships, within the budget.
-
-        Blocking: call it in a worker thread.
-        """
-        deadline = time.monotonic() + self.timeout
-        compiled = compile_query(self.model, query, as_of=query.as_of or datetime.now(UTC))
-        if not (self.parquet / "customers.parquet").is_file():
-            raise NotFoundError(_NO_SNAPSHOT)
-        tables = set(compiled.tables) - {MEMBERS_TABLE}
-        members = self._memberships(store, deadline) if MEMBERS_TABLE in compiled.tables else None
-        for attempt in (1, 2):
-            con = self._cursor(tables)
-            try:
-                if members is not None:
-                    con.register(MEMBERS_TABLE, members)
-                return _interruptible(con, deadline, self.timeout, partial(run_query, con, self.model, query))
-            except InvalidInputError as exc:
-                # a view bound to an older file's columns (a snapshot of a newer schema): views anew, once
-                if attempt == 2 or not isinstance(exc.__cause__, duckdb.Error):
-                    raise
-                self.close()
-            finally:
-                con.close()
-        raise AssertionError("unreachable")
-
-    def _cursor(self, tables: set[str]) -> duckdb.DuckDBPyConnection:
-        """A cursor on the views' database, with a view for each of ``tables`` whose Parquet file is there."""
-        with self._lock:
-            if self._db is None:
-                self._db = duckdb.connect(":memory:")
-                self._views = set()
-            for table in sorted(tables - self._views):
-                path = self.parquet / f"{table}.parquet"
-                if path.is_file():  # a missing table is run_query's NotFoundError, naming it
-                    # the path is ours (the table names come from the model), never a caller's string
-                    try:
-                        self._db.execute(f"CREATE VIEW \"{table}\" AS SELECT * FROM read_parquet('{_sql_text(path)}')")
-                    except duckdb.Error as exc:
-                        raise ConflictError(
-                            f"the snapshot's {path.name} cannot be read: run `c360 ml snapshot` again"
-                        ) from exc
-                    self._views.add(table)
-            return self._db.cursor()
-
-    def _memberships(self, store: GraphStore, deadline: float) -> pa.Table:
-        """The store's memberships, read again when older than :attr:`members_ttl` (one reader at a time)."""
-        with self._members_lock:
-            now = time.monotonic()
-            if self._members is None or now - self._members[0] > self.members_ttl:
-                self._members = (now, memberships_table(store, deadline, self.timeout))
-            return self._members[1]
-
-    def close(self) -> None:
-        """Drop the views' database (the next query makes it again)."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-            self._db, self._views = None, set()
-
-
-def _sql_text(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _interruptible(
-    con: duckdb.DuckDBPyConnection, deadline: float, budget: float, work: Callable[[], LensResult]
-) -> LensResult:
-    """``work()`` on ``con``, interrupted at ``deadline`` (a QueryTimeout then)."""
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        con.interrupt()
-
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        return work()
-    except (C360Error, duckdb.Error) as exc:
-        # run_query reports DuckDB's errors as a misfit of the model; an interrupt is our budget
-        if fired.is_set() or isinstance(exc, duckdb.InterruptException):
-            raise _timeout(budget) from exc
-        raise
-    finally:
-        timer.cancel()
-
-
-def _timeout(budget: float) -> QueryTimeout:
-    return QueryTimeout(f"the lens query ran over its time budget of {budget:g} s: ask for less, or retry later")
-
-
-def memberships_table(store: GraphStore, deadline: float, budget: float) -> pa.Table:
-    """Every active membership of every segment in the store, as the lens's ``segment_members`` rows."""
-    segments, customers, since = [], [], []
-    for segment_id in sorted(store.segment_counts()):
-        after: str | None = None
-        while True:
-            if time.monotonic() >= deadline:
-                raise _timeout(budget)
-            page, after = store.segment_members(segment_id, first=_MEMBER_PAGE, after=after)
-            for m in page:
-                segments.append(m.segment_id)
-                customers.append(m.customer_id)
-                since.append(m.since)
-            if after is None:
-                break
-    return pa.table([segments, customers, since], schema=_MEMBERS_SCHEMA)
-
-
-def labelled_model(model_path: Path | None = None, segments_path: Path | None = None) -> LensModel:
-    """The lens model (default: the bundled one) with ``segment.name`` labelled by the segments' definitions."""
-    lens = load_model(model_path)
-    segment = lens.entities.get("segment")
-    if segment is not None and "name" in segment.dimensions:
-        lens = with_labels(lens, "segment.name", {s.id: s.name for s in load_segments(segments_path)})
-    return lens
-
-
-def lens_source(folder: Path, *, timeout: float = DEFAULT_TIMEOUT) -> LensSource:
-    """The bundled lens over the snapshot in ``folder`` (``DATA_DIR/ml``), labelled by the bundled segments."""
-    return LensSource(folder=folder, model=labelled_model(), timeout=timeout)
-
 
 # -- who may see which lens member -----------------------------------------------------------------------
 
@@ -345,6 +165,62 @@ def lens_document(result: LensResult) -> dict[str, Any]:
     }
 
 
+# -- segment reasons and segment events on the timeline ---------------------------------------------------
+
+#: the journey types a membership change leaves on the timeline (``c360.graph.insights.timeline_event``)
+SEGMENT_EVENT_TYPES = frozenset({"segment_entered", "segment_exited"})
+
+
+@cache
+def _field_pattern(fields: tuple[str, ...]) -> re.Pattern[str]:
+    names = "|".join(re.escape(f) for f in sorted(fields, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.])({names})(?![\w])")
+
+
+def segment_reason(service: ProfileService, role: str, reason: str) -> str:
+    """A membership reason as ``role`` reads it: hidden when it names a profile field the role sees masked."""
+    policy = service.policy
+    hidden = sorted(
+        {m.group(1) for m in _field_pattern(tuple(policy.fields)).finditer(reason)}
+        - {f for f in policy.fields if policy.rule(role, f) == "full"}
+    )
+    return f"a condition on {', '.join(hidden)} (hidden from this role)" if hidden else reason
+
+
+def _membership_for(service: ProfileService, role: str, membership: Membership) -> Membership:
+    reason = segment_reason(service, role, membership.reason)
+    return membership if reason == membership.reason else replace(membership, reason=reason)
+
+
+async def timeline_types(
+    *, service: ProfileService, who: Principal, customer_id: str, given: Sequence[str] | None, journey: frozenset[str]
+) -> list[str]:
+    """The event types a timeline page reads for ``who``: ``given`` (checked) or every type the role may see.
+
+    ``journey`` are the types every timeline reader sees; the segment events are added for roles with
+    ``read_insights``. An unknown type is an InvalidInputError; a segment type asked for by a role without
+    ``read_insights`` is a ForbiddenError, audited as a denied read_insights.
+    """
+    insights = service.policy.can(who.role, "read_insights")
+    allowed = journey | SEGMENT_EVENT_TYPES
+    if not given:
+        return sorted(allowed if insights else journey)
+    unknown = set(given) - allowed
+    if unknown:
+        raise InvalidInputError(f"types may be: {', '.join(sorted(allowed))}")
+    if set(given) & SEGMENT_EVENT_TYPES:
+        await service.require(who, "read_insights", customer_id)
+    return sorted(set(given))
+
+
+def timeline_data(service: ProfileService, role: str, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A timeline event's data for ``role``: masked by the policy (a segment event's reason: :func:`segment_reason`)."""
+    out = service.policy.mask_event(role, data)
+    if event_type in SEGMENT_EVENT_TYPES and isinstance(out.get("reason"), str):
+        out["reason"] = segment_reason(service, role, out["reason"])
+    return out
+
+
 # -- insights and segments on the profile ----------------------------------------------------------------
 
 
@@ -414,7 +290,12 @@ async def customer_segments(*, service: ProfileService, who: Principal, customer
         who,
         "read_insights",
         customer_id,
-        lambda: service.read(lambda: service.store.segments_of([customer_id]).get(customer_id, [])),
+        lambda: service.read(
+            lambda: [
+                _membership_for(service, who.role, m)
+                for m in service.store.segments_of([customer_id]).get(customer_id, [])
+            ]
+        ),
         detail="segments",
     )
 
@@ -433,19 +314,10 @@ async def insights_document(*, service: ProfileService, who: Principal, customer
             "customer_id": survivor,
             "requested_id": customer_id,
             "insights": [insight_json(service, who.role, i) for i in insights],
-            "segments": [membership_json(m) for m in segments],
+            "segments": [membership_json(_membership_for(service, who.role, m)) for m in segments],
         }
 
     return await service.audited(who, "read_insights", customer_id, lambda: service.read(work))
-
-
-def segment_names(source: LensSource | None) -> dict[str, str]:
-    """Segment ids -> the names marketers see (the lens model's labels of ``segment.name``)."""
-    if source is None:
-        return {}
-    segment = source.model.entities.get("segment")
-    dim = segment.dimensions.get("name") if segment is not None else None
-    return dict(dim.labels) if dim is not None else {}
 
 
 async def segment_counts(*, service: ProfileService, who: Principal) -> list[dict[str, Any]]:

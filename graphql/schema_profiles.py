@@ -12,12 +12,11 @@ from typing import cast
 import orjson
 import strawberry
 from c360.graph import models
-from c360.graph.errors import InvalidInputError
 from c360.graph.models import Profile
 from c360.streams.events import JOURNEY_TYPES
 from strawberry.scalars import JSON
 
-from . import profiles_service, review_service, schema_ml
+from . import ml_service, profiles_service, review_service, schema_ml
 from .principal import ForbiddenError
 from .schema_common import Info, PageInfo, page_info, text
 from .schema_ml import InsightNode, SegmentMembershipNode
@@ -223,13 +222,17 @@ class Customer:
             raise ForbiddenError(f"role {self.role} may not read history")
         return [HistoryEntry(kind=h["event"], at=datetime.fromisoformat(h["at"]), data=cast(JSON, h)) for h in history]
 
-    @strawberry.field(description="Journey events, newest first.")
+    @strawberry.field(
+        description="Journey events, newest first; segment_entered / segment_exited too for roles that read insights."
+    )
     async def timeline(
         self, info: Info, first: int = 20, after: str | None = None, types: list[str] | None = None
     ) -> TimelinePage:
-        if types and not set(types) <= JOURNEY_TYPES:
-            raise InvalidInputError(f"types may be: {', '.join(sorted(JOURNEY_TYPES))}")
-        page = await _journey(info, str(self.id), "read_timeline", first, after, types or sorted(JOURNEY_TYPES))
+        ctx = info.context
+        kinds = await ml_service.timeline_types(
+            service=ctx.service, who=ctx.principal, customer_id=str(self.id), given=types, journey=JOURNEY_TYPES
+        )
+        page = await _journey(info, str(self.id), "read_timeline", first, after, kinds)
         policy = self.service.policy
         return TimelinePage(
             events=[
@@ -237,7 +240,7 @@ class Customer:
                     id=policy.mask_uid(self.role, e.id),
                     type=e.type,
                     occurred_at=e.occurred_at,
-                    data=cast(JSON, policy.mask_event(self.role, orjson.loads(e.data))),
+                    data=cast(JSON, ml_service.timeline_data(self.service, self.role, e.type, orjson.loads(e.data))),
                 )
                 for e in page.events
             ],

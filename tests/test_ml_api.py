@@ -18,18 +18,22 @@ from typing import Any
 
 import duckdb
 import pytest
+import typer
 from c360.graph.errors import ConflictError
 from c360.graph.insights import Insight, SegmentChange
 from c360.graph.store import GraphStore
 from c360.graphql.auth import issue_dev_token
 from c360.graphql.errors import QueryTimeout
-from c360.graphql.ml_service import LensSource, _interruptible, labelled_model
 from c360.graphql.policy import load_policy
 from c360.ml.lens import LensResult, parse_query
+from c360.ml.lens_source import LensSource, _interruptible, labelled_model
 from c360.ml.snapshot import snapshot
 from fastapi.testclient import TestClient
 from payloads import profile_event
+from typer.testing import CliRunner
 
+from c360.cli.common import State
+from c360.cli.lens import lens_app
 from c360.deps import auth_config, build_app, build_pipeline, build_store
 from c360.settings import ApiSettings, Settings
 
@@ -76,6 +80,8 @@ LENS = """query($q: LensQueryInput!) { lens(query: $q) { columns rows rowCount s
 PROFILE = """query($id: ID!) { customer(id: $id) { id status
   insights { name score label detail model computedAt } segments { segmentId since reason } } }"""
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
+TIMELINE = """query($id: ID!, $types: [String!]) { customer(id: $id) { id
+  timeline(first: 50, types: $types) { events { id type occurredAt data } } } }"""
 
 
 @dataclass
@@ -468,3 +474,104 @@ def test_without_credentials_the_ml_routes_are_401(api: Api) -> None:
     assert api.client.post("/v1/lens/query", json=EXAMPLE).status_code == 401
     assert api.client.get("/v1/segments").status_code == 401
     assert api.client.get(f"/v1/customers/{api.ids['C1']}/insights").status_code == 401
+
+
+# -- one lens for the CLI and the API ------------------------------------------------------------------------
+
+
+def _cli_lens(data_dir: Path, *args: str) -> dict[str, Any]:
+    root = typer.Typer()
+
+    @root.callback()
+    def _state(ctx: typer.Context) -> None:
+        ctx.obj = State(data_dir=data_dir)
+
+    root.add_typer(lens_app, name="lens")
+    result = CliRunner().invoke(root, ["lens", "query", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("args", "query"),
+    [
+        (("-m", "customer.count", "-d", "segment.name", "-f", "customer.state:equals:CA"), EXAMPLE),
+        (
+            ("-m", "members", "-d", "segment.id,customer.age_band", "--as-of", "2026-06-30T00:00:00",
+             "--order", "segment.id", "--order", "customer.age_band"),
+            {"measures": ["members"], "dimensions": ["segment.id", "customer.age_band"],
+             "as_of": "2026-06-30T00:00:00Z", "order": [{"member": "segment.id"}, {"member": "customer.age_band"}]},
+        ),
+    ],
+)  # fmt: skip
+def test_the_cli_and_the_api_answer_a_query_alike(api: Api, args: tuple[str, ...], query: dict[str, Any]) -> None:
+    # one store, one snapshot: `c360 lens query` and POST /v1/lens/query give the same columns and rows
+    cli = _cli_lens(api.settings.data_dir, *args)
+    rest = api.lens("marketer", query).json()
+    assert cli["columns"] == rest["columns"] and cli["rows"] == rest["rows"]
+    if query is EXAMPLE:
+        assert _counts(cli["rows"]) == IN_CALIFORNIA
+    variables = {("asOf" if k == "as_of" else k): v for k, v in query.items()}  # GraphQL's names
+    graph = api.gql(LENS, "marketer", q=variables)
+    assert graph["data"]["lens"]["rows"] == cli["rows"], graph
+
+
+# -- segment events on the timeline --------------------------------------------------------------------------
+
+
+def _timeline(api: Api, role: str, key: str, types: list[str] | None = None) -> dict[str, Any]:
+    return api.gql(TIMELINE, role, id=api.ids[key], types=types)
+
+
+def test_a_marketer_sees_segment_entered_and_exited_events_with_their_reason(api: Api) -> None:
+    fay = api.ids["C6"]  # in no segment: enters frequent_buyers on a condition on email, exits on a count
+    on_email = "rule.any[1]: email contains '@example.com'"
+    on_carts = "rule.all[0]: count(action=add_to_cart) in 30 days gte 3"
+    entered_at, exited_at = datetime(2026, 6, 5, tzinfo=UTC), datetime(2026, 6, 6, tzinfo=UTC)  # her newest
+    api.store.apply_segment_changes(
+        [SegmentChange("tl|in", "frequent_buyers", fay, "entered", entered_at, on_email, "realtime")]
+    )
+    try:
+        # while a member: the profile's segments, REST insights and the timeline show the reason alike
+        hidden = "a condition on email (hidden from this role)"  # the marketer sees email hashed
+        member = api.gql(PROFILE, "marketer", id=fay)["data"]["customer"]["segments"]
+        assert member == [{"segmentId": "frequent_buyers", "since": "2026-06-05T00:00:00+00:00", "reason": hidden}]
+        rest = api.client.get(f"/v1/customers/{fay}/insights", headers=api.headers("marketer")).json()
+        assert rest["segments"][0]["reason"] == hidden
+        steward = api.gql(PROFILE, "data_steward", id=fay)["data"]["customer"]["segments"]
+        assert steward[0]["reason"] == on_email  # the steward sees email in full
+        body = _timeline(api, "marketer", "C6")
+        assert not body.get("errors"), body
+        entered = body["data"]["customer"]["timeline"]["events"][0]
+        assert entered["type"] == "segment_entered" and entered["occurredAt"].startswith("2026-06-05")
+        assert entered["data"] == {"segment": "frequent_buyers", "reason": hidden, "source": "realtime"}
+        steward_events = _timeline(api, "data_steward", "C6")["data"]["customer"]["timeline"]["events"]
+        assert steward_events[0]["data"]["reason"] == on_email
+    finally:
+        api.store.apply_segment_changes(
+            [SegmentChange("tl|out", "frequent_buyers", fay, "exited", exited_at, on_carts, "realtime")]
+        )
+    events = _timeline(api, "data_consumer", "C6")["data"]["customer"]["timeline"]["events"]
+    assert [e["type"] for e in events[:2]] == ["segment_exited", "segment_entered"]  # newest first
+    assert events[0]["data"] == {"segment": "frequent_buyers", "reason": on_carts, "source": "realtime"}
+    only_exits = _timeline(api, "marketer", "C6", ["segment_exited"])["data"]["customer"]["timeline"]["events"]
+    assert {e["type"] for e in only_exits} == {"segment_exited"} and only_exits[0]["data"]["reason"] == on_carts
+    assert api.gql(PROFILE, "marketer", id=fay)["data"]["customer"]["segments"] == []
+
+
+@pytest.mark.parametrize("role", ["service_agent", "service_supervisor"])
+def test_service_roles_do_not_see_segment_events(api: Api, role: str) -> None:
+    ann = api.ids["C1"]  # three segment_entered events from the backfill
+    body = _timeline(api, role, "C1")
+    assert not body.get("errors"), body
+    assert body["data"]["customer"]["timeline"]["events"] == []
+    assert len(_timeline(api, "marketer", "C1")["data"]["customer"]["timeline"]["events"]) == 3
+    for asked in (["segment_entered"], ["order", "segment_exited"]):
+        refused = _timeline(api, role, "C1", asked)
+        assert _codes(refused) == ["FORBIDDEN"], refused
+        assert refused["errors"][0]["path"] == ["customer", "timeline"]
+        entry = api.audit("read_insights")[-1]
+        assert (entry["role"], entry["target"], entry["outcome"]) == (role, ann, "denied")
+    unknown = _timeline(api, role, "C1", ["segment_joined"])
+    assert _codes(unknown) == ["BAD_USER_INPUT"] and "types may be" in unknown["errors"][0]["message"]

@@ -461,6 +461,52 @@ def test_the_bundled_yaml_is_what_load_model_reads_by_default() -> None:
 
 
 # The CLI ---------------------------------------------------------------------------------------------
+# ``c360 lens query`` answers through c360.ml.lens_source, as the API does: the snapshot's Parquet files
+# under DATA_DIR/ml/parquet and the store's segment memberships (never the snapshot's own table).
+
+_TABLES = ("customers", "orders", "line_items", "transactions", "web_events", "products")
+
+
+def cli_home(home: Path) -> dict[str, str]:
+    """An embedded store in ``home`` with the fixture's customers and memberships, and their Parquet snapshot.
+
+    Returns the fixture's customer ids (c1...) -> the store's. The snapshot file itself is left out: the
+    CLI reads only the Parquet files.
+    """
+    from c360.graph.insights import SegmentChange
+    from payloads import profile_event
+
+    from c360.deps import build_pipeline, build_store
+    from c360.settings import Settings
+
+    settings = Settings(data_dir=home)
+    store = build_store(settings)
+    try:
+        events = [
+            profile_event(f"p-{cid}", "crm", cid, i, first_name=f"name-{cid}") for i, (cid, *_) in enumerate(CUSTOMERS)
+        ]
+        assert len(build_pipeline(settings, store).process(events).accepted) == len(CUSTOMERS)
+        records = store.lookup([f"crm|{cid}" for cid, *_ in CUSTOMERS], []).records
+        ids = {cid: records[f"crm|{cid}"].customer_id for cid, *_ in CUSTOMERS}
+        at = datetime(2026, 6, 1, tzinfo=UTC)
+        changes = [
+            SegmentChange(f"{SEGMENT_IDS[name]}|{cid}", SEGMENT_IDS[name], ids[cid], "entered", at, "test", "test")
+            for name, cid in MEMBERS
+        ]
+        assert len(store.apply_segment_changes(changes)) == len(MEMBERS)
+    finally:
+        store.close()
+    built = build_snapshot(home / "built.duckdb", segments=False)
+    parquet = home / "ml" / "parquet"
+    parquet.mkdir(parents=True)
+    with duckdb.connect(str(built)) as con:
+        for cid, store_id in ids.items():
+            for table in ("customers", "orders", "transactions", "web_events"):
+                con.execute(f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", [store_id, cid])
+        for table in _TABLES:
+            con.execute(f"COPY {table} TO '{parquet / table}.parquet' (FORMAT parquet)")
+    built.unlink()
+    return ids
 
 
 def _cli(data_dir: Path, *args: str) -> Any:
@@ -475,8 +521,7 @@ def _cli(data_dir: Path, *args: str) -> Any:
 
 
 def test_cli_answers_the_example_as_json(tmp_path: Path) -> None:
-    (tmp_path / "ml").mkdir()
-    build_snapshot(tmp_path / "ml" / "snapshot.duckdb")
+    ids = cli_home(tmp_path)
     result = _cli(tmp_path, "-m", "customer.count", "-d", "segment.name", "--filter", "state:equals:CA", "--json")
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
@@ -486,15 +531,33 @@ def test_cli_answers_the_example_as_json(tmp_path: Path) -> None:
         "Frequent Cart Abandoner": 1,
         "Frequent Buyers": 3,
     }
+    assert "segment_members" in answer["sql"] and "CA" in answer["params"].values()
     table = _cli(tmp_path, "--measures", "frequency,monetary", "--dimensions", "customer.customer_id", "--limit", "1",
                  "--order", "monetary:desc")  # fmt: skip
     assert table.exit_code == 0, table.output
-    assert "c1" in table.stdout and "c2" not in table.stdout and "1 rows" in table.stdout
+    assert ids["c1"] in table.stdout and ids["c2"] not in table.stdout and "1 rows" in table.stdout
+
+
+def test_cli_reads_the_stores_memberships_not_the_snapshots(tmp_path: Path) -> None:
+    from c360.graph.insights import SegmentChange
+
+    from c360.deps import build_store
+    from c360.settings import Settings
+
+    ids = cli_home(tmp_path)
+    buyers = ("-m", "segment.members", "-f", "segment.id:equals:frequent_buyers", "--json")
+    assert json.loads(_cli(tmp_path, *buyers).stdout)["rows"] == [{"segment.members": 3}]
+    store = build_store(Settings(data_dir=tmp_path))
+    try:  # the segment follower puts c6 in: the next CLI query counts it, no snapshot in between
+        at = datetime(2026, 6, 2, tzinfo=UTC)
+        store.apply_segment_changes([SegmentChange("in|c6", "frequent_buyers", ids["c6"], "entered", at, "t", "t")])
+    finally:
+        store.close()
+    assert json.loads(_cli(tmp_path, *buyers).stdout)["rows"] == [{"segment.members": 4}]
 
 
 def test_cli_labels_segments_by_their_definitions(tmp_path: Path) -> None:
-    (tmp_path / "ml").mkdir()
-    build_snapshot(tmp_path / "ml" / "snapshot.duckdb")
+    cli_home(tmp_path)
     defs = tmp_path / "segments.yaml"
     defs.write_text(
         "segments:\n  - id: frequent_buyers\n    name: Buyers Who Come Back\n    description: x\n"
@@ -509,10 +572,21 @@ def test_cli_labels_segments_by_their_definitions(tmp_path: Path) -> None:
 def test_cli_errors(tmp_path: Path) -> None:
     missing = _cli(tmp_path, "-m", "customer.count")
     assert isinstance(missing.exception, NotFoundError) and "run `c360 ml snapshot` first" in str(missing.exception)
-    (tmp_path / "ml").mkdir()
-    build_snapshot(tmp_path / "ml" / "snapshot.duckdb")
+    other = tmp_path / "elsewhere"
+    elsewhere = _cli(tmp_path, "-m", "customer.count", "--snapshot-dir", str(other))
+    assert isinstance(elsewhere.exception, NotFoundError)
+    cli_home(tmp_path)
     bad = _cli(tmp_path, "-m", "customer.count", "--filter", "state=CA")
     assert isinstance(bad.exception, InvalidInputError) and "member:operator:value" in str(bad.exception)
+    unknown = _cli(tmp_path, "-m", "customer.cuont")
+    assert isinstance(unknown.exception, InvalidInputError) and "unknown member 'customer.cuont'" in str(
+        unknown.exception
+    )
+    # the whole snapshot folder moved elsewhere: --snapshot-dir reads it there
+    (tmp_path / "ml").rename(other)
+    moved = _cli(tmp_path, "-m", "customer.count", "--snapshot-dir", str(other), "--json")
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)["rows"] == [{"customer.count": len(CUSTOMERS)}]
 
 
 def test_parse_filter_keeps_colons_of_times() -> None:

@@ -341,9 +341,9 @@ def build_app(settings: Settings, store: GraphStore) -> FastAPI:
     """The FastAPI app over ``store``: partner events go to Kafka when it is configured, else in-process."""
     from c360.graphql.app import ApiOptions, EventSink, create_app
     from c360.graphql.auth import TokenVerifier
-    from c360.graphql.ml_service import lens_source
     from c360.graphql.ratelimit import RateLimiter
     from c360.graphql.service import ProfileService
+    from c360.ml.lens_source import lens_source
 
     pipeline = build_pipeline(settings, store)
     sink: EventSink

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from c360.graph.errors import InvalidInputError, NotFoundError
+from c360.graph.errors import InvalidInputError
 
-from .common import audited, out, print_json
+from .common import audited, out, print_json, store_of
 
 lens_app = typer.Typer(help="Semantic queries over the ML snapshot (the lens).", no_args_is_help=True)
 
@@ -59,27 +59,31 @@ def lens_query(
         Path | None,
         typer.Option(help="Segment definitions whose names label segment.name (default: the bundled segments.yaml)."),
     ] = None,
-    snapshot: Annotated[Path | None, typer.Option(help="Snapshot file (default: DATA_DIR/ml/snapshot.duckdb).")] = None,
+    snapshot_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the snapshot (its parquet/ files; default: DATA_DIR/ml)."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Seconds the query may run (default: the API's api.lens_timeout)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print rows as JSON, with the SQL and its parameters.")
     ] = False,
     show_sql: Annotated[bool, typer.Option("--sql", help="Print the SQL and its parameters too.")] = False,
 ) -> None:
-    """Answer a lens query from the snapshot, e.g. customers by segment name in California.
+    """Answer a lens query from the snapshot and the store's segments, e.g. customers by segment in California.
 
     ``c360 lens query -m customer.count -d segment.name -f state:equals:CA``
-    """
-    import duckdb
 
-    from c360.ml.lens import load_model, run_query, with_labels
-    from c360.ml.segments import load_segments
+    The same code path as the API's lens (:mod:`c360.ml.lens_source`): the snapshot's Parquet files (the
+    snapshot file is never opened, so a running ``c360 ml snapshot`` is not stopped) and the store's
+    segment memberships, within a time budget.
+    """
+    from c360.ml.lens import parse_query
+    from c360.ml.lens_source import lens_source
 
     settings = ctx.obj.settings
-    lens = load_model(model)
-    segment = lens.entities.get("segment")
-    if segment is not None and "name" in segment.dimensions:
-        # segment_members holds ids: label them with the names of the segments' own definitions.
-        lens = with_labels(lens, "segment.name", {s.id: s.name for s in load_segments(segments)})
     query: dict[str, Any] = {
         "measures": _names(measures),
         "dimensions": _names(dimensions),
@@ -89,18 +93,17 @@ def lens_query(
     }
     if as_of is not None:
         query["as_of"] = as_of.isoformat() + ("" if as_of.tzinfo else "+00:00")
-    path = snapshot or settings.data_dir / "ml" / "snapshot.duckdb"
-    if not path.is_file():
-        raise NotFoundError(f"no snapshot at {path}: run `c360 ml snapshot` first")
-    with audited(settings, "lens_query", str(path)) as note:
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error as exc:
-            raise InvalidInputError(f"cannot open the snapshot {path}: {exc}") from exc
-        try:
-            result = run_query(con, lens, query)
-        finally:
-            con.close()
+    folder = snapshot_dir or settings.data_dir / "ml"
+    budget = settings.api.lens_timeout if timeout is None else timeout
+    source = lens_source(folder, timeout=budget, model_path=model, segments_path=segments)
+    with audited(settings, "lens_query", str(folder)) as note:
+        parsed = parse_query(query)
+        source.require_snapshot()  # before the store is opened: the first thing to do is a snapshot
+        with store_of(ctx) as store:
+            try:
+                result = source.run(parsed, store)
+            finally:
+                source.close()
         note.detail = f"{len(result.rows)} rows: {', '.join(result.columns)}"
     if as_json:
         print_json({"columns": list(result.columns), "rows": result.records(), "sql": result.sql,
