@@ -34,7 +34,7 @@ from c360.ml.segments import Reason, diff_members, load_segments
 
 from .common import audited, fail, out, print_json, store_of
 from .ml_export import known_segment
-from .ml_models import AsJson, AsOf, Quiet, _as_of, _say, ml_folder, open_snapshot_db
+from .ml_models import AsJson, AsOf, Quiet, as_of_time, ml_folder, open_snapshot_db, progress_lines
 
 #: the source of a lookalike audience's segment changes
 SOURCE = "lookalike"
@@ -156,7 +156,7 @@ def ml_lookalike(
     if any(s.id == target for s in load_segments()):
         fail(f"--as-segment {target!r} is a rule segment of segments.yaml: its rule decides its members", 2)
     settings = ctx.obj.settings
-    say = _say(quiet or as_json)
+    say = progress_lines(quiet or as_json)
     with store_of(ctx) as store, audited(settings, "ml_lookalike", target, change=not dry_run) as note:
         note.detail = f"seed {seed}, top {top} by {method}"
         if not known_segment(store, seed):
@@ -165,7 +165,7 @@ def ml_lookalike(
         if not members:
             fail(f"the seed segment {seed!r} has no members in the store (run c360 ml segments backfill?)", 2)
         with open_snapshot_db(settings, write=False) as con:
-            when = _as_of(as_of, con)
+            when = as_of_time(as_of, con)
             features = compute_features(con, as_of=when)
         known = set(features.customer_ids)
         seeded = [cid for cid in members if cid in known]
@@ -282,7 +282,7 @@ def ml_clusters(
     clusters = [c for c in meta.get("clusters", []) if isinstance(c, dict)]
     silhouettes = metrics.get("silhouettes", {}) if isinstance(metrics.get("silhouettes"), dict) else {}
     with store_of(ctx) as store, audited(settings, "ml_clusters", info.tag) as note:
-        counts, complete = cluster_counts(store, budget_seconds=budget, progress=_say(quiet or as_json))
+        counts, complete = cluster_counts(store, budget_seconds=budget, progress=progress_lines(quiet or as_json))
         note.detail = f"{sum(counts.values()):,} cluster insights counted" + ("" if complete else " (budget spent)")
     of_this = {label: n for (model, label, _), n in counts.items() if model == info.tag}
     if as_json:

@@ -34,7 +34,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON."
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
 
 
-def _as_of(value: datetime | None, con: duckdb.DuckDBPyConnection) -> datetime:
+def as_of_time(value: datetime | None, con: duckdb.DuckDBPyConnection) -> datetime:
     """``--as-of`` (UTC when it names no zone), else when the snapshot last read the store."""
     if value is None:
         return snapshot_time(con)
@@ -62,7 +62,7 @@ def open_snapshot_db(settings: Settings, *, write: bool) -> Iterator[duckdb.Duck
         con.close()
 
 
-def _say(quiet: bool) -> Progress:
+def progress_lines(quiet: bool) -> Progress:
     """Progress lines on stderr, or none."""
     if quiet:
         return lambda _line: None
@@ -76,7 +76,7 @@ def ml_rfm(ctx: typer.Context, as_of: AsOf = None, as_json: AsJson = False) -> N
     settings = ctx.obj.settings
     with audited(settings, "ml_rfm", str(database_path(ml_folder(settings))), change=True) as note:
         with open_snapshot_db(settings, write=True) as con:
-            when = _as_of(as_of, con)
+            when = as_of_time(as_of, con)
             rows = compute_rfm(con, as_of=when)
             counts = dict(con.execute("SELECT rfm_segment, count(*) FROM rfm GROUP BY 1 ORDER BY 2 DESC").fetchall())
         note.detail = f"{rows} customers scored as of {when.isoformat()}"
@@ -106,7 +106,7 @@ def ml_train(
     models_dir = ml_folder(settings) / "models"
     with audited(settings, "ml_train", str(models_dir), change=True) as note:
         with open_snapshot_db(settings, write=False) as con:
-            when = _as_of(as_of, con)
+            when = as_of_time(as_of, con)
             report = train_models(
                 con,
                 models_dir,
@@ -114,7 +114,7 @@ def ml_train(
                 window_days=window_days,
                 seed=seed,
                 only=model,
-                progress=_say(quiet or as_json),
+                progress=progress_lines(quiet or as_json),
             )
         note.detail = _train_summary(report)
     if as_json:
@@ -150,7 +150,7 @@ def run_scoring(
     """Score every snapshot customer as of ``as_of`` (default: the snapshot's time) and write the insights."""
     say = progress or (lambda _line: None)
     with open_snapshot_db(settings, write=False) as con:
-        when = _as_of(as_of, con)
+        when = as_of_time(as_of, con)
         ids = [row[0] for row in con.execute("SELECT customer_id FROM customers ORDER BY 1").fetchall()]
         say(f"reading the consent of {len(ids):,} customers ...")
         channels = marketing_channels(store, ids, when)
@@ -172,7 +172,7 @@ def ml_score(
     """Score every customer with the latest models and write the insights onto their profiles."""
     settings = ctx.obj.settings
     with store_of(ctx) as store, audited(settings, "ml_score", "insights", change=not dry_run) as note:
-        report = run_scoring(settings, store, as_of, write=not dry_run, progress=_say(quiet or as_json))
+        report = run_scoring(settings, store, as_of, write=not dry_run, progress=progress_lines(quiet or as_json))
         note.detail = _score_summary(report)
     if as_json:
         print_json(report.to_json())

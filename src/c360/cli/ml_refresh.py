@@ -31,7 +31,7 @@ from c360.ml.snapshot import snapshot
 from c360.settings import Settings
 
 from .common import audited, err, out, store_of
-from .ml_models import _as_of, _say, ml_folder, open_snapshot_db, run_scoring
+from .ml_models import as_of_time, ml_folder, open_snapshot_db, progress_lines, run_scoring
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -76,7 +76,7 @@ def refresh_once(
     quiet: bool,
 ) -> RefreshRun:
     """Snapshot, RFM and segments, (training,) scoring: one run; errors end the run and are kept in it."""
-    say = _say(quiet)
+    say = progress_lines(quiet)
     run = RefreshRun(datetime.now(UTC))
 
     def stage(name: str, started: float) -> None:
@@ -90,7 +90,7 @@ def refresh_once(
         run.summary["snapshot"] = {"complete": snap.complete, "events_read": snap.events_read}
         t = time.monotonic()
         with open_snapshot_db(settings, write=True) as con:
-            when = _as_of(as_of, con)
+            when = as_of_time(as_of, con)
             backfill = backfill_into_store(store, con, defined, as_of=when, rfm=True, progress=say)
         stage("rfm_and_segments", t)
         run.summary["as_of"] = when.isoformat()
