@@ -300,3 +300,34 @@ def test_payloads_are_decoded_in_the_database_as_the_row_reader_had_them(store: 
     assert _rows(tmp_path, "SELECT amount, order_id, payment_method FROM transactions") == [
         (Decimal("-1.02"), None, "card")
     ]
+
+
+def test_a_failed_write_stops_the_run_and_the_next_run_goes_on_from_the_last_written(
+    ingested: Ingested, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes run in the snapshot's writer thread while the store is read: the error of the second write
+    # surfaces from snapshot(), what the first wrote stays, and the next run ends equal to a whole run.
+    from c360.ml import snapshot as module
+
+    store, _, _ = ingested
+    whole = snapshot(store, tmp_path / "whole")
+    monkeypatch.setattr(module, "_FLUSH", 100)
+    real, calls = module._apply_events, []
+
+    def failing(run: Any, page: Any, cursor: Any) -> None:
+        calls.append(cursor)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real(run, page, cursor)
+
+    monkeypatch.setattr(module, "_apply_events", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        snapshot(store, tmp_path / "part", page_size=50)
+    meta = dict(_rows(tmp_path / "part", "SELECT key, value FROM snapshot_meta"))
+    assert json.loads(meta["event_cursor"]) == list(calls[0])
+    monkeypatch.setattr(module, "_apply_events", real)
+    rest = snapshot(store, tmp_path / "part")
+    assert rest.complete and 0 < rest.events_read < whole.events_read
+    for table in ("customers", "orders", "line_items", "transactions", "web_events", "products"):
+        q = f"SELECT * FROM {table} ORDER BY ALL"
+        assert _rows(tmp_path / "part", q) == _rows(tmp_path / "whole", q)
