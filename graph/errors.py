@@ -29,3 +29,10 @@ class InvalidInputError(C360Error):
 
 class ConflictError(C360Error):
     """The change conflicts with the current state (e.g. deciding a review item twice)."""
+
+
+class QueryTimeout(C360Error):
+    """A query ran over its time budget and was stopped (the API: HTTP 503 with Retry-After, ``TIMEOUT``)."""
+
+    #: seconds a client is told to wait before trying again
+    retry_after: float = 5.0

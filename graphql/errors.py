@@ -15,8 +15,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, StoreUnavailableError
-from c360.ml.lens_source import QueryTimeout as QueryTimeout  # the lens's time budget (HTTP 503, Retry-After)
+from c360.graph.errors import (
+    C360Error,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    QueryTimeout,  # a query's time budget (HTTP 503, Retry-After)
+    StoreUnavailableError,
+)
 from c360.streams.config import BrokerUnavailableError
 from graphql.error import GraphQLError
 

@@ -7,7 +7,7 @@ these, never the store or DuckDB.
 **Where lens queries read.** In :mod:`c360.ml.lens_source` (:class:`~c360.ml.lens_source.LensSource`), the
 one code path ``c360 lens query`` uses too: an in-memory DuckDB with views over the snapshot's Parquet
 files (never the snapshot file, so a running ``c360 ml snapshot`` is never stopped) and the store's
-segment memberships, within a time budget (over it: :class:`~c360.ml.lens_source.QueryTimeout`, HTTP 503 /
+segment memberships, within a time budget (over it: :class:`~c360.graph.errors.QueryTimeout`, HTTP 503 /
 ``TIMEOUT``). Here a query runs in a worker thread (``service.run``). The profile's ``segments`` field
 reads the store each time.
 

@@ -45,20 +45,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError
+from c360.graph.errors import C360Error, ConflictError, InvalidInputError, NotFoundError, QueryTimeout
 from c360.graph.store import GraphStore
 
 from .lens import LensModel, LensQuery, LensResult, load_model, run_query, with_labels
 from .lens_sql import compile_query
 from .segments import load_segments
-
-
-class QueryTimeout(C360Error):
-    """A lens query ran over its time budget and was stopped (the API: HTTP 503 with Retry-After, ``TIMEOUT``)."""
-
-    #: seconds a client is told to wait before trying again
-    retry_after: float = 5.0
-
 
 #: the snapshot's tables, as Parquet files under ``DATA_DIR/ml/parquet/``
 PARQUET_FOLDER = "parquet"
