@@ -56,7 +56,7 @@ from .consent_facts import consent_facts, permitted_pairs
 from .segment_rules import CountCondition, CustomerState, SumCondition, leaves
 from .segment_store import to_segment_change, write_changes
 from .segments import MembershipChange, Reason, Segment, SegmentEngine, activity_of
-from .snapshot import _cursors, _customers_table, database_path
+from .snapshot import customers_table, database_path, read_cursors, snapshot_time
 
 __all__ = [
     "ConsentOf",
@@ -116,14 +116,6 @@ def cursor_path(folder: Path, shard: tuple[int, int] = (0, 1)) -> Path:
     """The follower's cursor file in ``folder`` (``DATA_DIR/ml``)."""
     suffix = "" if shard[1] == 1 else f"-{shard[0]}-of-{shard[1]}"
     return folder / f"segment_follower{suffix}.json"
-
-
-def snapshot_time(con: duckdb.DuckDBPyConnection) -> datetime:
-    """When the snapshot's feeds were last read (``snapshot_meta``); NotFoundError before any snapshot."""
-    rows = dict(con.execute("SELECT key, value FROM snapshot_meta WHERE key IN ('customer_at', 'event_at')").fetchall())
-    if not rows:
-        raise NotFoundError("no snapshot yet: run c360 ml snapshot first")
-    return max(datetime.fromisoformat(str(v)) for v in rows.values())
 
 
 def change_message(change: SegmentChange) -> tuple[str, bytes]:
@@ -339,7 +331,7 @@ class SegmentFollower:
             if change.customer.status != "active":
                 self._engine.forget(change.customer.id, at=now)  # nothing written: the id names the survivor now
         # the golden fields as the snapshot writes them (the engine's states came from there)
-        rows = _customers_table(active).to_pylist() if active else []
+        rows = customers_table(active).to_pylist() if active else []
         for change, golden in zip(active, rows, strict=True):
             cid = str(golden.pop("customer_id"))
             found = self._engine.update(cid, at=now, golden=golden, consent=consent.get(cid, ()))
@@ -536,7 +528,7 @@ def _change(segment: str, customer_id: str, kind: Literal["entered", "exited"], 
 def _cursors_of(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
     con.execute("USE snap")
     try:
-        return _cursors(con)
+        return read_cursors(con)
     finally:
         con.execute("USE memory")
 

@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
-from c360.graph.errors import InvalidInputError
+from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.graph.models import Customer
 from c360.graph.ports.identity import ChangedCustomer
 from c360.graph.ports.journey import ChangedEvent
@@ -173,7 +173,7 @@ def snapshot(
         # A checkpoint rewrites the tables' key indexes whole; at the default (16 MiB of WAL) every flush
         # of a large run took one. The WAL is as durable; closing the file checkpoints once.
         con.execute("SET checkpoint_threshold = '4GB'")
-        cursors = _cursors(con)
+        cursors = read_cursors(con)
         mode = "incremental" if cursors else "full"
         say(f"snapshot ({mode}) into {database_path(folder)}")
         customers_read, done = _follow_customers(store, run, cursors.get("customer_cursor"), page_size, say)
@@ -200,7 +200,8 @@ def snapshot(
 # -- cursors -----------------------------------------------------------------------------------------------
 
 
-def _cursors(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+def read_cursors(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+    """The snapshot's feed cursors by name (``<feed>_cursor`` rows of ``snapshot_meta``): (sequence, id)."""
     rows = con.execute("SELECT key, value FROM snapshot_meta WHERE key LIKE '%_cursor'").fetchall()
     out: dict[str, tuple[int, str]] = {}
     for key, value in rows:
@@ -247,7 +248,7 @@ def _apply_customers(run: _Run, page: list[ChangedCustomer], cursor: tuple[int, 
     con.execute("BEGIN")
     try:
         if active:
-            con.register("stage_customers", _customers_table(active))
+            con.register("stage_customers", customers_table(active))
             known = _count(con, "SELECT count(*) FROM stage_customers s JOIN customers t USING (customer_id)")
             con.execute("INSERT OR REPLACE INTO customers SELECT * FROM stage_customers")
             con.unregister("stage_customers")
@@ -273,7 +274,7 @@ def _apply_customers(run: _Run, page: list[ChangedCustomer], cursor: tuple[int, 
         raise
 
 
-def _customers_table(changes: list[ChangedCustomer]) -> pa.Table:
+def customers_table(changes: list[ChangedCustomer]) -> pa.Table:
     """The customers' rows (golden fields, times) as an Arrow table, built column by column."""
     customers: list[Customer] = [c.customer for c in changes]
     goldens = [c.golden for c in customers]
@@ -399,3 +400,11 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
         path = str(partial).replace("'", "''")
         con.execute(f"COPY {table} TO '{path}' (FORMAT parquet)")
         partial.replace(target)  # readers never see half a file
+
+
+def snapshot_time(con: duckdb.DuckDBPyConnection) -> datetime:
+    """When the snapshot's feeds were last read (``snapshot_meta``); NotFoundError before any snapshot."""
+    rows = dict(con.execute("SELECT key, value FROM snapshot_meta WHERE key IN ('customer_at', 'event_at')").fetchall())
+    if not rows:
+        raise NotFoundError("no snapshot yet: run c360 ml snapshot first")
+    return max(datetime.fromisoformat(str(v)) for v in rows.values())

@@ -21,8 +21,7 @@ from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.graph.store import GraphStore
 from c360.ml.artifacts import ArtifactInfo, list_artifacts
 from c360.ml.scoring import MODELS, Progress, ScoreReport, TrainReport, score_customers, train_models, write_insights
-from c360.ml.segment_follower import snapshot_time
-from c360.ml.snapshot import database_path
+from c360.ml.snapshot import database_path, snapshot_time
 from c360.settings import Settings
 
 from .common import audited, err, out, print_json, store_of

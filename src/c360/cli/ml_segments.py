@@ -22,10 +22,10 @@ import typer
 from rich.table import Table
 
 from c360.graph.errors import C360Error, InvalidInputError
-from c360.ml.segment_follower import FollowReport, SegmentFollower, parse_shard, snapshot_time
+from c360.ml.segment_follower import FollowReport, SegmentFollower, parse_shard
 from c360.ml.segment_store import PublishReport, backfill_into_store
 from c360.ml.segments import load_segments
-from c360.ml.snapshot import database_path
+from c360.ml.snapshot import database_path, snapshot_time
 
 from ..settings import Settings
 from .common import audited, err, fail, out, print_json, store_of
