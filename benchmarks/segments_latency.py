@@ -42,19 +42,6 @@ SEGMENT = "frequent_cart_abandoner"
 TOPIC = "c360.segments"
 
 
-def web(key: str, eid: str, action: str, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "web_activity",
-        "source": "webshop",
-        "occurred_at": at.isoformat(),
-        "customer_key": key,
-        "action": action,
-        "session_id": f"S-{key}",
-        "product_id": "P1",
-    }
-
-
 def prepare(work: Path, customers: int) -> dict[str, str]:
     """Ingest the shoppers, snapshot, backfill; returns key -> customer id."""
     from c360.ml.snapshot import snapshot
@@ -202,6 +189,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(work: Path, links: dict[str, str], rate: float, seconds: float, share: float, seed: int) -> dict[str, Any]:
     from kafka_server import KafkaServer
+    from payloads import web_event
 
     from c360.deps import build_store
     from c360.settings import load_settings
@@ -227,7 +215,7 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
         # warm-up: one shopper flipped end to end (the worker and follower are up when it shows)
         warm = keys[0]
         for n in range(3):
-            producer.send(web(warm, f"warm-{n}", "add_to_cart", now - timedelta(minutes=3 - n)))
+            producer.send(web_event(f"warm-{n}", warm, now - timedelta(minutes=3 - n)))
         deadline = time.monotonic() + 180
         while not store.segments_of([links[warm]]).get(links[warm]):
             if time.monotonic() > deadline:
@@ -253,7 +241,7 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
             else:
                 key = None
             if key is None:
-                producer.send(web(rng.choice(keys[1:]), f"v{n}", "product_view", at))
+                producer.send(web_event(f"v{n}", rng.choice(keys[1:]), at, action="product_view"))
             else:
                 count = open_carts[key] + 1
                 if count == 3:
@@ -262,7 +250,7 @@ def measure(work: Path, links: dict[str, str], rate: float, seconds: float, shar
                     flip_event[links[key]] = f"webshop|c{n}"
                 else:
                     open_carts[key] = count
-                producer.send(web(key, f"c{n}", "add_to_cart", at))
+                producer.send(web_event(f"c{n}", key, at))
             _poll(store, sent_at, seen, flip_event, stored)
             ahead = started + (n + 1) / rate - time.perf_counter()
             while ahead > 0:

@@ -25,29 +25,15 @@ from c360.streams.config import EVENT_TYPES, StreamsConfig
 from c360.streams.events import JOURNEY_TYPES, ConsentActor, ConsentChange, json_schemas
 from c360.streams.pipeline import Pipeline
 from fastapi.testclient import TestClient
+from payloads import NOTICE, consent_event
 from test_cli import c360
 from test_pipeline import profile
 
-NOTICE = {"id": "privacy", "version": "3", "language": "en-GB", "text_sha256": "ab" * 32}
 LATER = datetime(2026, 6, 1, tzinfo=UTC)  # after every capture below
 
 
 def consent(eid: str, key: str, status: str, day: int, *, source: str = "crm", **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "consent_change",
-        "source": source,
-        "occurred_at": f"2026-05-{day:02d}T09:30:00+02:00",
-        "customer_key": key,
-        "purpose": "marketing",
-        "channel": "email",
-        "status": status,
-        "actor": {"kind": "customer", "id": "self"},
-        "method": "web_form",
-        "notice": NOTICE,
-        "jurisdiction": "DE",
-        **fields,
-    }
+    return consent_event(eid, key, f"2026-05-{day:02d}T09:30:00+02:00", status, source=source, **fields)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from c360.graph.insights import SegmentChange
 from c360.graph.store import GraphStore
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
-from payloads import profile_event
+from payloads import order_event, profile_event
 from test_cli import c360
 
 SEED = "vip"
@@ -31,18 +31,7 @@ SEEDED = BIG[:6]  # the other four big spenders are the lookalikes to find
 
 
 def order(key: str, n: int, at: str, total: int) -> dict[str, Any]:
-    return {
-        "event_id": f"{key}-o{n}",
-        "type": "order",
-        "source": "crm",
-        "occurred_at": at,
-        "customer_key": key,
-        "order_id": f"O-{key}-{n}",
-        "status": "delivered",
-        "currency": "EUR",
-        "total": f"{total}.00",
-        "line_items": [{"line_id": "1", "product_id": f"P{n % 3}", "quantity": 1, "unit_price": f"{total}.00"}],
-    }
+    return order_event(f"{key}-o{n}", key, at, order_id=f"O-{key}-{n}", total=f"{total}.00", product_id=f"P{n % 3}")
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.errors import InvalidInputError
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
-from payloads import profile_event
+from payloads import order_event, profile_event
 from test_cli import c360
 
 from c360.cli.ml_refresh import parse_duration
@@ -25,18 +25,8 @@ BIG = KEYS[:4]  # 1,200 in the year: High Spending Customers
 
 
 def order(key: str, n: int, total: int) -> dict[str, Any]:
-    return {
-        "event_id": f"{key}-o{n}",
-        "type": "order",
-        "source": "crm",
-        "occurred_at": f"2026-10-{10 + n:02d}T10:00:00Z",
-        "customer_key": key,
-        "order_id": f"O-{key}-{n}",
-        "status": "delivered",
-        "currency": "EUR",
-        "total": f"{total}.00",
-        "line_items": [{"line_id": "1", "product_id": f"P{n}", "quantity": 1, "unit_price": f"{total}.00"}],
-    }
+    at = f"2026-10-{10 + n:02d}T10:00:00Z"
+    return order_event(f"{key}-o{n}", key, at, order_id=f"O-{key}-{n}", total=f"{total}.00", product_id=f"P{n}")
 
 
 def fill(home: Path, keys: list[str]) -> None:

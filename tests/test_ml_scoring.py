@@ -106,24 +106,20 @@ def test_scoring_without_models_says_what_is_missing(tmp_path: Path, trained: tu
 
 
 def test_insights_are_written_to_the_profiles_of_the_store(store: GraphStore, tmp_path: Path) -> None:
-    from payloads import profile_event
+    from payloads import order_event, profile_event
 
     pipeline = Pipeline(store, Linker(store))
     keys = [("crm", f"K{i:02d}") for i in range(6)]
     events = [profile_event(f"p{i}", s, k, i, first_name=f"F{i}", last_name=f"L{i}") for i, (s, k) in enumerate(keys)]
     orders = [
-        {
-            "event_id": f"o{i}-{n}",
-            "type": "order",
-            "source": s,
-            "occurred_at": f"2026-05-{10 + n:02d}T10:00:00Z",
-            "customer_key": k,
-            "order_id": f"O{i}-{n}",
-            "status": "delivered",
-            "currency": "EUR",
-            "total": f"{20 * (i + 1)}.00",
-            "line_items": [{"line_id": "1", "product_id": "P1", "quantity": 1, "unit_price": f"{20 * (i + 1)}.00"}],
-        }
+        order_event(
+            f"o{i}-{n}",
+            k,
+            f"2026-05-{10 + n:02d}T10:00:00Z",
+            source=s,
+            order_id=f"O{i}-{n}",
+            total=f"{20 * (i + 1)}.00",
+        )
         for i, (s, k) in enumerate(keys)
         for n in range(i % 3 + 1)
     ]

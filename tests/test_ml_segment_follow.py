@@ -28,7 +28,7 @@ from c360.ml.segments import MembershipChange, Reason, Segment, backfill, load_s
 from c360.ml.snapshot import database_path, snapshot
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
-from payloads import profile_event
+from payloads import consent_event, order_event, profile_event, web_event
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 ABANDONER = "frequent_cart_abandoner"
@@ -39,52 +39,18 @@ EMAIL_OK = Segment(
     parse_rule({"consent": {"purpose": "marketing", "channel": "email"}}, rule_id="email_ok"),
 )
 SEGMENTS = (*(s for s in load_segments() if s.id == ABANDONER), EMAIL_OK)
-NOTICE = {"id": "privacy", "version": "3", "language": "en-GB", "text_sha256": "ab" * 32}
 
 
 def cart(key: str, n: int, at: datetime, action: str = "add_to_cart") -> dict[str, Any]:
-    return {
-        "event_id": f"{key}-{action}-{n}",
-        "type": "web_activity",
-        "source": "webshop",
-        "occurred_at": at.isoformat(),
-        "customer_key": key,
-        "action": action,
-        "session_id": f"S-{key}",
-        "product_id": "P1",
-    }
+    return web_event(f"{key}-{action}-{n}", key, at, action=action)
 
 
 def order(key: str, n: int, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": f"{key}-order-{n}",
-        "type": "order",
-        "source": "webshop",
-        "occurred_at": at.isoformat(),
-        "customer_key": key,
-        "order_id": f"O-{key}-{n}",
-        "currency": "EUR",
-        "total": "20.00",
-        "line_items": [{"line_id": "1", "product_id": "P1", "quantity": 1, "unit_price": "20.00"}],
-    }
+    return order_event(f"{key}-order-{n}", key, at, order_id=f"O-{key}-{n}", source="webshop", status=None)
 
 
 def consent(key: str, n: int, status: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": f"{key}-consent-{n}",
-        "type": "consent_change",
-        "source": "webshop",
-        "occurred_at": at.isoformat(),
-        "customer_key": key,
-        "purpose": "marketing",
-        "channel": "email",
-        "status": status,
-        "actor": {"kind": "customer", "id": "self"},
-        "method": "web_form",
-        "notice": NOTICE,
-        "jurisdiction": "DE",
-        **fields,
-    }
+    return consent_event(f"{key}-consent-{n}", key, at, status, source="webshop", **fields)
 
 
 @dataclass

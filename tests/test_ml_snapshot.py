@@ -17,7 +17,7 @@ from c360.graph.store import GraphStore
 from c360.ml.snapshot import SnapshotReport, database_path, snapshot
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
-from payloads import profile_event
+from payloads import order_event, profile_event, web_event
 
 UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 KEYS = [("crm" if i % 2 else "webshop", f"K{i:03d}") for i in range(24)]
@@ -36,16 +36,8 @@ def _retail() -> RetailSet:
 
 
 def _click(eid: str, source: str, key: str, minute: int) -> dict[str, Any]:
-    return {
-        "event_id": eid,
-        "type": "web_activity",
-        "source": source,
-        "occurred_at": f"2026-06-01T12:{minute:02d}:00Z",
-        "customer_key": key,
-        "action": "add_to_cart",
-        "session_id": f"S-{eid}",
-        "product_id": "P-x",
-    }
+    at = f"2026-06-01T12:{minute:02d}:00Z"
+    return web_event(eid, key, at, source=source, session_id=f"S-{eid}", product_id="P-x")
 
 
 def _rows(folder: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -262,18 +254,8 @@ def test_payloads_are_decoded_in_the_database_as_the_row_reader_had_them(store: 
     source, key = KEYS[1]
 
     def order(eid: str, minute: int, status: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "event_id": eid,
-            "type": "order",
-            "source": source,
-            "occurred_at": f"2026-06-01T12:{minute:02d}:00Z",
-            "customer_key": key,
-            "order_id": "O-1",
-            "status": status,
-            "currency": "EUR",
-            "total": "10.005",
-            "line_items": lines,
-        }
+        at = f"2026-06-01T12:{minute:02d}:00Z"
+        return order_event(eid, key, at, source=source, order_id="O-1", status=status, total="10.005", line_items=lines)
 
     events = [
         order("o2", 5, "shipped", [{"line_id": "L1", "product_id": "P-1", "quantity": 2, "unit_price": "3.335"}]),
