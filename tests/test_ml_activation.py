@@ -21,7 +21,7 @@ from c360.graph.embedded import EmbeddedConfig, EmbeddedStore
 from c360.graph.errors import ConflictError, InvalidInputError
 from c360.graph.insights import SegmentChange
 from c360.graph.store import GraphStore
-from c360.ml.activation import ExportIncompleteError, export_segment, manifest_path
+from c360.ml.activation import ExportIncompleteError, ExportManifest, export_segment, manifest_path
 from c360.ml.webhook import DeliveryError, WebhookSender, retry_after, signature
 from c360.resolution.linker import Linker
 from c360.streams.pipeline import Pipeline
@@ -64,6 +64,15 @@ def audience(store: GraphStore) -> dict[str, str]:
     return ids
 
 
+def email_export(
+    store: GraphStore, fmt: str, destination: Any, *, at: datetime = LATER, **options: Any
+) -> ExportManifest:
+    """``export_segment`` of ``SEGMENT`` for marketing by e-mail as at ``at``, with ``options``."""
+    return export_segment(
+        store, SEGMENT, purpose="marketing", channel="email", fmt=fmt, destination=destination, at=at, **options
+    )
+
+
 def granted(ids: dict[str, str]) -> list[str]:
     return sorted(ids[k] for k in ("1", "8", "9"))
 
@@ -104,14 +113,10 @@ def test_a_csv_export_holds_exactly_the_consented_members_and_its_manifest_says_
     folder = exports(tmp_path)
     path = folder / "audience.csv"
     lines: list[str] = []
-    manifest = export_segment(
+    manifest = email_export(
         store,
-        SEGMENT,
-        purpose="marketing",
-        channel="email",
-        fmt="csv",
-        destination=path,
-        at=LATER,
+        "csv",
+        path,
         fields=["first_name"],
         page_size=4,  # three pages of members
         progress=lines.append,
@@ -137,15 +142,7 @@ def test_a_csv_export_holds_exactly_the_consented_members_and_its_manifest_says_
     assert "marketing by email" in doc["consent_rule"] and "withdrawal beats" in doc["consent_rule"]
     assert sorted(os.listdir(folder)) == ["audience.csv", "audience.csv.manifest.json"]
     # At an earlier instant, customer 2 had not withdrawn yet and 4's grant still held.
-    early = export_segment(
-        store,
-        SEGMENT,
-        purpose="marketing",
-        channel="email",
-        fmt="csv",
-        destination=tmp_path / "early.csv",
-        at=datetime(2026, 5, 5, tzinfo=UTC),
-    )
+    early = email_export(store, "csv", tmp_path / "early.csv", at=datetime(2026, 5, 5, tzinfo=UTC))
     assert set(early.receipts) == {ids["1"], ids["2"], ids["4"]}  # 8 and 9 granted on the 6th and 7th
 
 
@@ -174,14 +171,10 @@ def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(store: GraphStore,
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        export_segment(
+        email_export(
             store,
-            SEGMENT,
-            purpose="marketing",
-            channel="email",
-            fmt="csv",
-            destination=path,
-            at=LATER,
+            "csv",
+            path,
             page_size=4,
             overwrite=True,
             progress=break_on_second_page,
@@ -189,14 +182,10 @@ def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(store: GraphStore,
     assert os.listdir(folder) == ["audience.csv"]  # no temporary file, no manifest
     assert path.read_text() == "the previous export\n"
     with pytest.raises(ExportIncompleteError, match=r"time budget was spent after [01] members") as caught:
-        export_segment(
+        email_export(
             store,
-            SEGMENT,
-            purpose="marketing",
-            channel="email",
-            fmt="parquet",
-            destination=folder / "slow.parquet",
-            at=LATER,
+            "parquet",
+            folder / "slow.parquet",
             page_size=1,
             budget_seconds=1e-6,  # spent by the time the first or second page is asked for
         )
@@ -237,14 +226,10 @@ def test_a_webhook_export_is_signed_batched_and_verified_by_the_receiver(
     embedded: GraphStore, receiver: WebhookServer
 ) -> None:
     ids = audience(embedded)
-    manifest = export_segment(
+    manifest = email_export(
         embedded,
-        SEGMENT,
-        purpose="marketing",
-        channel="email",
-        fmt="webhook",
-        destination=receiver.url + "?token=abc",
-        at=LATER,
+        "webhook",
+        receiver.url + "?token=abc",
         secret=SECRET,
         batch_size=2,
     )
@@ -269,14 +254,10 @@ def test_a_receiver_with_another_secret_refuses_and_nothing_is_retried(
 ) -> None:
     audience(embedded)
     with pytest.raises(ExportIncompleteError, match="answered 401") as caught:
-        export_segment(
+        email_export(
             embedded,
-            SEGMENT,
-            purpose="marketing",
-            channel="email",
-            fmt="webhook",
-            destination=receiver.url,
-            at=LATER,
+            "webhook",
+            receiver.url,
             secret=b"another-secret-of-16",
         )
     assert [r.verified for r in receiver.requests] == [False]  # a 4xx is not retried
@@ -296,14 +277,10 @@ def test_503_and_429_with_retry_after_are_retried_with_one_idempotency_key(
     receiver.script.fail = [(503, None), (429, "2")]
     receiver.script.lose_answers = 1  # the batch arrives, its answer is lost: sent again, counted once
     waits: list[float] = []
-    manifest = export_segment(
+    manifest = email_export(
         embedded,
-        SEGMENT,
-        purpose="marketing",
-        channel="email",
-        fmt="webhook",
-        destination=receiver.url,
-        at=LATER,
+        "webhook",
+        receiver.url,
         sender=recorded_sender(receiver.url, waits),
         batch_size=10,
     )
@@ -321,14 +298,10 @@ def test_an_export_gives_up_after_its_budget_and_says_what_was_delivered(
     ids = audience(embedded)
     receiver.script.fail_after = 1  # one batch accepted, then 503 for ever
     with pytest.raises(ExportIncompleteError, match="not accepted within the time budget") as caught:
-        export_segment(
+        email_export(
             embedded,
-            SEGMENT,
-            purpose="marketing",
-            channel="email",
-            fmt="webhook",
-            destination=receiver.url,
-            at=LATER,
+            "webhook",
+            receiver.url,
             sender=WebhookSender(receiver.url, SECRET, budget_seconds=0.5, base_delay=0.02),
             batch_size=1,
         )
