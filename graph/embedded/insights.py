@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
 from ..codecs import parse_event_time
 from ..insights import Insight, Membership, SegmentChange, anchor_records, insight_from_row, insight_row
@@ -66,15 +68,15 @@ class EmbeddedInsights(EmbeddedBase):
 
     def _insights_of(self, customer_ids: list[str]) -> dict[str, list[Insight]]:
         out: dict[str, list[Insight]] = defaultdict(list)
-        for chunk in chunks(customer_ids):
-            rows = self._all(
-                "SELECT customer_id, name, model, computed_at, score, label, detail FROM insights "
-                f"WHERE customer_id IN ({marks(len(chunk))}) ORDER BY customer_id, name",
-                chunk,
-            )
-            for cid, name, model, at, score, label, detail in rows:
-                out[cid].append(insight_from_row(cid, name, model, parse_event_time(at), score, label, detail))
+        select = "SELECT customer_id, name, model, computed_at, score, label, detail FROM insights"
+        for cid, name, model, at, score, label, detail in self._of_customers(select, "customer_id, name", customer_ids):
+            out[cid].append(insight_from_row(cid, name, model, parse_event_time(at), score, label, detail))
         return dict(out)
+
+    def _of_customers(self, select: str, order_by: str, customer_ids: list[str]) -> Iterator[Any]:
+        """The rows of ``select`` for ``customer_ids``, ordered by ``order_by`` in each chunk of ids."""
+        for chunk in chunks(customer_ids):
+            yield from self._all(f"{select} WHERE customer_id IN ({marks(len(chunk))}) ORDER BY {order_by}", chunk)
 
     def _apply_segment_changes(self, changes: list[SegmentChange]) -> list[SegmentChange]:
         # BEGIN IMMEDIATE (or the open exclusive() transaction): reads, plan and writes under the write lock.
@@ -123,14 +125,9 @@ class EmbeddedInsights(EmbeddedBase):
 
     def _segments_of(self, customer_ids: list[str]) -> dict[str, list[Membership]]:
         out: dict[str, list[Membership]] = defaultdict(list)
-        for chunk in chunks(customer_ids):
-            rows = self._all(
-                "SELECT segment_id, customer_id, since, reason FROM segment_members "
-                f"WHERE customer_id IN ({marks(len(chunk))}) ORDER BY customer_id, segment_id",
-                chunk,
-            )
-            for row in rows:
-                out[row[1]].append(_membership(*row))
+        select = "SELECT segment_id, customer_id, since, reason FROM segment_members"
+        for row in self._of_customers(select, "customer_id, segment_id", customer_ids):
+            out[row[1]].append(_membership(*row))
         return dict(out)
 
     def _segment_members(self, segment_id: str, limit: int, after: str | None) -> list[Membership]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import final
+from typing import TypeVar, final
 
 from ..errors import InvalidInputError
 from ..insights import Insight, Membership, SegmentChange, check_change, check_insight, check_name, timeline_event
@@ -26,6 +26,7 @@ MAX_WRITE = 100_000
 MAX_READ = 10_000
 
 Key = tuple[str, str]  # (segment id, active customer id)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +115,7 @@ class InsightsPort(IdentityPort):
 
         Keyed by the id as requested; an insight's ``customer_id`` is the active customer it is kept on.
         """
-        targets = self._targets("insights_of", customer_ids)
-        if not targets:
-            return {}
-        found = self._call("insights_of", lambda: self._insights_of(sorted(set(targets.values()))))
-        return {rid: sorted(found.get(cid, []), key=lambda i: i.name) for rid, cid in targets.items()}
+        return self._per_id("insights_of", customer_ids, self._insights_of, lambda i: i.name)
 
     @final
     def apply_segment_changes(self, changes: Collection[SegmentChange]) -> list[SegmentChange]:
@@ -141,11 +138,7 @@ class InsightsPort(IdentityPort):
 
         Keyed by the id as requested; unknown ids absent.
         """
-        targets = self._targets("segments_of", customer_ids)
-        if not targets:
-            return {}
-        found = self._call("segments_of", lambda: self._segments_of(sorted(set(targets.values()))))
-        return {rid: sorted(found.get(cid, []), key=lambda m: m.segment_id) for rid, cid in targets.items()}
+        return self._per_id("segments_of", customer_ids, self._segments_of, lambda m: m.segment_id)
 
     @final
     def segment_members(
@@ -170,14 +163,25 @@ class InsightsPort(IdentityPort):
         """How many active customers each segment holds (segments without members are absent)."""
         return self._call("segment_counts", lambda: self._segment_counts())
 
-    def _targets(self, what: str, customer_ids: Collection[str]) -> dict[str, str]:
+    def _per_id(
+        self,
+        what: str,
+        customer_ids: Collection[str],
+        read: Callable[[list[str]], dict[str, list[T]]],
+        key: Callable[[T], str],
+    ) -> dict[str, list[T]]:
+        """``read`` of the active survivors of ``customer_ids``, keyed by the id as requested, sorted by ``key``."""
         ids = _ids(what, customer_ids)
         if len(ids) > MAX_READ:
             raise InvalidInputError(f"{what} takes at most {MAX_READ} ids, not {len(ids)}")
         if not ids:
             return {}
-        found = self._call(what, lambda: self._resolve_many(ids))
-        return {rid: found[rid] for rid in ids if rid in found}
+        active = self._call(what, lambda: self._resolve_many(ids))
+        targets = {rid: active[rid] for rid in ids if rid in active}
+        if not targets:
+            return {}
+        found = self._call(what, lambda: read(sorted(set(targets.values()))))
+        return {rid: sorted(found.get(cid, []), key=key) for rid, cid in targets.items()}
 
     # -- hooks -----------------------------------------------------------------------------------------
 
