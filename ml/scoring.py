@@ -9,8 +9,10 @@ same with its period, so the holdout is the most recent period the snapshot know
 :class:`~c360.graph.insights.Insight` values, one per (customer, name), each naming the model version it
 came from: ``churn`` (probability, with the model's threshold), ``clv`` (predicted spend next period),
 ``rfm`` (the RFM segment and scores, from the snapshot's ``rfm`` table), ``cluster`` (the cluster's
-words), ``next_products`` (basket rules) and ``next_channel`` (the consented channel the customer
-engages with most). A model never trained is skipped and said so in the report, not guessed.
+words), ``next_products`` (basket rules), ``next_channel`` (the consented channel the customer
+engages with most) and ``transaction_anomaly`` (the highest anomaly score of the customer's transactions
+in the 30 days before ``as_of``, "review" at or above the model's threshold, the top three in detail).
+A model never trained is skipped and said so in the report, not guessed.
 :func:`write_insights` writes them to the store in batches.
 """
 
@@ -30,6 +32,8 @@ from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.graph.insights import Insight
 from c360.graph.models import aware
 from c360.graph.store import GraphStore
+from c360.ml.anomaly import ARTIFACT as ANOMALY
+from c360.ml.anomaly import score_transactions, transaction_features, validate_anomaly
 from c360.ml.artifacts import ArtifactInfo, load_artifact, save_artifact
 from c360.ml.churn import score_churn, train_churn
 from c360.ml.clusters import Clustering, assign_clusters, fit_clusters
@@ -40,7 +44,9 @@ from c360.ml.nba import Rule, best_channels, mine_rules, recommend_products
 Progress = Callable[[str], None]
 
 #: The models :func:`train_models` fits, in order, and the artifact name of each.
-MODELS: tuple[str, ...] = ("churn", "clv", "clusters", "basket_rules")
+MODELS: tuple[str, ...] = ("churn", "clv", "clusters", "basket_rules", ANOMALY)
+#: The days before ``as_of`` whose transactions make a customer's ``transaction_anomaly``.
+ANOMALY_DAYS = 30
 #: Insights written per store call.
 WRITE_BATCH = 5_000
 
@@ -108,6 +114,8 @@ def train_models(
                 features = features or compute_features(con, as_of=as_of)
                 clustering = fit_clusters(features, seed=seed)
                 info = _save_clusters(models_dir, clustering, as_of)
+            elif name == ANOMALY:  # validated on the chargeback proxy labels when there are any
+                info = validate_anomaly(con, as_of=as_of, seed=seed, models_dir=models_dir).artifact
             else:
                 rules = mine_rules(con)
                 if not rules:
@@ -279,6 +287,8 @@ def score_customers(
                 for cid, recs in recommended.items()
             ],
         )
+    if (anomaly := _latest(models_dir, ANOMALY, scored)) is not None:
+        scored.add(ANOMALY, anomaly[1].tag, _anomaly_insights(con, *anomaly, as_of=as_of))
     known = set(features.customer_ids)
     channels = best_channels(con, {c: ch for c, ch in consented_channels.items() if c in known}, as_of=as_of)
     tag = f"channel@{as_of.date().isoformat()}"
@@ -312,6 +322,34 @@ def _rows(features: FeatureMatrix, ids: list[str]) -> FeatureMatrix:
     return FeatureMatrix(
         as_of=features.as_of, customer_ids=tuple(ids), names=features.names, values=features.values[index]
     )
+
+
+def _anomaly_insights(
+    con: duckdb.DuckDBPyConnection, pipeline: Any, info: ArtifactInfo, *, as_of: datetime
+) -> list[Insight]:
+    threshold = float(info.metadata["threshold"])
+    recent = score_transactions(
+        pipeline, transaction_features(con, as_of=as_of), since=as_of - timedelta(days=ANOMALY_DAYS)
+    )
+    return [
+        Insight(
+            cid,
+            ANOMALY,
+            info.tag,
+            as_of,
+            score=flagged[0].score,
+            label="review" if flagged[0].score >= threshold else "normal",
+            detail={
+                "threshold": threshold,
+                "days": ANOMALY_DAYS,
+                "top": [
+                    {"transaction": f"{f.key[0]}|{f.key[1]}", "score": f.score, "stands_out": list(f.stand_out)}
+                    for f in flagged[:3]
+                ],
+            },
+        )
+        for cid, flagged in recent.items()
+    ]
 
 
 def _rules(model: Any) -> tuple[Rule, ...]:

@@ -3,6 +3,11 @@
 Each customer belongs to a persona: how often they order, how much they spend, how much they browse,
 and whether they fade (their order rate falls to zero at a random stop day). Baskets hold a planted
 association: a basket with ``antecedent`` gets ``consequent`` with probability ``rule_strength``.
+
+Opt-in (``Shape.anomalies > 0``): that many customers get one planted anomalous episode each, in turn
+card testing (5-9 small declined payments within half an hour), an amount 20x their usual, or a payment
+with a new method that is later charged back. Their own random stream plants them after everything else,
+so a shape's other rows are the same with or without them; ``Truth.anomalous`` names the planted rows.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Shape:
     rule_strength: float = 0.8
     seed: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    anomalies: int = 0  # customers with a planted anomalous episode (0: none, the shape unchanged)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Truth:
 
     persona: dict[str, str]
     stop_day: dict[str, float]  # inf: never stops
+    anomalous: frozenset[tuple[str, str]] = frozenset()  # (source, transaction_id) of planted anomalies
 
 
 def build(path: Path, shape: Shape) -> Truth:
@@ -169,6 +176,7 @@ def build(path: Path, shape: Shape) -> Truth:
                     )
                 )
                 n_event += 1
+    anomalous = _plant_anomalies(txs, shape) if shape.anomalies else frozenset()
     con = duckdb.connect(str(path))
     con.execute(SCHEMA)
     _insert(
@@ -240,7 +248,42 @@ def build(path: Path, shape: Shape) -> Truth:
     _insert(con, "products", prods, ["product_id", "name", "brand_id", "category", "price"])
     con.execute("INSERT INTO snapshot_meta VALUES ('generator', 'tests.ml_snapshots')")
     con.close()
-    return Truth(persona=persona_of, stop_day=stop_of)
+    return Truth(persona=persona_of, stop_day=stop_of, anomalous=anomalous)
+
+
+def _plant_anomalies(txs: list[tuple[object, ...]], shape: Shape) -> frozenset[tuple[str, str]]:
+    """Append the planted episodes to ``txs`` (see the module docstring); the keys of the planted rows."""
+    rng = np.random.default_rng(shape.seed + 1_000_003)  # apart from the shape's own stream
+    payments: dict[str, list[tuple[datetime, float]]] = {}
+    for t in txs:
+        if t[5] == "payment":
+            payments.setdefault(str(t[2]), []).append((t[4], float(t[6])))  # type: ignore[arg-type]
+    eligible = sorted(c for c, p in payments.items() if len(p) >= 4)
+    chosen = rng.choice(len(eligible), size=min(shape.anomalies, len(eligible)), replace=False)
+    planted: list[tuple[str, str]] = []
+
+    def add(cid: str, when: datetime, kind: str, amount: float, method: str, status: str, order: str | None) -> None:
+        tid = f"T{len(txs):06d}"
+        txs.append((tid, "shop", cid, order, when, kind, round(amount, 2), "EUR", method, status))
+        planted.append(("shop", tid))
+
+    for n, pick in enumerate(sorted(int(i) for i in chosen)):
+        cid = eligible[pick]
+        history = sorted(payments[cid])
+        at, _ = history[int(rng.integers(3, len(history)))]
+        at = min(at + timedelta(hours=float(rng.uniform(1, 48))), START + timedelta(days=shape.days - 1))
+        usual = float(np.median([a for _, a in history]))
+        if n % 3 == 0:  # card testing: a burst of small declined payments
+            for k in range(int(rng.integers(5, 10))):
+                add(cid, at + timedelta(minutes=3 * k + float(rng.uniform(0, 2))), "payment",
+                    float(rng.uniform(0.5, 3)), "card", "declined", None)  # fmt: skip
+        elif n % 3 == 1:  # an amount twenty times the customer's usual
+            add(cid, at, "payment", 20 * usual, "card", "settled", f"XA{n:05d}")
+        else:  # a new payment method, charged back weeks later
+            order = f"XC{n:05d}"
+            add(cid, at, "payment", usual * float(rng.uniform(1.5, 3)), "wallet", "settled", order)
+            add(cid, at + timedelta(days=float(rng.uniform(10, 30))), "chargeback", usual, "wallet", "settled", order)
+    return frozenset(planted)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[object, ...]], names: list[str]) -> None:

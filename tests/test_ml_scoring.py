@@ -101,7 +101,7 @@ def test_scoring_without_models_says_what_is_missing(tmp_path: Path, trained: tu
     _, path, _ = trained
     with duckdb.connect(str(path), read_only=True) as con:
         insights, report = score_customers(con, tmp_path / "none", as_of=AS_OF, consented_channels={})
-    assert set(report.missing) == {"churn", "clv", "clusters", "basket_rules"}
+    assert set(report.missing) == {"churn", "clv", "clusters", "basket_rules", "transaction_anomaly"}
     assert {i.name for i in insights} == {"rfm"}
 
 
