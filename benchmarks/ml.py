@@ -15,10 +15,12 @@ Each run is a child process (its peak RSS is its own) on a copy of that store:
 - RFM (``ml.rfm.compute_rfm``), segment backfill (``ml.segments.backfill`` over ``ml/segments.yaml``),
   features (``ml.features.compute_features``);
 - training: churn (5-fold cross-validation and a time holdout), lifetime value, k-means clusters,
-  lookalikes of the RFM champions, association rules;
-- scoring every customer: churn, lifetime value, next products, next channel; then ``ml.scoring``:
-  every customer's insights from the saved artifacts (``score all``: churn, lifetime value, RFM, next
-  channel; clusters and basket rules are not saved here) and their write-back to the profiles.
+  lookalikes of the RFM champions, association rules, the transaction anomaly forest (``ml.anomaly``:
+  per-transaction features, 5-fold cross-validation and a time holdout on the chargeback proxy);
+- scoring every customer: churn, lifetime value, next products, next channel, transaction anomaly (the
+  last 30 days); then ``ml.scoring``: every customer's insights from the saved artifacts (``score all``:
+  churn, lifetime value, RFM, next channel, transaction anomaly; clusters and basket rules are not saved
+  here) and their write-back to the profiles.
 
 Consent is synthetic (the generator makes none): 70% of customers consent to marketing by e-mail, 40%
 by SMS. Times are medians over ``--repeat`` runs. The real-time segment latency (event to membership
@@ -55,10 +57,12 @@ STEPS = (
     "clusters",
     "lookalikes",
     "basket rules",
+    "anomaly training",
     "score churn",
     "score clv",
     "score products",
     "score channel",
+    "score anomaly",
     "score all",
     "write-back",
 )
@@ -201,6 +205,7 @@ def measure(store_folder: Path, work: Path) -> dict[str, Any]:
     """One run on the store in ``store_folder`` (a copy), the snapshot under ``work``; seconds per step."""
     import duckdb
     from c360.graph.store import open_store
+    from c360.ml.anomaly import score_transactions, transaction_features, validate_anomaly
     from c360.ml.churn import score_churn, train_churn
     from c360.ml.clusters import fit_clusters
     from c360.ml.clv import score_clv, train_clv
@@ -254,10 +259,18 @@ def measure(store_folder: Path, work: Path) -> dict[str, Any]:
         facts["lookalike_lift"] = None if audience.lift is None else round(audience.lift.lift, 2)
         rules = timed("basket rules", mine_rules, con)
         facts["rules"] = len(rules)
+        anomaly = timed("anomaly training", validate_anomaly, con, as_of=AS_OF, models_dir=models)
+        facts["anomaly_transactions"] = anomaly.artifact.metadata["training_transactions"] if anomaly.artifact else 0
+        facts["anomaly_auc_holdout"] = None if anomaly.holdout is None else round(anomaly.holdout.auc, 3)
         timed("score churn", score_churn, churn.pipeline, features)
         timed("score clv", score_clv, clv.pipeline, features)
         timed("score products", recommend_products, con, rules)
         timed("score channel", best_channels, con, channels, as_of=AS_OF)
+        recent = AS_OF - timedelta(days=30)
+        timed(
+            "score anomaly",
+            lambda: score_transactions(anomaly.pipeline, transaction_features(con, as_of=AS_OF), since=recent),
+        )
         # ml.scoring: every customer's insights from the saved artifacts (churn, clv; rfm, channel), then
         # written to the profiles
         insights, _ = timed("score all", score_customers, con, models, as_of=AS_OF, consented_channels=channels)
@@ -327,7 +340,7 @@ def main() -> None:
 
 
 #: steps also inside "score all" (left out of the total)
-_INSIDE_SCORE_ALL = ("score churn", "score clv", "score channel")
+_INSIDE_SCORE_ALL = ("score churn", "score clv", "score channel", "score anomaly")
 
 
 def _report(runs: list[dict[str, Any]]) -> None:
@@ -338,7 +351,7 @@ def _report(runs: list[dict[str, Any]]) -> None:
         median = statistics.median(values)
         total += 0.0 if step in _INSIDE_SCORE_ALL else median
         print(f"{step:20} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f}")
-    print(f"{'total':20} {total:>9.2f}  (score churn, clv and channel counted once, in score all)")
+    print(f"{'total':20} {total:>9.2f}  (score churn, clv, channel and anomaly counted once, in score all)")
     peak = statistics.median(r["peak_rss_mb"] for r in runs)
     print(f"peak RSS {peak:,.0f} MB (median of {len(runs)} runs)")
     print(f"first run: {json.dumps(runs[0]['facts'])}")

@@ -286,7 +286,12 @@ def validate_anomaly(
         else:
             cross = _cross_validate(features, y, graded, folds, contamination, seed)
             cutoff = holdout_cutoff or features.occurred_at[int(0.8 * (n - 1))]
-            holdout = _holdout(features, y, graded, cutoff, contamination, seed)
+            try:
+                holdout = _holdout(features, y, graded, cutoff, contamination, seed)
+            except InvalidInputError as error:
+                if holdout_cutoff is not None:  # a cutoff the caller chose must work
+                    raise
+                reason = f"no time holdout: {error}"
     artifact = None
     if models_dir is not None:
         artifact = save_artifact(
