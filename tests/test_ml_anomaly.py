@@ -19,6 +19,7 @@ from c360.graph.errors import InvalidInputError
 from c360.graph.insights import Insight
 from c360.ml.anomaly import (
     FEATURES,
+    anomaly_scores,
     chargeback_labels,
     transaction_features,
     validate_anomaly,
@@ -64,6 +65,24 @@ def test_planted_anomalies_rank_high_in_folds_and_holdout(
     assert info.metadata["labels"] == "given labels" and info.metadata["threshold"] == model.threshold
     assert info.metadata["features"] == list(FEATURES)
     assert hasattr(saved, "score_samples")
+    # Each kind of episode ranks high on its own (the forest never saw a label, so in-sample is fair):
+    # the mean percentile of its rows among all transactions, 0.5 being chance.
+    with duckdb.connect(str(path), read_only=True) as con:
+        features = transaction_features(con, as_of=day(shape.days))
+        scheme = dict(
+            ((s, t), k)
+            for s, t, k in con.execute(
+                "SELECT source, transaction_id, CASE WHEN status = 'declined' THEN 'card testing'"
+                " WHEN payment_method = 'wallet' THEN 'new method ' || kind ELSE '20x amount' END FROM transactions"
+            ).fetchall()
+            if (s, t) in truth.anomalous
+        )
+    rank = anomaly_scores(model.pipeline, features.values).argsort().argsort() / (len(features.keys) - 1)
+    mean = {
+        k: float(np.mean([rank[i] for i, key in enumerate(features.keys) if scheme.get(key) == k]))
+        for k in ("card testing", "20x amount", "new method payment")
+    }
+    assert min(mean.values()) > 0.75, mean
 
 
 def test_planting_only_adds_rows(planted: dict[str, tuple[Truth, Path]], tmp_path: Path) -> None:
