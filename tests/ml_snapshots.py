@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-from c360.ml.snapshot_sql import SCHEMA  # the snapshot writer's own DDL
+from c360.ml.snapshot_sql import GOLDEN_FIELDS, SCHEMA  # the snapshot writer's own DDL and columns
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -183,21 +183,7 @@ def build(path: Path, shape: Shape) -> Truth:
         con,
         "customers",
         cust,
-        [
-            "customer_id",
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "gender",
-            "date_of_birth",
-            "city",
-            "state",
-            "country",
-            "postcode",
-            "created_at",
-            "updated_at",
-        ],
+        ["customer_id", *GOLDEN_FIELDS, "created_at", "updated_at"],
     )
     _insert(
         con,

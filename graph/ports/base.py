@@ -43,6 +43,24 @@ def new_events(events: list[E], stored: Mapping[str, E], what: str) -> list[E]:
 MAX_BATCH = 1000
 
 
+def feed_cursor(after: tuple[int, str] | None, first: int, what: str) -> tuple[int, str]:
+    """A change feed's checked page size and cursor: ``after`` as given, or the start ``(-1, "")``.
+
+    ``first`` must be 1..MAX_BATCH and ``after`` a (sequence, id) pair; :class:`InvalidInputError` names ``what``.
+    """
+    if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_BATCH:
+        raise InvalidInputError(f"first must be between 1 and {MAX_BATCH}")
+    if after is not None and (
+        not isinstance(after, tuple)
+        or len(after) != 2
+        or isinstance(after[0], bool)
+        or not isinstance(after[0], int)
+        or not isinstance(after[1], str)
+    ):
+        raise InvalidInputError(f"not {what} cursor: {after!r}")
+    return after if after is not None else (-1, "")
+
+
 class Port(ABC):
     """The store's core: backends implement the ``_hooks``; callers use the public methods."""
 

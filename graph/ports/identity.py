@@ -11,7 +11,7 @@ from typing import Any, final
 from ..errors import InvalidInputError
 from ..models import ApartPair, ChangeSet, Customer, HistoryEvent, Identifier, Profile, SourceRecord
 from ..reads import Lookup, StoreStats
-from .base import MAX_BATCH, Port
+from .base import MAX_BATCH, Port, feed_cursor
 
 
 def _ids(what: str, customer_ids: Collection[str]) -> list[str]:
@@ -187,17 +187,7 @@ class IdentityPort(Port):
         ``after`` is the (seq, customer id) of the last entry read (None: from the start); each customer
         appears once, at the sequence of its last change.
         """
-        if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_BATCH:
-            raise InvalidInputError(f"first must be between 1 and {MAX_BATCH}")
-        if after is not None and (
-            not isinstance(after, tuple)
-            or len(after) != 2
-            or isinstance(after[0], bool)
-            or not isinstance(after[0], int)
-            or not isinstance(after[1], str)
-        ):
-            raise InvalidInputError(f"not a customer feed cursor: {after!r}")
-        cursor = after if after is not None else (-1, "")
+        cursor = feed_cursor(after, first, "a customer feed")
         return self._call("customer_changes", lambda: self._customer_changes(cursor, first))
 
     # -- hooks -----------------------------------------------------------------------------------------

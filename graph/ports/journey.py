@@ -9,7 +9,7 @@ from typing import final
 
 from ..errors import InvalidInputError, NotFoundError
 from ..models import ChangeSet, StoredEvent, TimelinePage, event_time
-from .base import MAX_BATCH
+from .base import MAX_BATCH, feed_cursor
 from .identity import IdentityPort
 
 
@@ -82,18 +82,8 @@ class JourneyPort(IdentityPort):
         than every write before it (writers are exclusive) and is seen whole or not at all, so paging
         from the last entry read misses nothing. An event comes again when its record changes customer.
         """
-        if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_BATCH:
-            raise InvalidInputError(f"first must be between 1 and {MAX_BATCH}")
-        if after is not None and (
-            not isinstance(after, tuple)
-            or len(after) != 2
-            or isinstance(after[0], bool)
-            or not isinstance(after[0], int)
-            or not isinstance(after[1], str)
-        ):
-            raise InvalidInputError(f"not an event feed cursor: {after!r}")
+        cursor = feed_cursor(after, first, "an event feed")
         wanted = sorted(set(types)) if types is not None else None
-        cursor = after if after is not None else (-1, "")
         return self._call("event_changes", lambda: self._event_changes(cursor, first, wanted))
 
     # -- hooks -----------------------------------------------------------------------------------------
