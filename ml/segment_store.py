@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from c360.graph.errors import InvalidInputError
 from c360.graph.insights import SegmentChange
 from c360.graph.store import GraphStore
 
-from .consent_facts import consent_facts, permitted_pairs
+from .consent_facts import ConsentFacts, consent_facts, permitted_pairs
 from .rfm import compute_rfm
 from .segment_rules import FieldCondition, leaves
 from .segments import MembershipChange, Segment, backfill
@@ -144,12 +144,17 @@ def needs_rfm(segments: Sequence[Segment]) -> bool:
 
 @dataclass(frozen=True)
 class BackfillRun:
-    """A backfill written to the store: its time, members per segment, what took effect, RFM rows (or None)."""
+    """A backfill written to the store: its time, members per segment, what took effect, RFM rows (or None).
+
+    ``consent`` holds the consent facts it read, per snapshot customer at ``as_of``, for later steps of
+    the same run (scoring's channels) to reuse instead of reading the ledger again.
+    """
 
     as_of: datetime
     members: dict[str, int]
     report: PublishReport
     rfm_customers: int | None
+    consent: Mapping[str, ConsentFacts]
 
 
 def backfill_into_store(
@@ -177,4 +182,4 @@ def backfill_into_store(
     members = dict(con.execute("SELECT segment, count(*) FROM segment_members GROUP BY 1").fetchall())
     say(f"backfill as of {as_of.isoformat()}: {len(changes):,} membership changes; writing them to the store")
     report = publish_backfill(store, changes, progress=say)
-    return BackfillRun(as_of, {s.id: int(members.get(s.id, 0)) for s in segments}, report, rfm_rows)
+    return BackfillRun(as_of, {s.id: int(members.get(s.id, 0)) for s in segments}, report, rfm_rows, facts)

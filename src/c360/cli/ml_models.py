@@ -7,7 +7,7 @@ store: the date the scores are "as of", and the end of the models' label windows
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from rich.table import Table
 from c360.graph.errors import InvalidInputError, NotFoundError
 from c360.graph.store import GraphStore
 from c360.ml.artifacts import ArtifactInfo, list_artifacts
+from c360.ml.consent_facts import ConsentFacts, consent_facts
 from c360.ml.scoring import MODELS, Progress, ScoreReport, TrainReport, score_customers, train_models, write_insights
 from c360.ml.snapshot import database_path, snapshot_time
 from c360.settings import Settings
@@ -130,11 +131,8 @@ def _train_summary(report: TrainReport) -> str:
     return f"saved {saved} in {report.seconds:.1f} s" + (f"; {skipped}" if skipped else "")
 
 
-def marketing_channels(store: GraphStore, customer_ids: list[str], at: datetime) -> dict[str, frozenset[str]]:
-    """Per customer, the channels the kernel's consent rules permit for marketing at ``at``."""
-    from c360.ml.consent_facts import consent_facts
-
-    facts = consent_facts(store, customer_ids, at)
+def marketing_channels(facts: Mapping[str, ConsentFacts]) -> dict[str, frozenset[str]]:
+    """Per customer, the channels its consent facts permit for marketing."""
     return {cid: frozenset(ch for purpose, ch in f.permitted if purpose == "marketing") for cid, f in facts.items()}
 
 
@@ -144,15 +142,22 @@ def run_scoring(
     as_of: datetime | None,
     *,
     write: bool,
+    consent: Mapping[str, ConsentFacts] | None = None,
     progress: Progress | None = None,
 ) -> ScoreReport:
-    """Score every snapshot customer as of ``as_of`` (default: the snapshot's time) and write the insights."""
+    """Score every snapshot customer as of ``as_of`` (default: the snapshot's time) and write the insights.
+
+    ``consent``: the customers' consent facts at that time when the caller has read them already (a
+    refresh's backfill); otherwise they are read from the ledger here.
+    """
     say = progress or (lambda _line: None)
     with open_snapshot_db(settings, write=False) as con:
         when = as_of_time(as_of, con)
-        ids = [row[0] for row in con.execute("SELECT customer_id FROM customers ORDER BY 1").fetchall()]
-        say(f"reading the consent of {len(ids):,} customers ...")
-        channels = marketing_channels(store, ids, when)
+        if consent is None:
+            ids = [row[0] for row in con.execute("SELECT customer_id FROM customers ORDER BY 1").fetchall()]
+            say(f"reading the consent of {len(ids):,} customers ...")
+            consent = consent_facts(store, ids, when)
+        channels = marketing_channels(consent)
         insights, report = score_customers(
             con, ml_folder(settings) / "models", as_of=when, consented_channels=channels, progress=say
         )

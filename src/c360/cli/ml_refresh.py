@@ -103,7 +103,7 @@ def refresh_once(
             run.summary["trained"] = {n: i.tag for n, i in trained.artifacts.items()}
             run.summary["not_trained"] = dict(trained.skipped)
         t = time.monotonic()
-        scored = run_scoring(settings, store, when, write=True, progress=say)
+        scored = run_scoring(settings, store, when, write=True, consent=backfill.consent, progress=say)
         stage("score", t)
         run.summary["insights"] = {"written": scored.written, "models": dict(scored.models)}
     except (C360Error, duckdb.Error, OSError) as exc:
